@@ -1,0 +1,162 @@
+"""Turn a validated catalog into the samples table (one row per input sample)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path, PurePosixPath
+
+import polars as pl
+import pyarrow as pa
+
+from catalogs import schemas as S
+from catalogs.builders import ensure_built
+from catalogs.errors import (
+    DuplicatePath,
+    EmptyDataset,
+    MissingColumn,
+    MissingRoot,
+    TooFewClasses,
+    UnknownLabel,
+    UnsafePath,
+)
+from catalogs.spec import IMAGE_EXTENSIONS, CatalogSpec
+
+
+def make_sample_id(relative_path: str) -> str:
+    """Stable id of a sample: it survives re-runs, moves of the root and row reordering."""
+    return hashlib.blake2b(relative_path.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def list_samples(spec: CatalogSpec) -> pa.Table:
+    """The samples table of a catalog, validated; raises a named CatalogError on bad input.
+
+    Columns follow `catalogs.schemas.SAMPLES_SCHEMA`; the class list, in label-index
+    order, is stored in the schema metadata under ``classes`` (see `classes_of`).
+    """
+    ensure_built(spec)
+    if spec.source.kind == "image_folder":
+        rows = _list_image_folder(spec)
+    else:
+        rows = _list_manifest(spec)
+    return _to_table(rows, spec)
+
+
+def classes_of(table: pa.Table) -> list[str]:
+    """The class names of a samples table, in label-index order."""
+    meta = table.schema.metadata or {}
+    return [c for c in meta[b"classes"].decode("utf-8").split("\x1f")] if b"classes" in meta else []
+
+
+def _list_image_folder(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
+    root = spec.source.root
+    if not root.is_dir():
+        raise MissingRoot(f"image folder {str(root)!r} does not exist or is not a folder")
+    real_root = root.resolve()
+    rows = []
+    # Sorted walk so the table's order does not depend on the file system.
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fname in sorted(filenames):
+                if fname.startswith(".") or not fname.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                full = Path(dirpath) / fname
+                rel = full.relative_to(root).as_posix()
+                refused = None
+                if full.is_symlink() and not spec.source.allow_outside_root:
+                    if not _is_within(full.resolve(), real_root):
+                        refused = "outside_root"
+                rows.append((rel, str(full.absolute()), class_dir.name, refused))
+    if not rows:
+        raise EmptyDataset(
+            f"image folder {str(root)!r} has no images: expected class_name/*"
+            f"{{{','.join(IMAGE_EXTENSIONS)}}} below it"
+        )
+    return rows
+
+
+def _list_manifest(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
+    src = spec.source
+    path = src.manifest
+    assert path is not None
+    if not path.is_file():
+        raise MissingRoot(f"manifest {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pl.read_parquet(path)
+    elif suffix == ".csv":
+        frame = pl.read_csv(path, infer_schema_length=0)  # every column as text: labels stay as written
+    else:
+        raise MissingRoot(f"manifest {str(path)!r} must be a .parquet or .csv file, got suffix {suffix!r}")
+    for col in (src.path_column, src.label_column):
+        if col not in frame.columns:
+            raise MissingColumn(f"manifest {str(path)!r} has no column {col!r}; its columns: {frame.columns}")
+    if frame.height == 0:
+        raise EmptyDataset(f"manifest {str(path)!r} has no rows")
+    paths = frame[src.path_column].cast(pl.String).to_list()
+    labels = frame[src.label_column].cast(pl.String).to_list()
+    real_root = src.root.resolve()
+    rows, seen = [], {}
+    for i, (p, label) in enumerate(zip(paths, labels, strict=True)):
+        if p is None or p == "":
+            raise MissingColumn(f"manifest {str(path)!r} row {i}: empty path")
+        if label is None:
+            raise MissingColumn(f"manifest {str(path)!r} row {i} ({p!r}): empty label")
+        rel = PurePosixPath(p.replace("\\", "/")).as_posix()
+        if rel in seen:
+            raise DuplicatePath(f"manifest {str(path)!r}: path {p!r} appears at rows {seen[rel]} and {i}")
+        seen[rel] = i
+        full = Path(rel) if Path(rel).is_absolute() else src.root / rel
+        refused = None
+        if not src.allow_outside_root:
+            if Path(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
+                raise UnsafePath(
+                    f"manifest {str(path)!r} row {i}: path {p!r} leaves the dataset root "
+                    f"{str(src.root)!r}; set allow_outside_root = true in [source] to allow it"
+                )
+            if full.is_symlink() and not _is_within(full.resolve(), real_root):
+                refused = "outside_root"
+        rows.append((rel, str(full.absolute()), label, refused))
+    return rows
+
+
+def _to_table(rows: list[tuple[str, str, str, str | None]], spec: CatalogSpec) -> pa.Table:
+    found = sorted({r[2] for r in rows})
+    if spec.classes is not None:
+        allowed = set(spec.classes)
+        for rel, _, label, _ in rows:
+            if label not in allowed:
+                raise UnknownLabel(f"sample {rel!r} has label {label!r}, which is not in the class list {list(spec.classes)}")
+        empty = [c for c in spec.classes if c not in set(found)]
+        if empty:
+            raise TooFewClasses(f"class(es) {empty!r} of the class list have no samples")
+        classes = list(spec.classes)
+    else:
+        classes = found
+    if len(classes) < 2:
+        raise TooFewClasses(f"label cleaning needs at least 2 classes; found only {classes!r}")
+    index = {c: i for i, c in enumerate(classes)}
+    ids = [make_sample_id(r[0]) for r in rows]
+    if len(set(ids)) != len(ids):  # 64-bit collision: vanishingly rare, but never silent
+        raise DuplicatePath("two sample paths hash to the same sample_id; rename one of them")
+    table = pa.table(
+        {
+            S.SAMPLE_ID: ids,
+            S.PATH: [r[0] for r in rows],
+            S.ABS_PATH: [r[1] for r in rows],
+            S.LABEL: [r[2] for r in rows],
+            S.LABEL_INDEX: pa.array([index[r[2]] for r in rows], pa.int32()),
+            "refused": pa.array([r[3] for r in rows], pa.string()),
+        },
+        schema=S.SAMPLES_SCHEMA,
+    )
+    return table.replace_schema_metadata({"classes": "\x1f".join(classes), "catalog": spec.name})
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,99 @@
+"""Validation of the arrays the curation functions take, in one place.
+
+Every check raises a named error whose message quotes the bad value, so a user sees
+"labels has 997 rows but embeddings has 1000", never an IndexError three calls down.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from curation.errors import InvalidArray, LengthMismatch
+
+
+def check_embeddings(embeddings, *, name: str = "embeddings") -> np.ndarray:
+    """(N, D) float array, finite. Returned as float32 (memory-maps pass through)."""
+    arr = np.asarray(embeddings)
+    if arr.ndim != 2:
+        raise InvalidArray(f"{name} must be 2-D (N, D), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InvalidArray(f"{name} is empty, shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InvalidArray(f"{name} must be floating point, got dtype {arr.dtype}")
+    _check_finite(arr, name)
+    return arr.astype(np.float32, copy=False)
+
+
+def check_labels(labels, *, n_classes: int | None = None, name: str = "labels") -> np.ndarray:
+    """(N,) integer class indices in 0..K-1. Returned as int64."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise InvalidArray(f"{name} must be 1-D (N,), got shape {arr.shape}")
+    if arr.size == 0:
+        raise InvalidArray(f"{name} is empty")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise InvalidArray(f"{name}[{bad}] is {arr[bad]!r}; labels must be integers")
+        if not np.all(arr == np.round(arr)):
+            bad = int(np.flatnonzero(arr != np.round(arr))[0])
+            raise InvalidArray(f"{name}[{bad}] is {arr[bad]!r}; labels must be integers")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidArray(f"{name} must hold integer class indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.min() < 0:
+        bad = int(np.argmin(arr))
+        raise InvalidArray(f"{name}[{bad}] is {arr[bad]}; labels must be in 0..K-1")
+    if n_classes is not None and arr.max() >= n_classes:
+        bad = int(np.argmax(arr))
+        raise InvalidArray(f"{name}[{bad}] is {arr[bad]}, outside 0..{n_classes - 1} (K={n_classes})")
+    return arr
+
+
+def check_pred_probs(pred_probs, *, name: str = "pred_probs", atol: float = 1e-3) -> np.ndarray:
+    """(N, K) probabilities, finite, in [0, 1], rows summing to 1 (within `atol`)."""
+    arr = np.asarray(pred_probs)
+    if arr.ndim != 2:
+        raise InvalidArray(f"{name} must be 2-D (N, K), got shape {arr.shape}")
+    if arr.shape[1] < 2:
+        raise InvalidArray(f"{name} needs at least 2 classes (columns), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InvalidArray(f"{name} must be floating point, got dtype {arr.dtype}")
+    _check_finite(arr, name)
+    if arr.min() < 0 or arr.max() > 1:
+        bad = np.unravel_index(np.argmax((arr < 0) | (arr > 1)), arr.shape)
+        raise InvalidArray(f"{name}[{bad[0]}, {bad[1]}] is {arr[bad]!r}; probabilities must be in [0, 1]")
+    sums = arr.sum(axis=1)
+    off = np.abs(sums - 1) > atol
+    if off.any():
+        bad = int(np.flatnonzero(off)[0])
+        raise InvalidArray(f"{name} row {bad} sums to {sums[bad]:.6g}, not 1")
+    return arr.astype(np.float64, copy=False)
+
+
+def check_same_length(**arrays) -> int:
+    """All named arrays have the same number of rows; returns it."""
+    lengths = {k: len(v) for k, v in arrays.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        items = sorted(lengths.items(), key=lambda kv: kv[0])
+        (a, na), (b, nb) = items[0], next(kv for kv in items if kv[1] != items[0][1])
+        raise LengthMismatch(f"{a} has {na} rows but {b} has {nb}")
+    return next(iter(lengths.values()))
+
+
+def check_every_class_present(labels: np.ndarray, n_classes: int, *, name: str = "labels") -> None:
+    """Each of the K classes has at least one sample (otherwise per-class estimates are undefined)."""
+    counts = np.bincount(labels, minlength=n_classes)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        raise InvalidArray(f"class(es) {empty.tolist()} have no samples in {name} (K={n_classes})")
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    # Block-wise so a memory-mapped (N, D) array is never copied whole.
+    step = max(1, (1 << 24) // max(1, arr.shape[1]))
+    for start in range(0, arr.shape[0], step):
+        block = np.asarray(arr[start : start + step])
+        if not np.all(np.isfinite(block)):
+            r, c = np.argwhere(~np.isfinite(block))[0]
+            raise InvalidArray(f"{name}[{start + r}, {c}] is {block[r, c]!r}; values must be finite")
