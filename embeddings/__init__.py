@@ -1,0 +1,20 @@
+"""Encoders, safe image reading, the on-disk embedding store and the batched embedder."""
+
+from embeddings.embed import EmbedReport, embed_files
+from embeddings.encoders import (
+    DEFAULT_ENCODER,
+    ENCODERS,
+    OFFLINE_CHOICES,
+    Encoder,
+    get_encoder,
+    list_encoders,
+)
+from embeddings.errors import EncoderError, EncoderUnavailable, StoreMismatch, UnknownEncoder
+from embeddings.images import decode_image, load_image, read_file
+from embeddings.store import EmbeddingStore, atomic_write_bytes
+
+__all__ = [
+    "DEFAULT_ENCODER", "ENCODERS", "OFFLINE_CHOICES", "EmbedReport", "EmbeddingStore", "Encoder",
+    "EncoderError", "EncoderUnavailable", "StoreMismatch", "UnknownEncoder", "atomic_write_bytes",
+    "decode_image", "embed_files", "get_encoder", "list_encoders", "load_image", "read_file",
+]

@@ -1,0 +1,154 @@
+"""Embedding a list of files into the store: reader -> model -> writer, each stage timed.
+
+Readers (a thread pool: file I/O, hashing and image decoding release the GIL) prepare the
+next chunk while the model runs on the current one; each finished chunk is committed to
+the store as one block, so a killed run keeps every finished chunk and a re-run embeds
+only content the store does not have yet.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from embeddings.encoders import Encoder
+from embeddings.images import decode_image, read_file
+from embeddings.store import EmbeddingStore
+
+
+@dataclass
+class EmbedReport:
+    content_hash: list[str | None]  # per input file; None when it could not be read
+    reason: list[str | None]  # per input file; a reason code when it has no embedding
+    n_embedded: int = 0  # files whose content was newly embedded in this run
+    n_reused: int = 0  # usable files whose content was already in the store
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage: read, decode, model, write
+
+    @property
+    def n_unusable(self) -> int:
+        return sum(r is not None for r in self.reason)
+
+
+@dataclass
+class _Chunk:
+    positions: list[int]  # input positions whose content is new and decoded
+    hashes: list[str]
+    tensors: list[torch.Tensor]
+
+
+def embed_files(
+    paths: Sequence[str],
+    encoder: Encoder,
+    store: EmbeddingStore,
+    *,
+    refused: Sequence[str | None] | None = None,
+    batch_size: int = 64,
+    chunk_size: int = 1024,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EmbedReport:
+    """Embed every file not yet in `store` (by content hash); report per-file hash or reason.
+
+    refused: optional per-file reason code decided before reading (e.g. "outside_root");
+    such files are not opened at all.
+    """
+    n = len(paths)
+    refused = list(refused) if refused is not None else [None] * n
+    report = EmbedReport(content_hash=[None] * n, reason=list(refused))
+    timers = {"read": 0.0, "decode": 0.0, "model": 0.0, "write": 0.0}
+    lock = threading.Lock()
+    workers = workers or min(8, os.cpu_count() or 1)
+    seen: set[str] = set(store.index())  # content already stored, or scheduled in this run
+    reused_hashes = set(seen)
+
+    def prepare(start: int, pool: ThreadPoolExecutor) -> _Chunk:
+        todo = [i for i in range(start, min(start + chunk_size, n)) if refused[i] is None]
+        t0 = time.perf_counter()
+        reads = list(pool.map(lambda i: read_file(paths[i]), todo))
+        t1 = time.perf_counter()
+        fresh: list[tuple[int, bytes, str]] = []
+        for i, r in zip(todo, reads, strict=True):
+            if r.reason is not None:
+                report.reason[i] = r.reason
+                continue
+            report.content_hash[i] = r.content_hash
+            if r.content_hash not in seen:
+                seen.add(r.content_hash)
+                fresh.append((i, r.data, r.content_hash))
+
+        def decode(item: tuple[int, bytes, str]) -> tuple[int, str, torch.Tensor | None, str | None]:
+            i, data, h = item
+            img, reason = decode_image(data)
+            if img is None:
+                return i, h, None, reason
+            try:
+                return i, h, encoder.preprocess(img), None
+            except Exception:  # a codec that decoded but produced garbage the transform rejects
+                return i, h, None, "unreadable"
+
+        chunk = _Chunk([], [], [])
+        for i, h, tensor, reason in pool.map(decode, fresh):
+            if tensor is None:
+                report.reason[i] = reason
+                continue
+            chunk.positions.append(i)
+            chunk.hashes.append(h)
+            chunk.tensors.append(tensor)
+        with lock:
+            timers["read"] += t1 - t0
+            timers["decode"] += time.perf_counter() - t1
+        return chunk
+
+    chunks: queue.Queue = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+
+    def producer() -> None:
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="winnow-read") as pool:
+                for start in range(0, n, chunk_size):
+                    chunks.put((start, prepare(start, pool)))
+        except BaseException as exc:  # surfaced in the consumer: a reader bug must not hang the run
+            failure.append(exc)
+        finally:
+            chunks.put(None)
+
+    thread = threading.Thread(target=producer, name="winnow-reader", daemon=True)
+    thread.start()
+    done = 0
+    while (item := chunks.get()) is not None:
+        start, chunk = item
+        if chunk.tensors:
+            t0 = time.perf_counter()
+            vecs = [
+                encoder.encode_batch(torch.stack(chunk.tensors[b : b + batch_size]))
+                for b in range(0, len(chunk.tensors), batch_size)
+            ]
+            t1 = time.perf_counter()
+            store.append(chunk.hashes, np.concatenate(vecs))
+            timers["model"] += t1 - t0
+            timers["write"] += time.perf_counter() - t1
+            report.n_embedded += len(chunk.positions)
+        done = min(start + chunk_size, n)
+        if progress:
+            progress(done, n)
+    thread.join()
+    if failure:
+        raise failure[0]
+    # Duplicate files within this run share one embedding: count them as reused, not unusable.
+    report.n_reused = sum(
+        1 for h, r in zip(report.content_hash, report.reason, strict=True) if h and r is None and h in reused_hashes
+    )
+    # A hash whose first copy failed to decode makes its later copies unusable too.
+    for i, h in enumerate(report.content_hash):
+        if h is not None and report.reason[i] is None and h not in store:
+            report.reason[i] = "unreadable"
+    report.seconds = timers
+    return report

@@ -1,0 +1,96 @@
+"""Reading sample files safely: bytes -> content hash -> decoded RGB image, or a reason code.
+
+A bad file is data, not a crash: every function here returns a reason code from
+`catalogs.schemas.REASON_CODES` instead of raising for per-file problems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# PIL's own default bomb limit (about 89 MP); above it we refuse without decoding.
+MAX_IMAGE_PIXELS = 89_478_485
+# Files above this many bytes are refused before being read into memory.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileRead:
+    data: bytes | None  # the file's bytes; None when unreadable
+    content_hash: str | None  # blake2b-128 of the bytes, hex; None when unreadable
+    reason: str | None  # reason code when the file could not be read
+
+
+def hash_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def read_file(path: str) -> FileRead:
+    """Read a sample's bytes and hash them; OS problems become reason codes."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return FileRead(None, None, "missing")
+    except PermissionError:
+        return FileRead(None, None, "permission_denied")
+    except OSError:  # a directory, an I/O error, a dangling link
+        return FileRead(None, None, "unreadable")
+    if len(data) > MAX_FILE_BYTES:
+        return FileRead(None, None, "too_large")
+    return FileRead(data, hash_bytes(data), None)
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image | None, str | None]:
+    """Decode bytes into an upright 8-bit RGB image, or return (None, reason).
+
+    The declared size is checked before any pixel is decoded, so a decompression bomb
+    costs nothing. EXIF orientation is applied; 16-bit, palette, CMYK and alpha images
+    are converted (alpha composited on white, 16-bit rescaled to 8-bit).
+    """
+    if not data:
+        return None, "unreadable"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                w, h = img.size
+                if w * h > max_pixels or w <= 0 or h <= 0:
+                    return None, "too_large" if w * h > max_pixels else "unreadable"
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                return to_rgb(img), None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return None, "too_large"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
+        # Truncated or corrupt streams raise any of these depending on the codec.
+        return None, "unreadable"
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB from any PIL mode."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
+        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return img.convert("RGB")
+
+
+def load_image(path: str) -> tuple[Image.Image | None, str | None]:
+    """Read and decode one file: (image, None) or (None, reason code)."""
+    read = read_file(path)
+    if read.reason is not None:
+        return None, read.reason
+    return decode_image(read.data)

@@ -1,0 +1,129 @@
+"""The on-disk embedding store: vectors keyed by (content hash, encoder).
+
+Layout, one folder per encoder under the store root::
+
+    <root>/<encoder slug>/meta.json             encoder_id, dim
+    <root>/<encoder slug>/block-<id>.npy        (n, dim) float32, memory-mappable
+    <root>/<encoder slug>/block-<id>.parquet    content_hash, row  (the block's index)
+
+A block is written vector file first, index second, each to a temp name and renamed, so a
+block is either fully committed (its index exists) or invisible; a run killed mid-write
+leaves at most an orphan .npy that the next writer ignores. Block ids are unique per
+writer, so two processes can append at once without clobbering each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embeddings.errors import StoreMismatch
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class EmbeddingStore:
+    def __init__(self, root: str | os.PathLike, *, encoder_id: str, dim: int) -> None:
+        self.encoder_id = encoder_id
+        self.dim = int(dim)
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_id)
+        self.dir = Path(root) / slug
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta_path = self.dir / "meta.json"
+        meta = {"encoder_id": encoder_id, "dim": self.dim, "dtype": "float32"}
+        if meta_path.exists():
+            found = json.loads(meta_path.read_text())
+            if found.get("encoder_id") != encoder_id or found.get("dim") != self.dim:
+                raise StoreMismatch(f"store {str(self.dir)!r} holds {found!r}, not {meta!r}")
+        else:
+            atomic_write_bytes(meta_path, json.dumps(meta).encode())
+        self._index: dict[str, tuple[str, int]] | None = None
+
+    # --- reading ------------------------------------------------------------------------
+    def index(self) -> dict[str, tuple[str, int]]:
+        """content_hash -> (block id, row) for every committed block."""
+        if self._index is None:
+            found: dict[str, tuple[str, int]] = {}
+            for idx_path in sorted(self.dir.glob("block-*.parquet")):
+                block = idx_path.stem
+                if not (self.dir / f"{block}.npy").exists():
+                    continue
+                t = pq.read_table(idx_path)
+                for h, r in zip(t.column("content_hash").to_pylist(), t.column("row").to_pylist(), strict=True):
+                    found.setdefault(h, (block, r))
+            self._index = found
+        return self._index
+
+    def __contains__(self, content_hash: str) -> bool:
+        return content_hash in self.index()
+
+    def __len__(self) -> int:
+        return len(self.index())
+
+    def missing(self, hashes: Sequence[str]) -> list[str]:
+        idx = self.index()
+        return [h for h in dict.fromkeys(hashes) if h not in idx]
+
+    def write_matrix(self, hashes: Sequence[str], out_path: str | os.PathLike) -> Path:
+        """Write the vectors of `hashes`, in that order, to an (n, dim) .npy file (atomic).
+
+        Reads each block memory-mapped and copies only the rows needed.
+        """
+        idx = self.index()
+        absent = [h for h in hashes if h not in idx]
+        if absent:
+            raise KeyError(f"{len(absent)} hashes are not in the store, e.g. {absent[0]!r}")
+        out_path = Path(out_path)
+        tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(hashes), self.dim))
+        by_block: dict[str, list[tuple[int, int]]] = {}
+        for pos, h in enumerate(hashes):
+            block, row = idx[h]
+            by_block.setdefault(block, []).append((pos, row))
+        for block, pairs in by_block.items():
+            vecs = np.load(self.dir / f"{block}.npy", mmap_mode="r")
+            pos, rows = np.array(pairs, dtype=np.int64).T
+            order = np.argsort(rows)  # sequential reads of the block
+            out[pos[order]] = vecs[rows[order]]
+        out.flush()
+        del out
+        os.replace(tmp, out_path)
+        return out_path
+
+    # --- writing ------------------------------------------------------------------------
+    def append(self, hashes: Sequence[str], vectors: np.ndarray) -> str:
+        """Commit one block of vectors; returns its block id."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(hashes), self.dim):
+            raise ValueError(f"vectors have shape {vectors.shape}, expected ({len(hashes)}, {self.dim})")
+        block = f"block-{uuid.uuid4().hex[:16]}"
+        npy = self.dir / f"{block}.npy"
+        tmp = self.dir / f".{block}.npy.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, npy)
+        table = pa.table({"content_hash": list(hashes), "row": pa.array(range(len(hashes)), pa.int64())})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        atomic_write_bytes(self.dir / f"{block}.parquet", sink.getvalue().to_pybytes())
+        if self._index is not None:
+            for r, h in enumerate(hashes):
+                self._index.setdefault(h, (block, r))
+        return block
