@@ -1,0 +1,270 @@
+"""Exact and near duplicates, and leakage into a holdout catalog, on the shared kNN graph.
+
+Exact duplicates share a content hash (byte-identical files). Near duplicates are pairs
+joined by a kNN-graph edge whose cosine similarity is at least `min_similarity`; the
+pairs (and the hash pairs) are grouped into connected components, and each component
+keeps one representative. Nothing here is N x N: the work is linear in the N * k edges.
+
+How the near-duplicate threshold is chosen
+------------------------------------------
+A fixed cosine, `DecisionPolicy.near_duplicate_min_similarity` (default 0.95), not a
+cut-off estimated from the data. The tail of the nearest-neighbour similarity
+distribution is not a property of duplicates alone: a dataset without any copies still
+has a "closest 1%" (a relative rule such as Datalab's "distance below 0.13 x the median
+1-NN distance" then flags samples of a clean folder too), and a dataset that is 30%
+copies moves any robust statistic of the tail. What is stable is what re-encoding,
+resizing and slight cropping do to an embedding: on our real-image ground truth
+(MNIST digits through efficientnet-lite0, see tests/test_duplicates.py and
+benchmarks/duplicates_outliers.py) such copies stay above cosine 0.97, while distinct
+digits of the same class rarely pass 0.95. The threshold is a policy field because it
+depends on the encoder: check it on planted copies when you change encoders.
+
+Connected components chain: A ~ B ~ C puts A and C in one group even when A and C are
+below the threshold. With a threshold this high a chain is a sequence of near copies,
+which is what a duplicate group is; `similarity_to_representative` shows the weakest links.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.errors import InvalidArray
+from curation.knn_graph import KnnGraph, search_knn
+from curation.validation import check_embeddings, check_labels, check_same_length
+
+REPRESENTATIVE_RULES = ("central", "label_quality")
+
+
+@dataclass(frozen=True)
+class DuplicateGroups:
+    group: np.ndarray  # (N,) int64: duplicate group id (0..G-1); -1 for a sample with no duplicate
+    representative: np.ndarray  # (N,) int64: row of the group's kept sample (itself for it); -1 outside groups
+    exact: np.ndarray  # (N,) bool: byte-identical (same content hash) to its representative
+    label_conflict: np.ndarray  # (N,) bool: in a group whose members carry different labels
+    score: np.ndarray  # (N,) float64: representative rank within its group, higher = better kept
+    similarity_to_representative: np.ndarray  # (N,) float32: kNN-edge cosine to it; 1 for it; nan if no direct edge
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.group.max()) + 1 if len(self.group) else 0
+
+    @property
+    def is_duplicate(self) -> np.ndarray:
+        """(N,) bool: in a group and not its representative (the rows a policy drops)."""
+        return (self.group >= 0) & (self.representative != np.arange(len(self.group)))
+
+
+@dataclass(frozen=True)
+class Leaks:
+    is_leak: np.ndarray  # (N,) bool: duplicates a holdout sample (same hash, or cosine >= threshold)
+    holdout_index: np.ndarray  # (N,) int64: row of the nearest holdout sample (-1 when the holdout is empty)
+    similarity: np.ndarray  # (N,) float32: cosine to that holdout sample
+
+
+def find_duplicates(
+    graph: KnnGraph,
+    *,
+    min_similarity: float = 0.95,
+    content_hashes: Sequence[str | None] | None = None,
+    labels=None,
+    label_quality=None,
+    keep: str = "central",
+    keys=None,
+) -> DuplicateGroups:
+    """Group exact and near duplicates and pick one representative per group.
+
+    graph: (N, k) kNN graph of the samples. content_hashes: N hashes of the files' bytes
+    (None where unknown); equal hashes are duplicates whatever the graph says.
+    labels: (N,) class indices, to report groups whose labels disagree.
+    label_quality: (N,) in [0, 1], how well each given label is supported (e.g.
+    `KnnVotes.label_quality`). keys: (N,) sortable unique ids (sample ids) for tie-breaks,
+    so the result does not depend on row order; default the row number.
+
+    keep: "central" keeps the member with the largest summed similarity to the rest of
+    its group (label quality breaks ties); "label_quality" keeps the member whose label
+    is best supported (centrality breaks ties). Without label_quality both are "central".
+    """
+    n = len(graph)
+    _check_similarity(min_similarity, "min_similarity")
+    if keep not in REPRESENTATIVE_RULES:
+        raise InvalidArray(f"keep must be one of {REPRESENTATIVE_RULES}, got {keep!r}")
+    labels = None if labels is None else check_labels(labels)
+    quality = None if label_quality is None else _check_unit_interval(label_quality, "label_quality")
+    check_same_length(knn_graph=graph.indices, labels=labels, label_quality=quality,
+                      content_hashes=content_hashes, keys=keys)
+    key_rank = _key_rank(keys, n)
+
+    rows, cols, sims = _near_edges(graph, min_similarity)
+    if content_hashes is not None:
+        hr, hc = _hash_edges(content_hashes, key_rank)
+        rows, cols = np.concatenate([rows, hr]), np.concatenate([cols, hc])
+        sims = np.concatenate([sims, np.ones(len(hr), dtype=np.float32)])
+    adjacency = _symmetric_max(rows, cols, sims, n)
+    group = _components(adjacency, n)
+
+    # Rounded so float summation order (which follows row order) cannot break a tie.
+    centrality = np.round(np.asarray(adjacency.sum(axis=1)).ravel(), 6)
+    q = np.zeros(n) if quality is None else np.round(quality, 9)
+    first, second = (q, centrality) if keep == "label_quality" else (centrality, q)
+    in_group = np.flatnonzero(group >= 0)
+    if not len(in_group):
+        none = np.full(n, -1, dtype=np.int64)
+        return DuplicateGroups(group=none, representative=none.copy(), exact=np.zeros(n, dtype=bool),
+                               label_conflict=np.zeros(n, dtype=bool), score=np.zeros(n),
+                               similarity_to_representative=np.full(n, np.nan, dtype=np.float32))
+    order = in_group[np.lexsort((key_rank[in_group], -second[in_group], -first[in_group], group[in_group]))]
+    representative = np.full(n, -1, dtype=np.int64)
+    starts = np.r_[True, group[order][1:] != group[order][:-1]]
+    reps_of_groups = order[starts]
+    representative[in_group] = reps_of_groups[group[in_group]]
+    score = np.zeros(n)
+    # Rank within the group, 0 for the best: decide() uses it to re-pick a representative
+    # when the first choice is dropped for another reason.
+    first_of_group = np.flatnonzero(starts)
+    position = np.arange(len(order)) - first_of_group[group[order]]
+    score[order] = -position
+
+    exact = np.zeros(n, dtype=bool)
+    if content_hashes is not None:
+        h = np.asarray([("" if x is None else x) for x in content_hashes], dtype=object)
+        rep_h = h[representative[in_group]]
+        exact[in_group] = (h[in_group] == rep_h) & (h[in_group] != "")
+    conflict = np.zeros(n, dtype=bool)
+    if labels is not None and len(in_group):
+        g = group[in_group]
+        lo = np.full(group.max() + 1, np.iinfo(np.int64).max)
+        hi = np.full(group.max() + 1, -1)
+        np.minimum.at(lo, g, labels[in_group])
+        np.maximum.at(hi, g, labels[in_group])
+        conflict[in_group] = lo[g] != hi[g]
+    sim_rep = np.full(n, np.nan, dtype=np.float32)
+    sim_rep[in_group] = np.asarray(adjacency[in_group, representative[in_group]]).ravel()
+    sim_rep[sim_rep == 0] = np.nan
+    sim_rep[reps_of_groups] = 1.0
+    return DuplicateGroups(group=group, representative=representative, exact=exact,
+                           label_conflict=conflict, score=score, similarity_to_representative=sim_rep)
+
+
+def find_leaks(
+    embeddings,
+    holdout_embeddings,
+    *,
+    min_similarity: float = 0.95,
+    content_hashes: Sequence[str | None] | None = None,
+    holdout_hashes: Sequence[str | None] | None = None,
+) -> Leaks:
+    """Samples of a training catalog that duplicate a sample of a holdout (val/test) catalog.
+
+    embeddings: (N, D) training rows; holdout_embeddings: (M, D), same encoder. A sample
+    leaks when its nearest holdout sample has cosine >= `min_similarity` (the near-duplicate
+    threshold: a leak is a duplicate that crosses the split) or the same content hash.
+    """
+    _check_similarity(min_similarity, "min_similarity")
+    emb = check_embeddings(embeddings)
+    n = len(emb)
+    check_same_length(embeddings=emb, content_hashes=content_hashes)
+    hold = np.asarray(holdout_embeddings)
+    if hold.ndim == 2 and hold.shape[0] == 0:
+        return Leaks(np.zeros(n, dtype=bool), np.full(n, -1, dtype=np.int64), np.full(n, -np.inf, dtype=np.float32))
+    nn = search_knn(hold, emb, k=1)
+    index, sim = nn.indices[:, 0], nn.similarities[:, 0]
+    leak = sim >= min_similarity
+    if content_hashes is not None and holdout_hashes is not None:
+        where = {h: i for i, h in enumerate(holdout_hashes) if h is not None}
+        for i, h in enumerate(content_hashes):
+            if h is not None and h in where:
+                leak[i] = True
+                index[i] = where[h]
+                sim[i] = max(float(sim[i]), 1.0)
+    return Leaks(is_leak=leak, holdout_index=index.astype(np.int64), similarity=sim.astype(np.float32))
+
+
+def _near_edges(graph: KnnGraph, min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n, k = graph.indices.shape
+    ok = (graph.indices >= 0) & (graph.similarities >= min_similarity)
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)[ok.ravel()]
+    return rows, graph.indices[ok].astype(np.int64), graph.similarities[ok].astype(np.float32)
+
+
+def _hash_edges(hashes: Sequence[str | None], key_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A chain through the rows of each hash, in key order (a star would do as well)."""
+    h = np.asarray([("" if x is None else x) for x in hashes], dtype=object)
+    known = np.flatnonzero(h != "")
+    if not len(known):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    _, code = np.unique(h[known].astype(str), return_inverse=True)
+    order = known[np.lexsort((key_rank[known], code))]
+    code_sorted = np.sort(code)
+    same = code_sorted[1:] == code_sorted[:-1]
+    return order[:-1][same], order[1:][same]
+
+
+def _symmetric_max(rows, cols, sims, n):
+    from scipy import sparse
+
+    # An edge can come twice (from the graph and from the hashes): keep its max, not its sum.
+    pair, inverse = np.unique(rows * n + cols, return_inverse=True)
+    weight = np.zeros(len(pair))
+    np.maximum.at(weight, inverse, sims.astype(np.float64))
+    a = sparse.csr_matrix((weight, (pair // n, pair % n)), shape=(n, n))
+    # kNN edges are directed and may appear both ways: an undirected pair keeps its max.
+    if a.nnz:
+        a = a.maximum(a.T).tocsr()
+        a.setdiag(0)
+        a.eliminate_zeros()
+    return a
+
+
+def _components(adjacency, n: int) -> np.ndarray:
+    """(N,) group ids; -1 for singletons. Ids follow the smallest member row (stable)."""
+    from scipy.sparse.csgraph import connected_components
+
+    if adjacency.nnz == 0:
+        return np.full(n, -1, dtype=np.int64)
+    _, comp = connected_components(adjacency, directed=False)
+    sizes = np.bincount(comp)
+    comp = np.where(sizes[comp] > 1, comp, -1)
+    kept = np.unique(comp[comp >= 0])
+    remap = np.full(comp.max() + 1 if len(kept) else 1, -1, dtype=np.int64)
+    remap[kept] = np.arange(len(kept))
+    return np.where(comp >= 0, remap[np.clip(comp, 0, None)], -1).astype(np.int64)
+
+
+def _key_rank(keys, n: int) -> np.ndarray:
+    if keys is None:
+        return np.arange(n, dtype=np.int64)
+    arr = np.asarray(keys)
+    if arr.ndim != 1:
+        raise InvalidArray(f"keys must be 1-D (N,), got shape {arr.shape}")
+    uniq, rank = np.unique(arr, return_inverse=True)
+    if len(uniq) != len(arr):
+        raise InvalidArray(f"keys must be unique; {len(arr) - len(uniq)} repeat(s), e.g. {_first_repeat(arr)!r}")
+    return rank.astype(np.int64)
+
+
+def _first_repeat(arr: np.ndarray):
+    seen = set()
+    for x in arr.tolist():
+        if x in seen:
+            return x
+        seen.add(x)
+    return None
+
+
+def _check_similarity(value: float, name: str) -> None:
+    if not -1.0 <= float(value) <= 1.0:
+        raise InvalidArray(f"{name} must be a cosine in [-1, 1], got {value!r}")
+
+
+def _check_unit_interval(values, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise InvalidArray(f"{name} must be 1-D (N,), got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidArray(f"{name}[{i}] is {arr[i]!r}; must be finite and in [0, 1]")
+    return arr

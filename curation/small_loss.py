@@ -1,0 +1,173 @@
+"""Small-loss label noise: a linear probe on the embeddings, trained K-fold.
+
+Networks fit clean labels before noisy ones, so a sample the probe cannot fit (high
+out-of-fold loss, low margin while training) is probably mislabelled. The probe is a
+softmax regression in torch: out-of-fold `pred_probs` feed confident learning, the
+per-sample losses feed a 2-component Gaussian mixture (DivideMix's clean/noisy split),
+and the margins recorded over training epochs give the area under the margin (AUM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.errors import InvalidArray
+from curation.validation import check_embeddings, check_every_class_present, check_labels, check_same_length
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    pred_probs: np.ndarray  # (N, K) float64: out-of-fold softmax of the probe (never trained on the row)
+    losses: np.ndarray  # (N,) float64: out-of-fold cross-entropy of the given label
+    margin: np.ndarray  # (N,) float64 in [-1, 1]: out-of-fold p[given] - max p[other]; low = hard or wrong
+    aum: np.ndarray  # (N,) float64: mean over training epochs of logit[given] - max logit[other], in-fold
+
+
+@dataclass(frozen=True)
+class SmallLossSplit:
+    clean_prob: np.ndarray  # (N,) float64 in [0, 1]: posterior of the low-loss Gaussian component
+    is_noisy: np.ndarray  # (N,) bool: clean_prob < 0.5
+
+
+def fit_probe(
+    embeddings,
+    labels,
+    *,
+    n_classes: int,
+    n_folds: int = 5,
+    epochs: int = 30,
+    min_steps: int = 300,
+    batch_size: int = 4096,
+    learning_rate: float = 0.01,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> ProbeResult:
+    """Out-of-fold softmax-regression probe on `embeddings` (N, D) with `labels` (N,).
+
+    Folds are stratified by given label. Features are standardised with statistics of
+    all rows (no labels involved, so nothing leaks across folds). Adam on large
+    minibatches; deterministic for a given seed.
+    """
+    import torch
+
+    emb = check_embeddings(embeddings)
+    labels = check_labels(labels, n_classes=n_classes)
+    check_same_length(labels=labels, embeddings=emb)
+    check_every_class_present(labels, n_classes)
+    if n_folds < 2:
+        raise InvalidArray(f"n_folds must be at least 2, got {n_folds}")
+    n = len(labels)
+    x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    y = torch.from_numpy(labels)
+    folds = _stratified_folds(labels, n_folds=n_folds, seed=seed)
+    probs = np.zeros((n, n_classes), dtype=np.float64)
+    aum_sum = np.zeros(n, dtype=np.float64)
+    aum_count = np.zeros(n, dtype=np.float64)
+    gen = torch.Generator().manual_seed(seed)
+    for f in range(n_folds):
+        test = np.flatnonzero(folds == f)
+        train = np.flatnonzero(folds != f)
+        linear = torch.nn.Linear(x.shape[1], n_classes)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(linear.weight.shape, generator=gen) * 0.01)
+            linear.bias.zero_()
+        opt = torch.optim.Adam(linear.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        train_t = torch.from_numpy(train)
+        # Small data needs more passes than large data: at least `min_steps` updates.
+        steps_per_epoch = -(-len(train) // batch_size)
+        for _ in range(max(epochs, -(-min_steps // steps_per_epoch))):
+            order = train_t[torch.randperm(len(train), generator=gen)]
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                logits = linear(x[idx])
+                loss = torch.nn.functional.cross_entropy(logits, y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    m = _logit_margin(logits.detach(), y[idx]).numpy()
+                aum_sum[idx.numpy()] += m
+                aum_count[idx.numpy()] += 1
+        with torch.no_grad():
+            probs[test] = torch.softmax(linear(x[torch.from_numpy(test)]), dim=1).double().numpy()
+    probs /= probs.sum(axis=1, keepdims=True)
+    own = probs[np.arange(n), labels]
+    others = probs.copy()
+    others[np.arange(n), labels] = -np.inf
+    return ProbeResult(
+        pred_probs=probs,
+        losses=-np.log(np.clip(own, 1e-12, None)),
+        margin=own - others.max(axis=1),
+        aum=aum_sum / np.maximum(aum_count, 1),
+    )
+
+
+def split_small_loss(losses, *, n_iter: int = 20) -> SmallLossSplit:
+    """2-component 1-D Gaussian mixture over `losses` (N,), as DivideMix does.
+
+    Losses are min-max normalised; the component with the smaller mean is "clean".
+    When all losses are equal, every sample is clean.
+    """
+    loss = np.asarray(losses, dtype=np.float64)
+    if loss.ndim != 1 or loss.size == 0:
+        raise InvalidArray(f"losses must be a non-empty 1-D array, got shape {loss.shape}")
+    if not np.all(np.isfinite(loss)):
+        bad = int(np.flatnonzero(~np.isfinite(loss))[0])
+        raise InvalidArray(f"losses[{bad}] is {loss[bad]!r}; values must be finite")
+    span = loss.max() - loss.min()
+    if span <= 0:
+        return SmallLossSplit(clean_prob=np.ones(len(loss)), is_noisy=np.zeros(len(loss), dtype=bool))
+    z = (loss - loss.min()) / span
+    clean = _gmm_clean_posterior(z, n_iter=n_iter)
+    return SmallLossSplit(clean_prob=clean, is_noisy=clean < 0.5)
+
+
+def _gmm_clean_posterior(z: np.ndarray, *, n_iter: int) -> np.ndarray:
+    # Deterministic start: the lower and upper quartiles; reg keeps a variance from collapsing.
+    reg = 5e-4
+    mu = np.quantile(z, [0.25, 0.9])
+    var = np.array([z.var(), z.var()]) + reg
+    w = np.array([0.5, 0.5])
+    for _ in range(n_iter):
+        log_p = -0.5 * ((z[:, None] - mu) ** 2 / var + np.log(2 * np.pi * var)) + np.log(w)
+        log_p -= log_p.max(axis=1, keepdims=True)
+        resp = np.exp(log_p)
+        resp /= resp.sum(axis=1, keepdims=True)
+        nk = resp.sum(axis=0) + 1e-12
+        w = nk / len(z)
+        mu = (resp * z[:, None]).sum(axis=0) / nk
+        var = (resp * (z[:, None] - mu) ** 2).sum(axis=0) / nk + reg
+    clean_comp = int(np.argmin(mu))
+    log_p = -0.5 * ((z[:, None] - mu) ** 2 / var + np.log(2 * np.pi * var)) + np.log(w)
+    log_p -= log_p.max(axis=1, keepdims=True)
+    resp = np.exp(log_p)
+    post = resp[:, clean_comp] / resp.sum(axis=1)
+    # Beyond the noisy mean a wider clean component could win back the tail; keep it monotone.
+    order = np.argsort(z, kind="stable")
+    post_sorted = np.minimum.accumulate(post[order])
+    out = np.empty_like(post)
+    out[order] = post_sorted
+    return out
+
+
+def _logit_margin(logits, y):
+    import torch
+
+    own = logits.gather(1, y[:, None])[:, 0]
+    masked = logits.scatter(1, y[:, None], float("-inf"))
+    return own - masked.max(dim=1).values
+
+
+def _stratified_folds(labels: np.ndarray, *, n_folds: int, seed: int) -> np.ndarray:
+    """(N,) fold number per row, each class spread evenly over folds."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(labels), dtype=np.int64)
+    offset = 0
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        folds[rows] = (np.arange(len(rows)) + offset) % n_folds
+        offset += len(rows)
+    return folds

@@ -1,0 +1,141 @@
+"""The `winnow` command line: each command builds a config and calls one flow or function."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+# Prefect's per-task INFO lines drown the summary; users can still ask for them.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Telemetry needs a network and only produces error lines without one.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import typer  # noqa: E402
+
+from catalogs import CatalogError, list_catalogs, resolve_catalog  # noqa: E402
+from curation import InvalidArray  # noqa: E402
+from embeddings import DEFAULT_ENCODER, EncoderError, list_encoders  # noqa: E402
+from flows.config import RunConfig  # noqa: E402
+from flows.io import RunLocked  # noqa: E402
+
+app = typer.Typer(help="Winnow: find and fix label noise, duplicates and junk in ML datasets.",
+                  no_args_is_help=True, add_completion=False)
+catalogs_app = typer.Typer(help="Bundled dataset catalogs.", no_args_is_help=True)
+encoders_app = typer.Typer(help="Encoders that embed samples.", no_args_is_help=True)
+app.add_typer(catalogs_app, name="catalogs")
+app.add_typer(encoders_app, name="encoders")
+
+USER_ERRORS = (CatalogError, EncoderError, InvalidArray, RunLocked, FileNotFoundError)
+
+
+def _fail(exc: BaseException) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_policy(items: list[str]) -> dict:
+    """`key=value` pairs; values parse as TOML scalars (numbers, booleans, strings)."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidArray(f"--policy expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="A catalog .toml file, a bundled catalog name, or a folder of class_name/*.{png,jpg,jpeg,webp}.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for manifest.parquet, clean.parquet, summary.json.")],
+    encoder: Annotated[str | None, typer.Option(help=f"Encoder name (`winnow encoders list`). Default: the catalog's, else {DEFAULT_ENCODER}.")] = None,
+    store: Annotated[Path | None, typer.Option(help="Embedding store folder, shared between runs. Default: OUT/store.")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Neighbours per sample in the kNN graph.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model forward pass.")] = 64,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N. Default: CUDA when present.")] = None,
+    methods: Annotated[str, typer.Option(help="Label-noise detectors, comma-separated, or 'auto'.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for the probe and every random choice.")] = 0,
+    policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable), e.g. on_label_issue=drop.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another run on OUT to finish instead of failing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Clean a dataset: embed, build the kNN graph, detect problems, write manifests."""
+    from flows.clean import clean_dataset
+
+    try:
+        config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store) if store else None,
+                           k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
+                           policy=_parse_policy(policy or []), wait_for_lock=wait)
+        paths = clean_dataset(config)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    _print_summary(paths, as_json=as_json)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out/demo"),
+    encoder: Annotated[str | None, typer.Option(help="Encoder (default: the digits catalog's, efficientnet-lite0).")] = None,
+) -> None:
+    """Clean the bundled `digits` catalog (real digits, 10% planted flips) and score the result."""
+    from flows.clean import clean_dataset, score_against_ground_truth
+
+    try:
+        paths = clean_dataset(RunConfig(target="digits", out=str(out), encoder=encoder))
+    except USER_ERRORS as exc:
+        _fail(exc)
+    _print_summary(paths, as_json=False)
+    scores = score_against_ground_truth(paths["manifest"], paths["ground_truth"])
+    typer.echo(
+        f"\nDetection vs the planted flips: {scores['true_positives']} of {scores['flagged']} flagged are "
+        f"planted flips; {scores['planted']} planted.\n"
+        f"  precision {scores['precision']:.3f}   recall {scores['recall']:.3f}   F1 {scores['f1']:.3f}"
+    )
+
+
+def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
+    summary = json.loads(Path(paths["summary"]).read_text())
+    if as_json:
+        typer.echo(json.dumps({**summary, "outputs": paths}, indent=2))
+        return
+    emb = summary.get("embedding", {})
+    typer.echo(f"Cleaned {summary['samples']} samples of {summary['catalog']!r} with {summary['encoder']} "
+               f"in {summary['seconds']} s (embedded {emb.get('embedded')}, reused {emb.get('reused')}).")
+    typer.echo("Decisions: " + ", ".join(f"{d} {c}" for d, c in summary["decisions"].items()))
+    if summary["reasons"]:
+        typer.echo("Reasons:   " + ", ".join(f"{r} {c}" for r, c in summary["reasons"].items()))
+    typer.echo(f"Manifest:  {paths['manifest']}")
+    typer.echo(f"Clean set: {paths['clean']}")
+    typer.echo(f"Summary:   {paths['summary']}")
+
+
+@catalogs_app.command("list")
+def catalogs_list() -> None:
+    """Show the bundled catalogs."""
+    for name in list_catalogs():
+        spec = resolve_catalog(name)
+        typer.echo(f"{name:<12} {spec.description}  [encoder: {spec.encoder or DEFAULT_ENCODER}]")
+
+
+@encoders_app.command("list")
+def encoders_list() -> None:
+    """Show the encoder families and how to name them."""
+    for name, usage in list_encoders():
+        typer.echo(f"{name:<20} {usage}")
+    typer.echo(f"\ndefault: {DEFAULT_ENCODER} (needs its weights cached or a network)")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,166 @@
+"""Thin Prefect tasks: read inputs by path, call one library function, write a file, return its path."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+from prefect import task
+
+import curation
+from catalogs import classes_of, list_samples, resolve_catalog
+from catalogs import schemas as S
+from embeddings import EmbeddingStore, embed_files, get_encoder
+from flows.io import load_knn_graph, save_knn_graph, write_json, write_npy, write_parquet
+
+
+@task(retries=2, retry_delay_seconds=1)
+def load_samples(target: str, work_dir: str) -> str:
+    """Catalog -> samples.parquet (validated; one row per input sample)."""
+    table = list_samples(resolve_catalog(target))
+    return str(write_parquet(table, Path(work_dir) / "samples.parquet"))
+
+
+@task
+def embed_samples(samples_path: str, encoder_name: str, store_dir: str, work_dir: str, *,
+                  batch_size: int = 64, device: str | None = None) -> str:
+    """Embed what the store lacks; write embed.parquet (hash, reason, row) and embeddings.npy."""
+    samples = pq.read_table(samples_path)
+    encoder = get_encoder(encoder_name, device=device)
+    store = EmbeddingStore(store_dir, encoder_id=encoder.encoder_id, dim=encoder.dim)
+    t0 = time.perf_counter()
+    report = embed_files(
+        samples.column(S.ABS_PATH).to_pylist(), encoder, store,
+        refused=samples.column("refused").to_pylist(), batch_size=batch_size,
+    )
+    seconds = time.perf_counter() - t0
+    usable = [i for i, r in enumerate(report.reason) if r is None]
+    rows = np.full(len(report.reason), -1, dtype=np.int64)
+    rows[usable] = np.arange(len(usable))
+    work = Path(work_dir)
+    store.write_matrix([report.content_hash[i] for i in usable], work / "embeddings.npy")
+    write_parquet(
+        pl.DataFrame({
+            S.SAMPLE_ID: samples.column(S.SAMPLE_ID).to_pylist(),
+            S.CONTENT_HASH: report.content_hash,
+            "reason": report.reason,
+            "row": rows,
+        }, schema={S.SAMPLE_ID: pl.String, S.CONTENT_HASH: pl.String, "reason": pl.String, "row": pl.Int64}),
+        work / "embed.parquet",
+    )
+    write_json({
+        "encoder": encoder_name, "encoder_id": encoder.encoder_id, "dim": encoder.dim,
+        "embedded": report.n_embedded, "reused": report.n_reused, "unusable": report.n_unusable,
+        "seconds": round(seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+        "images_per_second": round(report.n_embedded / seconds, 2) if seconds > 0 and report.n_embedded else None,
+    }, work / "embed.json")
+    return str(work / "embed.parquet")
+
+
+@task
+def build_knn(work_dir: str, *, k: int = 10) -> str:
+    """embeddings.npy -> knn.npz, the graph every detector reads."""
+    emb = np.load(Path(work_dir) / "embeddings.npy", mmap_mode="r")
+    if emb.shape[0] < 2:
+        raise curation.InvalidArray(f"only {emb.shape[0]} sample(s) could be embedded; need at least 2")
+    graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1))
+    return str(save_knn_graph(graph, Path(work_dir) / "knn.npz"))
+
+
+@task
+def detect_label_issues(samples_path: str, embed_path: str, knn_path: str, work_dir: str, *,
+                        methods: str = "auto", seed: int = 0) -> str:
+    """Usable samples' labels + graph -> detections.parquet (one row per usable sample)."""
+    samples = pq.read_table(samples_path)
+    classes = classes_of(samples)
+    embed = pl.read_parquet(embed_path)
+    usable = embed["row"].to_numpy() >= 0
+    labels = samples.column(S.LABEL_INDEX).to_numpy()[usable]
+    graph = load_knn_graph(knn_path)
+    votes = curation.find_knn_label_issues(labels, graph, n_classes=len(classes))
+    frame = pl.DataFrame({
+        S.SAMPLE_ID: embed[S.SAMPLE_ID].filter(pl.Series(usable)),
+        "is_label_issue": votes.is_label_issue,
+        S.LABEL_QUALITY: votes.label_quality,
+        "suggested_label": votes.suggested_label,
+        "suggestion_confidence": votes.vote_probs[np.arange(len(labels)), votes.suggested_label],
+        "score_knn_vote": votes.label_quality,
+    })
+    return str(write_parquet(frame, Path(work_dir) / "detections.parquet"))
+
+
+@task(retries=2, retry_delay_seconds=1)
+def write_manifests(samples_path: str, embed_path: str, detections_path: str, out_dir: str, *,
+                    policy: dict, run_info: dict) -> str:
+    """All findings -> manifest.parquet, clean.parquet, summary.json (each written atomically)."""
+    samples = pl.from_arrow(pq.read_table(samples_path))
+    classes = classes_of(pq.read_table(samples_path))
+    embed = pl.read_parquet(embed_path)
+    det = pl.read_parquet(detections_path)
+    frame = samples.join(embed, on=S.SAMPLE_ID, how="left", maintain_order="left").join(
+        det, on=S.SAMPLE_ID, how="left", maintain_order="left"
+    )
+    n = frame.height
+    labels = frame[S.LABEL_INDEX].to_numpy().astype(np.int64)
+    issue = frame["is_label_issue"].fill_null(False).to_numpy()
+    suggested = frame["suggested_label"].fill_null(-1).to_numpy().astype(np.int64)
+    confidence = frame["suggestion_confidence"].fill_null(0.0).to_numpy()
+    decisions = curation.decide(
+        labels, unusable_reason=frame["reason"].to_list(), is_label_issue=issue,
+        suggested_label=suggested, suggestion_confidence=confidence,
+        policy=curation.policy_from_dict(policy),
+    )
+    name = np.array(classes, dtype=object)
+    score_cols = [c for c in det.columns if c.startswith("score_")]
+    manifest = pl.DataFrame({
+        S.SAMPLE_ID: frame[S.SAMPLE_ID],
+        S.PATH: frame[S.PATH],
+        S.LABEL: frame[S.LABEL],
+        S.DECISION: pl.Series(decisions.decision.tolist(), dtype=pl.String),
+        S.REASONS: pl.Series(decisions.reasons, dtype=pl.List(pl.String)),
+        S.LABEL_QUALITY: frame[S.LABEL_QUALITY],
+        S.SUGGESTED_LABEL: pl.Series([name[s] if s >= 0 else None for s in suggested], dtype=pl.String),
+        S.FINAL_LABEL: pl.Series([name[f] if f >= 0 else None for f in decisions.final_label], dtype=pl.String),
+        S.WEIGHT: decisions.weight,
+        S.DUPLICATE_OF: pl.Series([None] * n, dtype=pl.String),
+        S.CLUSTER: pl.Series([None] * n, dtype=pl.Int32),
+        S.CONTENT_HASH: frame[S.CONTENT_HASH],
+    }).with_columns([frame[c] for c in score_cols])
+    assert manifest.height == samples.height, "every input row must appear exactly once"
+    out = Path(out_dir)
+    write_parquet(manifest, out / "manifest.parquet")
+    keep = manifest[S.DECISION] != "drop"
+    clean = pl.DataFrame({
+        S.SAMPLE_ID: manifest[S.SAMPLE_ID].filter(keep),
+        S.PATH: manifest[S.PATH].filter(keep),
+        S.ABS_PATH: frame[S.ABS_PATH].filter(keep),
+        S.LABEL: manifest[S.FINAL_LABEL].filter(keep),
+        "original_label": manifest[S.LABEL].filter(keep),
+        S.WEIGHT: manifest[S.WEIGHT].filter(keep),
+    })
+    write_parquet(clean, out / "clean.parquet")
+    write_json(summarise(manifest, run_info), out / "summary.json")
+    return str(out / "manifest.parquet")
+
+
+def summarise(manifest: pl.DataFrame, run_info: dict) -> dict:
+    """Counts per decision, reason and class (before and after), plus what ran and how long."""
+    reasons = manifest.select(pl.col(S.REASONS).explode()).drop_nulls()[S.REASONS].value_counts(sort=True)
+    before = manifest[S.LABEL].value_counts(sort=True)
+    after = manifest.filter(pl.col(S.DECISION) != "drop")[S.FINAL_LABEL].value_counts(sort=True)
+    return {
+        **run_info,
+        "samples": manifest.height,
+        "decisions": {d: int((manifest[S.DECISION] == d).sum()) for d in S.DECISIONS},
+        "reasons": dict(zip(reasons[S.REASONS].to_list(), reasons["count"].to_list(), strict=True)),
+        "classes_before": dict(sorted(zip(before[S.LABEL].to_list(), before["count"].to_list(), strict=True))),
+        "classes_after": dict(sorted(zip(after[S.FINAL_LABEL].to_list(), after["count"].to_list(), strict=True))),
+    }
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
