@@ -13,7 +13,14 @@ from curation import policy_from_dict
 from embeddings import DEFAULT_ENCODER
 from flows.config import RunConfig
 from flows.io import locked
-from flows.tasks import build_knn, detect_label_issues, embed_samples, load_samples, read_json, write_manifests
+from flows.tasks import (
+    build_knn,
+    detect_label_issues,
+    embed_samples,
+    load_samples,
+    read_json,
+    write_manifests,
+)
 
 
 @flow(name="clean-dataset", log_prints=True)

@@ -15,7 +15,7 @@ import curation
 from catalogs import classes_of, list_samples, resolve_catalog
 from catalogs import schemas as S
 from embeddings import EmbeddingStore, embed_files, get_encoder
-from flows.io import load_knn_graph, save_knn_graph, write_json, write_npy, write_parquet
+from flows.io import load_knn_graph, save_knn_graph, write_json, write_parquet
 
 
 @task(retries=2, retry_delay_seconds=1)

@@ -1,0 +1,89 @@
+"""The whole flow under Prefect's test harness, and the CLI through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flows.clean import clean_dataset, score_against_ground_truth
+from flows.cli import app
+from flows.config import RunConfig
+from flows.io import RunLocked, locked
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def folder_with_bad_files(digit_folder):
+    good = next((digit_folder / "3").glob("*.png")).read_bytes()
+    (digit_folder / "3" / "truncated.png").write_bytes(good[: len(good) // 3])
+    (digit_folder / "5" / "zero.png").write_bytes(b"")
+    return digit_folder
+
+
+def test_flow_keeps_every_row_and_marks_unreadable(prefect_harness, folder_with_bad_files, tmp_path):
+    out = tmp_path / "out"
+    paths = clean_dataset(RunConfig(target=str(folder_with_bad_files), out=str(out), encoder="pixels:16", k=5))
+    manifest = pl.read_parquet(paths["manifest"])
+    assert manifest.height == 122
+    assert manifest["sample_id"].n_unique() == 122 and manifest["path"].n_unique() == 122
+    bad = manifest.filter(pl.col("path").is_in(["3/truncated.png", "5/zero.png"]))
+    assert bad["decision"].to_list() == ["drop", "drop"]
+    assert bad["reasons"].to_list() == [["unreadable"], ["unreadable"]]
+    assert bad["label_quality"].is_null().all()
+    good = manifest.filter(~pl.col("path").is_in(["3/truncated.png", "5/zero.png"]))
+    assert good["label_quality"].is_not_null().all()
+    assert set(manifest["decision"].unique()) <= {"keep", "drop", "relabel"}
+    clean = pl.read_parquet(paths["clean"])
+    assert clean.height == (manifest["decision"] != "drop").sum()
+    relabelled = manifest.filter(pl.col("decision") == "relabel")
+    assert (relabelled["final_label"] == relabelled["suggested_label"]).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 122 and summary["reasons"]["unreadable"] == 2
+    assert sum(summary["decisions"].values()) == 122
+    assert not list(out.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_flow_on_bundled_digits_finds_planted_flips(prefect_harness, tmp_path):
+    paths = clean_dataset(RunConfig(target="digits", out=str(tmp_path / "o"), encoder="pixels:16"))
+    scores = score_against_ground_truth(paths["manifest"], paths["ground_truth"])
+    assert scores["precision"] >= 0.8 and scores["recall"] >= 0.8, scores
+    assert pl.read_parquet(paths["manifest"]).height == 1797
+
+
+def test_second_run_on_same_folder_is_refused_while_locked(tmp_path):
+    with locked(tmp_path):
+        with pytest.raises(RunLocked, match="--wait"):
+            with locked(tmp_path):
+                pass
+    with locked(tmp_path):  # released after the first run ends
+        pass
+
+
+def test_cli_run_json_and_lists(prefect_harness, digit_folder, tmp_path):
+    result = runner.invoke(app, ["run", str(digit_folder), "--out", str(tmp_path / "o"),
+                                 "--encoder", "pixels:16", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["samples"] == 120 and summary["outputs"]["manifest"].endswith("manifest.parquet")
+    listed = runner.invoke(app, ["catalogs", "list"])
+    assert listed.exit_code == 0 and "digits" in listed.output
+    encs = runner.invoke(app, ["encoders", "list"])
+    assert "efficientnet-lite0" in encs.output and "open_clip" in encs.output
+    helptext = runner.invoke(app, ["run", "--help"])
+    for option in ("--out", "--encoder", "--store", "--k", "--policy", "--wait", "--json"):
+        assert option in helptext.output
+
+
+def test_cli_user_errors_exit_2_with_the_bad_value(prefect_harness, digit_folder, tmp_path, monkeypatch):
+    result = runner.invoke(app, ["run", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "nope" in result.output
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["run", str(digit_folder), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "efficientnet-lite0" in result.output, result.output
+    result = runner.invoke(app, ["run", str(digit_folder), "--out", str(tmp_path / "o"),
+                                 "--encoder", "pixels", "--policy", "relabel_everything=1"])
+    assert result.exit_code == 2 and "relabel_everything" in result.output

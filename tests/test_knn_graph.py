@@ -1,0 +1,84 @@
+"""The FAISS kNN graph against brute force, and the kNN label vote on planted flips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curation import InvalidArray, build_knn_graph, find_knn_label_issues
+
+
+def brute_force(x: np.ndarray, k: int):
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(sims, order, axis=1)
+
+
+def normalised(rng, n, d):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("n, d, k, block", [(500, 32, 10, 128), (97, 8, 5, 1000), (3000, 64, 15, 700)])
+def test_knn_graph_equals_brute_force(n, d, k, block):
+    x = normalised(np.random.default_rng(n), n, d)
+    graph = build_knn_graph(x, k=k, block_size=block)
+    ids, sims = brute_force(x, k)
+    np.testing.assert_allclose(graph.similarities, sims, atol=1e-5)
+    # Ids agree wherever similarities are not tied.
+    assert (graph.indices == ids).mean() > 0.999
+    assert not (graph.indices == np.arange(n)[:, None]).any()
+
+
+def test_knn_graph_with_exact_duplicates_never_lists_self():
+    rng = np.random.default_rng(0)
+    base = normalised(rng, 50, 16)
+    x = np.concatenate([base, base, base])  # every vector three times
+    graph = build_knn_graph(x, k=4)
+    assert not (graph.indices == np.arange(150)[:, None]).any()
+    np.testing.assert_allclose(graph.similarities[:, :2], 1.0, atol=1e-5)
+
+
+def test_knn_graph_smaller_than_k_pads():
+    x = normalised(np.random.default_rng(1), 4, 8)
+    graph = build_knn_graph(x, k=10)
+    assert graph.indices.shape == (4, 10)
+    assert (graph.indices[:, 3:] == -1).all() and (graph.indices[:, :3] >= 0).all()
+
+
+def test_knn_graph_rejects_bad_arrays():
+    with pytest.raises(InvalidArray, match="nan"):
+        build_knn_graph(np.array([[0.0, 1.0], [np.nan, 0.0]], dtype=np.float32))
+    with pytest.raises(InvalidArray, match=r"\(5,\)"):
+        build_knn_graph(np.zeros(5, dtype=np.float32))
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(2, 60), d=st.integers(1, 12), k=st.integers(1, 8), seed=st.integers(0, 2**16))
+def test_knn_graph_property_matches_brute_force(n, d, k, seed):
+    x = normalised(np.random.default_rng(seed), n, d)
+    graph = build_knn_graph(x, k=k, block_size=7)
+    kk = min(k, n - 1)
+    _, sims = brute_force(x, kk)
+    np.testing.assert_allclose(graph.similarities[:, :kk], sims, atol=1e-5)
+
+
+def test_knn_vote_finds_planted_flips():
+    rng = np.random.default_rng(0)
+    n_classes, per = 5, 200
+    centres = normalised(rng, n_classes, 32) * 8
+    x = np.concatenate([c + rng.standard_normal((per, 32)) for c in centres]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    truth = np.repeat(np.arange(n_classes), per)
+    labels = truth.copy()
+    flips = rng.choice(len(labels), 100, replace=False)
+    labels[flips] = (labels[flips] + rng.integers(1, n_classes, 100)) % n_classes
+    votes = find_knn_label_issues(labels, build_knn_graph(x, k=10), n_classes=n_classes)
+    flagged = np.flatnonzero(votes.is_label_issue)
+    assert len(set(flagged) & set(flips)) >= 95
+    assert len(set(flagged) - set(flips)) <= 10
+    assert (votes.suggested_label[flips] == truth[flips]).mean() > 0.95
+    assert ((votes.label_quality >= 0) & (votes.label_quality <= 1)).all()
