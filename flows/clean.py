@@ -21,39 +21,55 @@ from flows.tasks import (
     read_json,
     write_manifests,
 )
+from flows.versions import latest_run, prune_old_work, publish_run, start_run
 
 
 @flow(name="clean-dataset", log_prints=True)
 def clean_dataset(config: RunConfig) -> dict[str, str]:
-    """Clean one dataset end to end; returns the paths of the outputs."""
+    """Clean one dataset end to end into a new version under OUT/runs/; returns its output paths.
+
+    A run killed part-way leaves an incomplete version; the next run on the same OUT
+    resumes it, skipping the stages that had finished.
+    """
     started = time.perf_counter()
     spec = resolve_catalog(config.target)  # validates the catalog before any work
     policy = {**spec.policy, **config.policy}
     policy_from_dict(policy)  # a bad policy key fails now, not after embedding
     encoder = config.encoder or spec.encoder or DEFAULT_ENCODER
     out = Path(config.out).expanduser().resolve()
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
     store = Path(config.store).expanduser().resolve() if config.store else out / "store"
     with locked(out, wait=config.wait_for_lock):
+        previous = latest_run(out)
+        run = start_run(out)
+        work = run / "work"
+        work.mkdir(parents=True, exist_ok=True)
         samples = load_samples(config.target, str(work))
         embed = embed_samples(samples, encoder, str(store), str(work), batch_size=config.batch_size,
-                              device=config.device)
+                              device=config.device, progress=config.progress)
         knn = build_knn(str(work), k=config.k)
         detections = detect_label_issues(samples, embed, knn, str(work), methods=config.methods,
                                          seed=config.seed)
         run_info = {
+            "run_id": run.name,
             "catalog": spec.name,
             "encoder": encoder,
             "embedding": read_json(work / "embed.json"),
             "k": config.k,
             "seconds": round(time.perf_counter() - started, 2),
         }
-        manifest = write_manifests(samples, embed, detections, str(out), policy=policy, run_info=run_info)
+        manifest = write_manifests(
+            samples, embed, detections, str(run), policy=policy, run_info=run_info,
+            previous_manifest=str(previous / "manifest.parquet") if previous else None,
+        )
+        publish_run(out, run)
+        prune_old_work(out, keep=2)
     return {
+        "run": str(run),
         "manifest": manifest,
-        "clean": str(out / "clean.parquet"),
-        "summary": str(out / "summary.json"),
+        "clean": str(run / "clean.parquet"),
+        "summary": str(run / "summary.json"),
+        "diff": str(run / "diff.parquet"),
+        "latest": str(out / "latest"),
         "ground_truth": str(spec.ground_truth) if spec.ground_truth else "",
     }
 

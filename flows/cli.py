@@ -65,15 +65,22 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for the probe and every random choice.")] = 0,
     policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable), e.g. on_label_issue=drop.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for another run on OUT to finish instead of failing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Clean a dataset: embed, build the kNN graph, detect problems, write manifests."""
+    """Clean a dataset: embed, build the kNN graph, detect problems, write manifests.
+
+    Each run writes a new version under OUT/runs/<run id>/ and then points OUT/latest (and
+    OUT/manifest.parquet, clean.parquet, summary.json, diff.parquet) at it. A re-run embeds
+    only new or changed files; a killed run resumes where it stopped.
+    """
     from flows.clean import clean_dataset
 
     try:
         config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store) if store else None,
                            k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
-                           policy=_parse_policy(policy or []), wait_for_lock=wait)
+                           policy=_parse_policy(policy or []), wait_for_lock=wait,
+                           progress=not (quiet or as_json))
         paths = clean_dataset(config)
     except USER_ERRORS as exc:
         _fail(exc)
@@ -89,7 +96,7 @@ def demo(
     from flows.clean import clean_dataset, score_against_ground_truth
 
     try:
-        paths = clean_dataset(RunConfig(target="digits", out=str(out), encoder=encoder))
+        paths = clean_dataset(RunConfig(target="digits", out=str(out), encoder=encoder, progress=True))
     except USER_ERRORS as exc:
         _fail(exc)
     _print_summary(paths, as_json=False)
@@ -99,6 +106,39 @@ def demo(
         f"planted flips; {scores['planted']} planted.\n"
         f"  precision {scores['precision']:.3f}   recall {scores['recall']:.3f}   F1 {scores['f1']:.3f}"
     )
+
+
+@app.command()
+def serve(
+    target: Annotated[str, typer.Argument(help="A catalog .toml file, a bundled catalog name, or a class-folder tree.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; every scheduled run adds a version under OUT/runs/.")],
+    cron: Annotated[str, typer.Option(help='Cron schedule, e.g. "0 3 * * *" for 03:00 every day.')] = "0 3 * * *",
+    name: Annotated[str | None, typer.Option(help="Deployment name. Default: winnow-<catalog name>.")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder name (see `winnow run --help`).")] = None,
+    store: Annotated[Path | None, typer.Option(help="Embedding store folder. Default: OUT/store.")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Neighbours per sample in the kNN graph.")] = 10,
+    methods: Annotated[str, typer.Option(help="Label-noise detectors, comma-separated, or 'auto'.")] = "auto",
+    policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable).")] = None,
+) -> None:
+    """Serve the cleaning flow as a Prefect deployment that re-cleans TARGET on a schedule.
+
+    Runs until interrupted. With PREFECT_API_URL pointing at a Prefect server the deployment
+    and its runs show in that server's UI; without it, a local temporary server is used.
+    """
+    from prefect import serve as prefect_serve
+
+    from flows.deploy import build_deployment
+
+    try:
+        spec = resolve_catalog(target)  # fail now on a bad catalog, not at 03:00
+        config = RunConfig(target=str(Path(target).resolve()) if Path(target).exists() else target,
+                           out=str(out.resolve()), encoder=encoder, store=str(store) if store else None,
+                           k=k, methods=methods, policy=_parse_policy(policy or []))
+        deployment = build_deployment(config, cron=cron, name=name or f"winnow-{spec.name}")
+    except (*USER_ERRORS, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"Serving {deployment.name!r} on cron {cron!r}; Ctrl-C stops it.")
+    prefect_serve(deployment)
 
 
 def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
@@ -112,6 +152,11 @@ def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
     typer.echo("Decisions: " + ", ".join(f"{d} {c}" for d, c in summary["decisions"].items()))
     if summary["reasons"]:
         typer.echo("Reasons:   " + ", ".join(f"{r} {c}" for r, c in summary["reasons"].items()))
+    diff = summary.get("diff", {})
+    if diff.get("previous_run"):
+        typer.echo(f"Changes since run {diff['previous_run']}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in diff.items() if k != "previous_run"))
+    typer.echo(f"Run:       {paths['run']}  (now {paths['latest']})")
     typer.echo(f"Manifest:  {paths['manifest']}")
     typer.echo(f"Clean set: {paths['clean']}")
     typer.echo(f"Summary:   {paths['summary']}")

@@ -19,3 +19,4 @@ class RunConfig:
     seed: int = 0  # seeds the probe and every random choice
     policy: dict[str, Any] = field(default_factory=dict)  # decision-policy overrides (on top of the catalog's)
     wait_for_lock: bool = False  # queue behind another run on OUT instead of failing
+    progress: bool = False  # progress bars on stderr (the CLI turns them on unless --quiet)

@@ -1,13 +1,19 @@
-"""Thin Prefect tasks: read inputs by path, call one library function, write a file, return its path."""
+"""Thin Prefect tasks: read inputs by path, call one library function, write a file, return its path.
+
+Each task skips itself when its recorded stage key matches (see flows/stages.py), so a run
+killed part-way resumes where it stopped.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import task
 
@@ -16,32 +22,46 @@ from catalogs import classes_of, list_samples, resolve_catalog
 from catalogs import schemas as S
 from embeddings import EmbeddingStore, embed_files, get_encoder
 from flows.io import load_knn_graph, save_knn_graph, write_json, write_parquet
+from flows.stages import is_done, mark_done, stage_key
+from flows.versions import diff_manifests
 
 
 @task(retries=2, retry_delay_seconds=1)
 def load_samples(target: str, work_dir: str) -> str:
     """Catalog -> samples.parquet (validated; one row per input sample)."""
+    work = Path(work_dir)
     table = list_samples(resolve_catalog(target))
-    return str(write_parquet(table, Path(work_dir) / "samples.parquet"))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    key = hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=16).hexdigest()
+    if not is_done(work, "samples", key, ("samples.parquet",)):
+        write_parquet(table, work / "samples.parquet")
+        mark_done(work, "samples", key, rows=table.num_rows)
+    return str(work / "samples.parquet")
 
 
 @task
 def embed_samples(samples_path: str, encoder_name: str, store_dir: str, work_dir: str, *,
-                  batch_size: int = 64, device: str | None = None) -> str:
+                  batch_size: int = 64, device: str | None = None, progress: bool = False) -> str:
     """Embed what the store lacks; write embed.parquet (hash, reason, row) and embeddings.npy."""
+    work = Path(work_dir)
+    key = stage_key(work, "embed", upstream=("samples",), params={"encoder": encoder_name})
+    if is_done(work, "embed", key, ("embed.parquet", "embeddings.npy", "embed.json")):
+        return str(work / "embed.parquet")
     samples = pq.read_table(samples_path)
     encoder = get_encoder(encoder_name, device=device)
     store = EmbeddingStore(store_dir, encoder_id=encoder.encoder_id, dim=encoder.dim)
     t0 = time.perf_counter()
-    report = embed_files(
-        samples.column(S.ABS_PATH).to_pylist(), encoder, store,
-        refused=samples.column("refused").to_pylist(), batch_size=batch_size,
-    )
+    with _progress_bar("embedding", samples.num_rows, enabled=progress) as update:
+        report = embed_files(
+            samples.column(S.ABS_PATH).to_pylist(), encoder, store,
+            refused=samples.column("refused").to_pylist(), batch_size=batch_size, progress=update,
+        )
     seconds = time.perf_counter() - t0
     usable = [i for i, r in enumerate(report.reason) if r is None]
     rows = np.full(len(report.reason), -1, dtype=np.int64)
     rows[usable] = np.arange(len(usable))
-    work = Path(work_dir)
     store.write_matrix([report.content_hash[i] for i in usable], work / "embeddings.npy")
     write_parquet(
         pl.DataFrame({
@@ -58,23 +78,34 @@ def embed_samples(samples_path: str, encoder_name: str, store_dir: str, work_dir
         "seconds": round(seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in report.seconds.items()},
         "images_per_second": round(report.n_embedded / seconds, 2) if seconds > 0 and report.n_embedded else None,
     }, work / "embed.json")
+    mark_done(work, "embed", key)
     return str(work / "embed.parquet")
 
 
 @task
 def build_knn(work_dir: str, *, k: int = 10) -> str:
     """embeddings.npy -> knn.npz, the graph every detector reads."""
-    emb = np.load(Path(work_dir) / "embeddings.npy", mmap_mode="r")
+    work = Path(work_dir)
+    key = stage_key(work, "knn", upstream=("embed",), params={"k": k})
+    if is_done(work, "knn", key, ("knn.npz",)):
+        return str(work / "knn.npz")
+    emb = np.load(work / "embeddings.npy", mmap_mode="r")
     if emb.shape[0] < 2:
         raise curation.InvalidArray(f"only {emb.shape[0]} sample(s) could be embedded; need at least 2")
     graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1))
-    return str(save_knn_graph(graph, Path(work_dir) / "knn.npz"))
+    save_knn_graph(graph, work / "knn.npz")
+    mark_done(work, "knn", key)
+    return str(work / "knn.npz")
 
 
 @task
 def detect_label_issues(samples_path: str, embed_path: str, knn_path: str, work_dir: str, *,
                         methods: str = "auto", seed: int = 0) -> str:
     """Usable samples' labels + graph -> detections.parquet (one row per usable sample)."""
+    work = Path(work_dir)
+    key = stage_key(work, "detect", upstream=("samples", "knn"), params={"methods": methods, "seed": seed})
+    if is_done(work, "detect", key, ("detections.parquet",)):
+        return str(work / "detections.parquet")
     samples = pq.read_table(samples_path)
     classes = classes_of(samples)
     embed = pl.read_parquet(embed_path)
@@ -90,13 +121,15 @@ def detect_label_issues(samples_path: str, embed_path: str, knn_path: str, work_
         "suggestion_confidence": votes.vote_probs[np.arange(len(labels)), votes.suggested_label],
         "score_knn_vote": votes.label_quality,
     })
-    return str(write_parquet(frame, Path(work_dir) / "detections.parquet"))
+    write_parquet(frame, work / "detections.parquet")
+    mark_done(work, "detect", key)
+    return str(work / "detections.parquet")
 
 
 @task(retries=2, retry_delay_seconds=1)
-def write_manifests(samples_path: str, embed_path: str, detections_path: str, out_dir: str, *,
-                    policy: dict, run_info: dict) -> str:
-    """All findings -> manifest.parquet, clean.parquet, summary.json (each written atomically)."""
+def write_manifests(samples_path: str, embed_path: str, detections_path: str, run_dir: str, *,
+                    policy: dict, run_info: dict, previous_manifest: str | None = None) -> str:
+    """All findings -> manifest.parquet, clean.parquet, diff.parquet, summary.json (each atomic)."""
     samples = pl.from_arrow(pq.read_table(samples_path))
     classes = classes_of(pq.read_table(samples_path))
     embed = pl.read_parquet(embed_path)
@@ -130,9 +163,9 @@ def write_manifests(samples_path: str, embed_path: str, detections_path: str, ou
         S.CLUSTER: pl.Series([None] * n, dtype=pl.Int32),
         S.CONTENT_HASH: frame[S.CONTENT_HASH],
     }).with_columns([frame[c] for c in score_cols])
-    assert manifest.height == samples.height, "every input row must appear exactly once"
-    out = Path(out_dir)
-    write_parquet(manifest, out / "manifest.parquet")
+    if manifest.height != samples.height or manifest[S.SAMPLE_ID].n_unique() != samples.height:
+        raise RuntimeError(f"manifest has {manifest.height} rows for {samples.height} samples")  # never ship that
+    run = Path(run_dir)
     keep = manifest[S.DECISION] != "drop"
     clean = pl.DataFrame({
         S.SAMPLE_ID: manifest[S.SAMPLE_ID].filter(keep),
@@ -142,9 +175,19 @@ def write_manifests(samples_path: str, embed_path: str, detections_path: str, ou
         "original_label": manifest[S.LABEL].filter(keep),
         S.WEIGHT: manifest[S.WEIGHT].filter(keep),
     })
-    write_parquet(clean, out / "clean.parquet")
-    write_json(summarise(manifest, run_info), out / "summary.json")
-    return str(out / "manifest.parquet")
+    previous = pl.read_parquet(previous_manifest) if previous_manifest else None
+    diff = diff_manifests(previous, manifest)
+    write_parquet(diff, run / "diff.parquet")
+    write_parquet(clean, run / "clean.parquet")
+    write_parquet(manifest, run / "manifest.parquet")
+    summary = summarise(manifest, run_info)
+    summary["diff"] = {
+        "previous_run": Path(previous_manifest).parent.name if previous_manifest else None,
+        **{c: int((diff["change"] == c).sum()) for c in
+           ("added", "removed", "newly_flagged", "no_longer_flagged", "decision_changed")},
+    }
+    write_json(summary, run / "summary.json")
+    return str(run / "manifest.parquet")
 
 
 def summarise(manifest: pl.DataFrame, run_info: dict) -> dict:
@@ -164,3 +207,41 @@ def summarise(manifest: pl.DataFrame, run_info: dict) -> dict:
 
 def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class _progress_bar:
+    """A rich progress bar on stderr with files/s, or a no-op when disabled."""
+
+    def __init__(self, label: str, total: int, *, enabled: bool) -> None:
+        self.label, self.total, self.enabled = label, total, enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(self.label, total=self.total, rate="")
+        started = time.perf_counter()
+
+        def update(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            self._bar.update(self._task, completed=done, rate=f"{rate:,.0f} files/s")
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._bar.stop()

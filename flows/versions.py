@@ -1,0 +1,137 @@
+"""Versioned outputs: OUT/runs/<run id>/, an atomically switched `latest`, and run diffs.
+
+    OUT/runs/<run id>/manifest.parquet ...   one folder per run; `work/` holds its stages
+    OUT/runs/<run id>/COMPLETE               written last: the run finished
+    OUT/latest -> runs/<run id>              the newest complete run (a symlink, replaced atomically)
+    OUT/manifest.parquet -> latest/manifest.parquet   (and clean, summary, diff, report)
+
+A reader that opens OUT/manifest.parquet always gets a complete version: the pointer is
+switched only after every file of the new run is in place. A run that dies leaves a folder
+without COMPLETE; the next run resumes in it, reusing the stages that finished.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+PUBLISHED = ("manifest.parquet", "clean.parquet", "summary.json", "diff.parquet", "report.html")
+COMPLETE = "COMPLETE"
+
+
+def runs_dir(out: Path) -> Path:
+    return out / "runs"
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across processes."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def latest_run(out: Path) -> Path | None:
+    """The newest complete run, or None."""
+    link = out / "latest"
+    if link.is_symlink() or link.exists():
+        target = link.resolve()
+        if (target / COMPLETE).exists():
+            return target
+    return None
+
+
+def run_to_resume(out: Path) -> Path | None:
+    """The newest run folder that did not complete and is newer than `latest`, if any."""
+    runs = runs_dir(out)
+    if not runs.is_dir():
+        return None
+    latest = latest_run(out)
+    candidates = sorted(p for p in runs.iterdir() if p.is_dir() and not (p / COMPLETE).exists())
+    if not candidates:
+        return None
+    newest = candidates[-1]
+    if latest is not None and newest.name < latest.name:
+        return None
+    return newest
+
+
+def start_run(out: Path) -> Path:
+    """The folder this run writes into: a resumed incomplete run, or a new one."""
+    resumed = run_to_resume(out)
+    if resumed is not None:
+        return resumed
+    run = runs_dir(out) / new_run_id()
+    (run / "work").mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def publish_run(out: Path, run: Path) -> None:
+    """Mark `run` complete and point OUT/latest (and the top-level files) at it, atomically."""
+    (run / COMPLETE).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+    tmp = out / f".latest.{uuid.uuid4().hex}"
+    os.symlink(os.path.relpath(run, out), tmp)
+    os.replace(tmp, out / "latest")  # rename(2) over the old link: atomic
+    for name in PUBLISHED:
+        link = out / name
+        if not link.is_symlink():
+            if link.exists():  # an output from before versioning: replace it with the pointer
+                link.unlink()
+            os.symlink(os.path.join("latest", name), link)
+
+
+def prune_old_work(out: Path, *, keep: int = 2) -> list[Path]:
+    """Delete the `work/` folders (embeddings copy, graph) of all but the newest `keep`
+    complete runs; their manifests, summaries and diffs stay. Returns what was removed."""
+    import shutil
+
+    runs = runs_dir(out)
+    complete = sorted(p for p in runs.iterdir() if (p / COMPLETE).exists()) if runs.is_dir() else []
+    removed = []
+    for run in complete[:-keep] if keep > 0 else complete:
+        if (run / "work").is_dir():
+            shutil.rmtree(run / "work")
+            removed.append(run / "work")
+    return removed
+
+
+def diff_manifests(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
+    """What changed between two runs' manifests, one row per changed sample.
+
+    change is one of: added, removed, newly_flagged, no_longer_flagged, decision_changed.
+    A sample is "flagged" when its reasons are non-empty.
+    """
+    cols = ["sample_id", "path", "decision", "reasons"]
+    schema = {"sample_id": pl.String, "path": pl.String, "change": pl.String,
+              "old_decision": pl.String, "new_decision": pl.String,
+              "old_reasons": pl.List(pl.String), "new_reasons": pl.List(pl.String)}
+    if old is None:
+        return pl.DataFrame(schema=schema)
+    joined = old.select(cols).join(new.select(cols), on="sample_id", how="full", suffix="_new", coalesce=True)
+    old_flag = joined["reasons"].list.len().fill_null(0) > 0
+    new_flag = joined["reasons_new"].list.len().fill_null(0) > 0
+    change = (
+        pl.when(pl.col("decision").is_null()).then(pl.lit("added"))
+        .when(pl.col("decision_new").is_null()).then(pl.lit("removed"))
+        .when(~pl.Series(old_flag) & pl.Series(new_flag)).then(pl.lit("newly_flagged"))
+        .when(pl.Series(old_flag) & ~pl.Series(new_flag)).then(pl.lit("no_longer_flagged"))
+        .when(pl.col("decision") != pl.col("decision_new")).then(pl.lit("decision_changed"))
+        .otherwise(None)
+    )
+    return (
+        joined.with_columns(change.alias("change"))
+        .filter(pl.col("change").is_not_null())
+        .select(
+            "sample_id",
+            pl.coalesce("path_new", "path").alias("path"),
+            "change",
+            pl.col("decision").alias("old_decision"),
+            pl.col("decision_new").alias("new_decision"),
+            pl.col("reasons").alias("old_reasons"),
+            pl.col("reasons_new").alias("new_reasons"),
+        )
+        .sort("sample_id")
+        .cast(schema)
+    )
