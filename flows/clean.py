@@ -9,15 +9,17 @@ import polars as pl
 from prefect import flow
 
 from catalogs import resolve_catalog
-from curation import policy_from_dict
+from curation import MissingDependency, policy_from_dict
 from embeddings import DEFAULT_ENCODER
 from flows.config import RunConfig
 from flows.io import locked
+from flows.report import write_report
 from flows.tasks import (
     build_knn,
     detect_label_issues,
-    embed_samples,
+    embed_shard,
     load_samples,
+    merge_embeddings,
     read_json,
     write_manifests,
 )
@@ -44,9 +46,15 @@ def clean_dataset(config: RunConfig) -> dict[str, str]:
         work = run / "work"
         work.mkdir(parents=True, exist_ok=True)
         samples = load_samples(config.target, str(work))
-        embed = embed_samples(samples, encoder, str(store), str(work), batch_size=config.batch_size,
-                              device=config.device, progress=config.progress)
-        knn = build_knn(str(work), k=config.k)
+        n_shards = max(1, config.shards)
+        shards = [
+            embed_shard.submit(samples, encoder, str(store), str(work), shard=i, n_shards=n_shards,
+                               batch_size=config.batch_size, device=config.device,
+                               progress=config.progress and n_shards == 1)
+            for i in range(n_shards)
+        ]
+        embed = merge_embeddings(samples, [s.result() for s in shards], encoder, str(store), str(work))
+        knn = build_knn(str(work), k=config.k, device=config.device)
         detections = detect_label_issues(samples, embed, knn, str(work), methods=config.methods,
                                          seed=config.seed)
         run_info = {
@@ -54,6 +62,7 @@ def clean_dataset(config: RunConfig) -> dict[str, str]:
             "catalog": spec.name,
             "encoder": encoder,
             "embedding": read_json(work / "embed.json"),
+            "knn": read_json(work / "knn.json"),
             "k": config.k,
             "seconds": round(time.perf_counter() - started, 2),
         }
@@ -61,6 +70,7 @@ def clean_dataset(config: RunConfig) -> dict[str, str]:
             samples, embed, detections, str(run), policy=policy, run_info=run_info,
             previous_manifest=str(previous / "manifest.parquet") if previous else None,
         )
+        write_report(run)
         publish_run(out, run)
         prune_old_work(out, keep=2)
     return {
@@ -72,6 +82,28 @@ def clean_dataset(config: RunConfig) -> dict[str, str]:
         "latest": str(out / "latest"),
         "ground_truth": str(spec.ground_truth) if spec.ground_truth else "",
     }
+
+
+def run_clean(config: RunConfig) -> dict[str, str]:
+    """Run clean_dataset with the task runner the config asks for.
+
+    "local": Prefect's default runner in this process. "dask": prefect-dask's
+    DaskTaskRunner on a new LocalCluster (one worker process per shard) or on the existing
+    cluster at `config.dask_address`; embedding shards fan out across its workers and write
+    into the shared store. (For GPU clusters, prefect-ray's RayTaskRunner plugs in the same way.)
+    """
+    if config.runner == "local":
+        return clean_dataset(config)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:
+        raise MissingDependency("--runner dask needs prefect-dask: pip install 'winnow[dask]'") from exc
+    if config.dask_address:
+        runner = DaskTaskRunner(address=config.dask_address)
+    else:
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": max(1, config.shards), "threads_per_worker": 1,
+                                                "processes": True, "dashboard_address": None})
+    return clean_dataset.with_options(task_runner=runner)(config)
 
 
 def score_against_ground_truth(manifest_path: str | Path, ground_truth_path: str | Path) -> dict[str, float]:

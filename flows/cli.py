@@ -16,9 +16,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import typer  # noqa: E402
 
 from catalogs import CatalogError, list_catalogs, resolve_catalog  # noqa: E402
-from curation import InvalidArray  # noqa: E402
+from curation import InvalidArray, MissingDependency  # noqa: E402
 from embeddings import DEFAULT_ENCODER, EncoderError, list_encoders  # noqa: E402
 from flows.config import RunConfig  # noqa: E402
+from flows.export import FORMATS, ExportError  # noqa: E402
 from flows.io import RunLocked  # noqa: E402
 
 app = typer.Typer(help="Winnow: find and fix label noise, duplicates and junk in ML datasets.",
@@ -28,7 +29,8 @@ encoders_app = typer.Typer(help="Encoders that embed samples.", no_args_is_help=
 app.add_typer(catalogs_app, name="catalogs")
 app.add_typer(encoders_app, name="encoders")
 
-USER_ERRORS = (CatalogError, EncoderError, InvalidArray, RunLocked, FileNotFoundError)
+USER_ERRORS = (CatalogError, EncoderError, InvalidArray, RunLocked, FileNotFoundError, MissingDependency,
+               ExportError)
 
 
 def _fail(exc: BaseException) -> None:
@@ -67,6 +69,9 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for another run on OUT to finish instead of failing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    runner: Annotated[str, typer.Option(help="Task runner: 'local', or 'dask' (prefect-dask; a LocalCluster unless --dask-address).")] = "local",
+    dask_address: Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")] = None,
+    shards: Annotated[int, typer.Option(min=1, help="Embedding shards; under --runner dask each runs on its own worker.")] = 1,
 ) -> None:
     """Clean a dataset: embed, build the kNN graph, detect problems, write manifests.
 
@@ -74,14 +79,15 @@ def run(
     OUT/manifest.parquet, clean.parquet, summary.json, diff.parquet) at it. A re-run embeds
     only new or changed files; a killed run resumes where it stopped.
     """
-    from flows.clean import clean_dataset
+    from flows.clean import run_clean
 
     try:
         config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store) if store else None,
                            k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
                            policy=_parse_policy(policy or []), wait_for_lock=wait,
-                           progress=not (quiet or as_json))
-        paths = clean_dataset(config)
+                           progress=not (quiet or as_json), runner=runner, dask_address=dask_address,
+                           shards=shards if runner == "local" or shards > 1 else 2)
+        paths = run_clean(config)
     except USER_ERRORS as exc:
         _fail(exc)
     _print_summary(paths, as_json=as_json)
@@ -160,6 +166,37 @@ def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
     typer.echo(f"Manifest:  {paths['manifest']}")
     typer.echo(f"Clean set: {paths['clean']}")
     typer.echo(f"Summary:   {paths['summary']}")
+    typer.echo(f"Report:    {Path(paths['run']) / 'report.html'}")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="An output folder of `winnow run` (its latest run) or one run folder.")],
+) -> None:
+    """Rebuild the HTML report (report.html + thumbs/) of a run; open it in any browser, offline."""
+    from flows.report import write_report
+
+    try:
+        path = write_report(out)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    typer.echo(f"Report: {path}")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="An output folder of `winnow run` (its latest run) or one run folder.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="One of: " + "; ".join(f"{k} ({v})" for k, v in FORMATS.items()))] = "parquet",
+    dest: Annotated[Path | None, typer.Option(help="File or folder to write. Default: OUT/export/ (a folder).")] = None,
+) -> None:
+    """Write the cleaned training set (final labels and weights) for a training job."""
+    from flows.export import export_clean
+
+    try:
+        path = export_clean(out, fmt=fmt, dest=dest or out / "export")
+    except USER_ERRORS as exc:
+        _fail(exc)
+    typer.echo(f"Exported: {path}")
 
 
 @catalogs_app.command("list")

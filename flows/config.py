@@ -20,3 +20,12 @@ class RunConfig:
     policy: dict[str, Any] = field(default_factory=dict)  # decision-policy overrides (on top of the catalog's)
     wait_for_lock: bool = False  # queue behind another run on OUT instead of failing
     progress: bool = False  # progress bars on stderr (the CLI turns them on unless --quiet)
+    runner: str = "local"  # "local" (this process) or "dask" (prefect-dask DaskTaskRunner)
+    dask_address: str | None = None  # an existing Dask scheduler; None with runner="dask": a LocalCluster
+    shards: int = 1  # embedding shards (run in parallel under the dask runner)
+
+    def __post_init__(self) -> None:
+        if self.runner not in ("local", "dask"):
+            raise ValueError(f"runner must be 'local' or 'dask', got {self.runner!r}")
+        if self.shards < 1:
+            raise ValueError(f"shards must be at least 1, got {self.shards!r}")

@@ -41,59 +41,100 @@ def load_samples(target: str, work_dir: str) -> str:
     return str(work / "samples.parquet")
 
 
+def embed_stage_key(work: Path, encoder_name: str) -> str:
+    return stage_key(work, "embed", upstream=("samples",), params={"encoder": encoder_name})
+
+
 @task
-def embed_samples(samples_path: str, encoder_name: str, store_dir: str, work_dir: str, *,
-                  batch_size: int = 64, device: str | None = None, progress: bool = False) -> str:
-    """Embed what the store lacks; write embed.parquet (hash, reason, row) and embeddings.npy."""
+def embed_shard(samples_path: str, encoder_name: str, store_dir: str, work_dir: str, *, shard: int = 0,
+                n_shards: int = 1, batch_size: int = 64, device: str | None = None,
+                progress: bool = False) -> str:
+    """Embed shard `shard` of `n_shards` (every n-th sample) into the store.
+
+    Writes embed-shard-<i>.parquet (position, content_hash, reason) and its counts. Shards
+    can run on different workers at once: the store takes concurrent writers.
+    """
     work = Path(work_dir)
-    key = stage_key(work, "embed", upstream=("samples",), params={"encoder": encoder_name})
-    if is_done(work, "embed", key, ("embed.parquet", "embeddings.npy", "embed.json")):
-        return str(work / "embed.parquet")
+    out = work / f"embed-shard-{shard}-of-{n_shards}.parquet"
+    if is_done(work, "embed", embed_stage_key(work, encoder_name), ("embed.parquet", "embeddings.npy")):
+        return str(out)
     samples = pq.read_table(samples_path)
+    positions = list(range(shard, samples.num_rows, n_shards))
+    paths = samples.column(S.ABS_PATH).to_pylist()
+    refused = samples.column("refused").to_pylist()
     encoder = get_encoder(encoder_name, device=device)
     store = EmbeddingStore(store_dir, encoder_id=encoder.encoder_id, dim=encoder.dim)
     t0 = time.perf_counter()
-    with _progress_bar("embedding", samples.num_rows, enabled=progress) as update:
-        report = embed_files(
-            samples.column(S.ABS_PATH).to_pylist(), encoder, store,
-            refused=samples.column("refused").to_pylist(), batch_size=batch_size, progress=update,
-        )
+    with _progress_bar("embedding", len(positions), enabled=progress) as update:
+        report = embed_files([paths[i] for i in positions], encoder, store,
+                             refused=[refused[i] for i in positions], batch_size=batch_size, progress=update)
     seconds = time.perf_counter() - t0
-    usable = [i for i, r in enumerate(report.reason) if r is None]
-    rows = np.full(len(report.reason), -1, dtype=np.int64)
+    write_parquet(pl.DataFrame({"position": positions, S.CONTENT_HASH: report.content_hash,
+                                "reason": report.reason},
+                               schema={"position": pl.Int64, S.CONTENT_HASH: pl.String, "reason": pl.String}), out)
+    write_json({"encoder_id": encoder.encoder_id, "dim": encoder.dim, "embedded": report.n_embedded,
+                "reused": report.n_reused, "unusable": report.n_unusable, "seconds": round(seconds, 3),
+                "stage_seconds": {k: round(v, 3) for k, v in report.seconds.items()}},
+               out.with_suffix(".json"))
+    return str(out)
+
+
+@task
+def merge_embeddings(samples_path: str, shard_paths: list[str], encoder_name: str, store_dir: str,
+                     work_dir: str) -> str:
+    """Shards -> embed.parquet (hash, reason, row per sample) and embeddings.npy (usable rows)."""
+    work = Path(work_dir)
+    key = embed_stage_key(work, encoder_name)
+    if is_done(work, "embed", key, ("embed.parquet", "embeddings.npy", "embed.json")):
+        return str(work / "embed.parquet")
+    samples = pq.read_table(samples_path)
+    parts = pl.concat([pl.read_parquet(p) for p in shard_paths]).sort("position")
+    if parts.height != samples.num_rows or parts["position"].to_list() != list(range(samples.num_rows)):
+        raise RuntimeError(f"embedding shards cover {parts.height} of {samples.num_rows} samples")
+    stats = [read_json(Path(p).with_suffix(".json")) for p in shard_paths]
+    reasons = parts["reason"].to_list()
+    hashes = parts[S.CONTENT_HASH].to_list()
+    usable = [i for i, r in enumerate(reasons) if r is None]
+    rows = np.full(len(reasons), -1, dtype=np.int64)
     rows[usable] = np.arange(len(usable))
-    store.write_matrix([report.content_hash[i] for i in usable], work / "embeddings.npy")
+    store = EmbeddingStore(store_dir, encoder_id=stats[0]["encoder_id"], dim=stats[0]["dim"])
+    store.write_matrix([hashes[i] for i in usable], work / "embeddings.npy")
     write_parquet(
-        pl.DataFrame({
-            S.SAMPLE_ID: samples.column(S.SAMPLE_ID).to_pylist(),
-            S.CONTENT_HASH: report.content_hash,
-            "reason": report.reason,
-            "row": rows,
-        }, schema={S.SAMPLE_ID: pl.String, S.CONTENT_HASH: pl.String, "reason": pl.String, "row": pl.Int64}),
+        pl.DataFrame({S.SAMPLE_ID: samples.column(S.SAMPLE_ID).to_pylist(), S.CONTENT_HASH: hashes,
+                      "reason": reasons, "row": rows},
+                     schema={S.SAMPLE_ID: pl.String, S.CONTENT_HASH: pl.String, "reason": pl.String,
+                             "row": pl.Int64}),
         work / "embed.parquet",
     )
+    seconds = max(s["seconds"] for s in stats)
+    embedded = sum(s["embedded"] for s in stats)
     write_json({
-        "encoder": encoder_name, "encoder_id": encoder.encoder_id, "dim": encoder.dim,
-        "embedded": report.n_embedded, "reused": report.n_reused, "unusable": report.n_unusable,
-        "seconds": round(seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in report.seconds.items()},
-        "images_per_second": round(report.n_embedded / seconds, 2) if seconds > 0 and report.n_embedded else None,
+        "encoder": encoder_name, "encoder_id": stats[0]["encoder_id"], "dim": stats[0]["dim"],
+        "embedded": embedded, "reused": sum(s["reused"] for s in stats),
+        "unusable": sum(s["unusable"] for s in stats), "shards": len(stats), "seconds": seconds,
+        "stage_seconds": {k: round(sum(s["stage_seconds"].get(k, 0) for s in stats), 3)
+                          for k in ("read", "decode", "model", "write")},
+        "images_per_second": round(embedded / seconds, 2) if seconds > 0 and embedded else None,
     }, work / "embed.json")
     mark_done(work, "embed", key)
     return str(work / "embed.parquet")
 
 
 @task
-def build_knn(work_dir: str, *, k: int = 10) -> str:
+def build_knn(work_dir: str, *, k: int = 10, device: str | None = None) -> str:
     """embeddings.npy -> knn.npz, the graph every detector reads."""
     work = Path(work_dir)
     key = stage_key(work, "knn", upstream=("embed",), params={"k": k})
-    if is_done(work, "knn", key, ("knn.npz",)):
+    if is_done(work, "knn", key, ("knn.npz", "knn.json")):
         return str(work / "knn.npz")
     emb = np.load(work / "embeddings.npy", mmap_mode="r")
     if emb.shape[0] < 2:
         raise curation.InvalidArray(f"only {emb.shape[0]} sample(s) could be embedded; need at least 2")
-    graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1))
+    t0 = time.perf_counter()
+    graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1), index=curation.IndexConfig(device=device))
     save_knn_graph(graph, work / "knn.npz")
+    write_json({"method": graph.method, "recall_at_k": graph.recall, "k": graph.k,
+                "seconds": round(time.perf_counter() - t0, 3)}, work / "knn.json")
     mark_done(work, "knn", key)
     return str(work / "knn.npz")
 

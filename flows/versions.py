@@ -3,7 +3,7 @@
     OUT/runs/<run id>/manifest.parquet ...   one folder per run; `work/` holds its stages
     OUT/runs/<run id>/COMPLETE               written last: the run finished
     OUT/latest -> runs/<run id>              the newest complete run (a symlink, replaced atomically)
-    OUT/manifest.parquet -> latest/manifest.parquet   (and clean, summary, diff, report)
+    OUT/manifest.parquet -> latest/manifest.parquet   (and clean, summary, diff, report, thumbs)
 
 A reader that opens OUT/manifest.parquet always gets a complete version: the pointer is
 switched only after every file of the new run is in place. A run that dies leaves a folder
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-PUBLISHED = ("manifest.parquet", "clean.parquet", "summary.json", "diff.parquet", "report.html")
+PUBLISHED = ("manifest.parquet", "clean.parquet", "summary.json", "diff.parquet", "report.html", "thumbs")
 COMPLETE = "COMPLETE"
 
 

@@ -95,3 +95,15 @@ def test_serve_registers_a_cron_deployment(prefect_harness, tmp_path):
     assert dep.parameters["config"]["target"] == "digits"
     with pytest.raises(ValueError, match="'every day'"):
         build_deployment(config, cron="every day", name="bad")
+
+
+def test_dask_runner_with_two_workers_matches_local_run(prefect_harness, digit_folder, tmp_path):
+    from flows.clean import run_clean
+
+    local = run(digit_folder, tmp_path / "local")
+    dask = run_clean(RunConfig(target=str(digit_folder), out=str(tmp_path / "dask"), encoder="pixels:16", k=5,
+                               runner="dask", shards=2))
+    assert json.loads(open(dask["summary"]).read())["embedding"]["shards"] == 2
+    a = pl.read_parquet(local["manifest"]).sort("sample_id")
+    b = pl.read_parquet(dask["manifest"]).sort("sample_id")
+    assert a.equals(b)

@@ -1,0 +1,199 @@
+"""Export a run's cleaned training set: a manifest file, or a class-folder tree of symlinks.
+
+    parquet      one file, plain Arrow types: reads as-is in polars, pandas, duckdb and
+                 Hugging Face `datasets`
+    csv, jsonl   the same columns as text (read `label` as a string: "01" is a class name)
+    imagefolder  DEST/<final label>/<file> symlinks to the images, for tools that read class
+                 folders (torchvision ImageFolder, `datasets` imagefolder), with
+                 DEST/metadata.csv beside them: file_name, sample_id, label, original_label,
+                 weight, path, abs_path
+
+Every format holds exactly the rows of clean.parquet: every kept or relabelled sample once,
+with its final label and weight. Labels and file names are hostile input: they never choose
+where a link is made; each becomes one safe, unique path component inside DEST.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import unicodedata
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalogs import schemas as S
+from flows.report import resolve_run
+
+FORMATS: dict[str, str] = {
+    "parquet": "one Parquet file (polars, pandas, duckdb, Hugging Face datasets)",
+    "csv": "one CSV file with a header row",
+    "jsonl": "one JSON object per line",
+    "imagefolder": "DEST/<label>/<file> symlinks to the images plus DEST/metadata.csv",
+}
+_SUFFIXES = {"parquet": (".parquet",), "csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
+METADATA = "metadata.csv"  # the name `datasets`' imagefolder loader looks for
+MARKER = ".winnow-export"  # marks a folder as a Winnow export, so a re-export may replace it
+_MAX_NAME_BYTES = 200  # below every common filesystem's 255-byte limit, with room for a suffix
+
+
+class ExportError(ValueError):
+    """The export cannot be written as asked (unknown format, a destination in the way)."""
+
+
+class UnknownFormat(ExportError):
+    """The format is not one of FORMATS."""
+
+
+class DestinationNotEmpty(ExportError):
+    """The imagefolder destination holds files that are not an earlier Winnow export."""
+
+
+def list_formats() -> list[str]:
+    return list(FORMATS)
+
+
+def export_clean(run_or_out_dir: str | os.PathLike, *, fmt: str, dest: str | os.PathLike) -> Path:
+    """Write the run's cleaned training set as `fmt` at `dest`; returns the file or folder written.
+
+    For parquet, csv and jsonl, `dest` is the file when it ends in the format's suffix
+    (.parquet, .csv, .jsonl or .ndjson), else a folder that receives clean.<suffix>. For
+    imagefolder, `dest` is the folder; an earlier export there is replaced, anything else
+    there is refused. Writes are atomic: a reader sees the old export or the new one.
+    """
+    if fmt not in FORMATS:
+        raise UnknownFormat(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    run = resolve_run(run_or_out_dir)
+    table = _read_clean(run)
+    dest = Path(dest).expanduser()
+    if fmt == "imagefolder":
+        return _write_imagefolder(table, dest)
+    if dest.suffix.lower() not in _SUFFIXES[fmt]:
+        dest = dest / f"clean{_SUFFIXES[fmt][0]}"
+    if dest.is_dir():
+        raise ExportError(f"{str(dest)!r} is a folder; name the {fmt} file to write")
+    if fmt == "parquet":
+        return _write_atomic(dest, lambda tmp: pq.write_table(table, tmp))
+    frame = pl.from_arrow(table)
+    if fmt == "csv":
+        return _write_atomic(dest, lambda tmp: frame.write_csv(tmp))
+    return _write_atomic(dest, lambda tmp: frame.write_ndjson(tmp))
+
+
+def _read_clean(run: Path) -> pa.Table:
+    path = run / "clean.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(run)!r} has no clean.parquet; re-run `winnow run` to write it")
+    table = pq.read_table(path)
+    missing = [f.name for f in S.CLEAN_SCHEMA if f.name not in table.column_names]
+    if missing:
+        raise ExportError(f"{str(path)!r} lacks the column(s) {', '.join(missing)}")
+    # Plain string/float64 types and no polars metadata: every reader takes it as-is.
+    return table.select(S.CLEAN_SCHEMA.names).cast(S.CLEAN_SCHEMA).replace_schema_metadata(None)
+
+
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# --- imagefolder -------------------------------------------------------------------------------
+
+
+def safe_name(name: str, *, keep_suffix: bool = False) -> str:
+    """One path component made from untrusted text: no separators, no control characters,
+    not "." or "..", not hidden, at most 200 UTF-8 bytes. Printable text is kept as is."""
+    text = unicodedata.normalize("NFC", str(name))
+    text = "".join("_" if ch in "/\\" or unicodedata.category(ch).startswith("C") else ch for ch in text)
+    text = text.strip()
+    stem, suffix = text, ""
+    if keep_suffix:
+        dot = text.rfind(".")
+        if dot > 0 and 1 < len(text) - dot <= 10:
+            stem, suffix = text[:dot], text[dot:]
+    stem = stem.rstrip(". ")  # "x." and "x " are trouble on the filesystems people copy these to
+    if stem.startswith("."):
+        stem = "_" + stem[1:]  # hidden files are skipped by most folder loaders
+    if not stem:
+        stem = "_"
+    while len((stem + suffix).encode("utf-8")) > _MAX_NAME_BYTES:
+        stem = stem[:-1]
+    return stem + suffix
+
+
+def _unique(name: str, taken: set[str], tag: str) -> str:
+    """`name`, or name with `tag` (then a counter) before its suffix, unused in `taken`
+    (compared case-folded: the tree may be copied to a case-insensitive filesystem)."""
+    stem, dot, suffix = name.rpartition(".") if "." in name[1:] else (name, "", "")
+    candidates = [name, f"{stem}-{tag}{dot}{suffix}"]
+    candidates += (f"{stem}-{tag}-{i}{dot}{suffix}" for i in range(2, 10_000))
+    for candidate in candidates:
+        if candidate.casefold() not in taken:
+            taken.add(candidate.casefold())
+            return candidate
+    raise ExportError(f"cannot find a free name for {name!r}")  # pragma: no cover
+
+
+def _write_imagefolder(table: pa.Table, dest: Path) -> Path:
+    if dest.exists() and not dest.is_dir():
+        raise DestinationNotEmpty(f"{str(dest)!r} exists and is not a folder")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).exists():
+        raise DestinationNotEmpty(
+            f"{str(dest)!r} is not empty and is not an earlier Winnow export; choose another --dest "
+            f"or empty it"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir()
+    try:
+        _fill_imagefolder(table, tmp)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.old")
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old)  # unlinks the old links; never follows them
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
+
+
+def _fill_imagefolder(table: pa.Table, root: Path) -> None:
+    frame = pl.from_arrow(table)
+    reserved = {METADATA.casefold(), MARKER.casefold()}
+    folders: dict[str, str] = {}
+    taken_folders = set(reserved)
+    for label in sorted(set(frame[S.LABEL].to_list())):
+        folders[label] = _unique(safe_name(label), taken_folders, "label")
+    taken_files: dict[str, set[str]] = {f: set() for f in folders.values()}
+    root_abs = os.path.abspath(root)
+    file_names = []
+    for sid, path, abs_path, label in frame.select(S.SAMPLE_ID, S.PATH, S.ABS_PATH, S.LABEL).iter_rows():
+        folder = folders[label]
+        if not taken_files[folder]:
+            (root / folder).mkdir()
+        base = safe_name(path.replace("\\", "/").rsplit("/", 1)[-1], keep_suffix=True)
+        name = _unique(base, taken_files[folder], safe_name(sid)[:16])
+        link = os.path.join(root_abs, folder, name)
+        if os.path.dirname(link) != os.path.join(root_abs, folder) or os.path.commonpath([root_abs, link]) != root_abs:
+            raise ExportError(f"refusing to write {link!r} outside {root_abs!r}")  # pragma: no cover
+        os.symlink(os.path.abspath(abs_path), link)
+        file_names.append(f"{folder}/{name}")
+    metadata = pl.DataFrame({"file_name": pl.Series(file_names, dtype=pl.String)}).hstack(
+        frame.select(S.SAMPLE_ID, S.LABEL, "original_label", S.WEIGHT, S.PATH, S.ABS_PATH))
+    metadata.write_csv(root / METADATA)
+    (root / MARKER).write_text("written by `winnow export --format imagefolder`; safe to replace\n")
