@@ -39,3 +39,11 @@ class UnsafePath(CatalogError):
 
 class TooFewClasses(CatalogError):
     """Label cleaning needs at least two classes, each with at least one sample."""
+
+
+class UnreadableFolder(CatalogError):
+    """A folder of the dataset cannot be listed (permissions): its samples would silently vanish."""
+
+
+class InvalidManifest(CatalogError):
+    """The manifest file cannot be read as a table (corrupt, malformed, not readable)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path, PurePosixPath
 
@@ -14,10 +15,12 @@ from catalogs.builders import ensure_built
 from catalogs.errors import (
     DuplicatePath,
     EmptyDataset,
+    InvalidManifest,
     MissingColumn,
     MissingRoot,
     TooFewClasses,
     UnknownLabel,
+    UnreadableFolder,
     UnsafePath,
 )
 from catalogs.spec import IMAGE_EXTENSIONS, CatalogSpec
@@ -45,7 +48,11 @@ def list_samples(spec: CatalogSpec) -> pa.Table:
 def classes_of(table: pa.Table) -> list[str]:
     """The class names of a samples table, in label-index order."""
     meta = table.schema.metadata or {}
-    return [c for c in meta[b"classes"].decode("utf-8").split("\x1f")] if b"classes" in meta else []
+    if b"classes" not in meta:
+        return []
+    text = meta[b"classes"].decode("utf-8")
+    # JSON, so a class name may hold any character; older tables joined names with \x1f.
+    return json.loads(text) if text.startswith("[") else text.split("\x1f")
 
 
 def _list_image_folder(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
@@ -55,8 +62,15 @@ def _list_image_folder(spec: CatalogSpec) -> list[tuple[str, str, str, str | Non
     real_root = root.resolve()
     rows = []
     # Sorted walk so the table's order does not depend on the file system.
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
+    try:
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        _unlistable(exc)
+    for class_dir in class_dirs:
+        # os.walk descends into its top folder even when that is a symlink, so a class
+        # folder linked out of the root would expose every file below it.
+        class_escapes = class_dir.is_symlink() and not _is_within(_real(class_dir), real_root)
+        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False, onerror=_unlistable):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fname in sorted(filenames):
                 if fname.startswith(".") or not fname.lower().endswith(IMAGE_EXTENSIONS):
@@ -64,8 +78,8 @@ def _list_image_folder(spec: CatalogSpec) -> list[tuple[str, str, str, str | Non
                 full = Path(dirpath) / fname
                 rel = full.relative_to(root).as_posix()
                 refused = None
-                if full.is_symlink() and not spec.source.allow_outside_root:
-                    if not _is_within(full.resolve(), real_root):
+                if (class_escapes or full.is_symlink()) and not spec.source.allow_outside_root:
+                    if not _is_within(_real(full), real_root):
                         refused = "outside_root"
                 rows.append((rel, str(full.absolute()), class_dir.name, refused))
     if not rows:
@@ -83,12 +97,15 @@ def _list_manifest(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
     if not path.is_file():
         raise MissingRoot(f"manifest {str(path)!r} does not exist")
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame = pl.read_parquet(path)
-    elif suffix == ".csv":
-        frame = pl.read_csv(path, infer_schema_length=0)  # every column as text: labels stay as written
-    else:
+    if suffix not in (".parquet", ".csv"):
         raise MissingRoot(f"manifest {str(path)!r} must be a .parquet or .csv file, got suffix {suffix!r}")
+    try:
+        if suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        else:
+            frame = pl.read_csv(path, infer_schema_length=0)  # every column as text: labels stay as written
+    except Exception as exc:  # polars / arrow / OS errors vary by version: one named error for all
+        raise InvalidManifest(f"manifest {str(path)!r} cannot be read as {suffix[1:]}: {exc}") from exc
     for col in (src.path_column, src.label_column):
         if col not in frame.columns:
             raise MissingColumn(f"manifest {str(path)!r} has no column {col!r}; its columns: {frame.columns}")
@@ -103,6 +120,8 @@ def _list_manifest(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
             raise MissingColumn(f"manifest {str(path)!r} row {i}: empty path")
         if label is None:
             raise MissingColumn(f"manifest {str(path)!r} row {i} ({p!r}): empty label")
+        if "\x00" in p:
+            raise UnsafePath(f"manifest {str(path)!r} row {i}: path {p!r} contains a NUL byte")
         rel = PurePosixPath(p.replace("\\", "/")).as_posix()
         if rel in seen:
             raise DuplicatePath(f"manifest {str(path)!r}: path {p!r} appears at rows {seen[rel]} and {i}")
@@ -115,7 +134,9 @@ def _list_manifest(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
                     f"manifest {str(path)!r} row {i}: path {p!r} leaves the dataset root "
                     f"{str(src.root)!r}; set allow_outside_root = true in [source] to allow it"
                 )
-            if full.is_symlink() and not _is_within(full.resolve(), real_root):
+            # realpath follows links anywhere along the path, not only the last component:
+            # `linked_dir/passwd` with linked_dir -> /etc is refused too.
+            if not _is_within(_real(full), real_root):
                 refused = "outside_root"
         rows.append((rel, str(full.absolute()), label, refused))
     return rows
@@ -123,6 +144,8 @@ def _list_manifest(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
 
 def _to_table(rows: list[tuple[str, str, str, str | None]], spec: CatalogSpec) -> pa.Table:
     found = sorted({r[2] for r in rows})
+    if spec.classes is not None and len(spec.classes) < 2:
+        raise TooFewClasses(f"label cleaning needs at least 2 classes; the class list is {list(spec.classes)!r}")
     if spec.classes is not None:
         allowed = set(spec.classes)
         for rel, _, label, _ in rows:
@@ -151,7 +174,18 @@ def _to_table(rows: list[tuple[str, str, str, str | None]], spec: CatalogSpec) -
         },
         schema=S.SAMPLES_SCHEMA,
     )
-    return table.replace_schema_metadata({"classes": "\x1f".join(classes), "catalog": spec.name})
+    return table.replace_schema_metadata({"classes": json.dumps(classes), "catalog": spec.name})
+
+
+def _unlistable(exc: OSError) -> None:
+    # os.walk skips a folder it cannot list unless told otherwise: that would drop its samples unseen.
+    raise UnreadableFolder(f"cannot list folder {exc.filename!r} of the dataset: {exc.strerror}") from exc
+
+
+def _real(path: Path) -> Path:
+    """Where a path really leads. Unlike Path.resolve() in 3.11, a symlink loop does not raise:
+    the looping link stays inside the root and the reader reports it as unreadable."""
+    return Path(os.path.realpath(path))
 
 
 def _is_within(path: Path, root: Path) -> bool:

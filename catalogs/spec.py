@@ -142,6 +142,9 @@ def parse_catalog(raw: dict[str, Any], *, base_dir: Path, spec_path: Path | None
     if classes is not None:
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise InvalidCatalog(f"{where}: 'classes' must be a list of strings, got {classes!r}")
+        blank = [c for c in classes if not c.strip()]
+        if blank:
+            raise InvalidCatalog(f"{where}: 'classes' holds blank name(s) {blank!r}")
         dupes = sorted({c for c in classes if classes.count(c) > 1})
         if dupes:
             raise InvalidCatalog(f"{where}: 'classes' repeats {dupes!r}")

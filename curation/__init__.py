@@ -1,11 +1,33 @@
 """Curation algorithms: pure functions over embeddings, labels, pred_probs and the kNN graph."""
 
+from curation.confident_learning import find_confident_learning_issues
+from curation.curate import Curation, cluster_balance, curate
+from curation.duplicates import DuplicateGroups, Leaks, find_duplicates, find_leaks
 from curation.errors import InvalidArray, LengthMismatch, MissingDependency
-from curation.knn_graph import IndexConfig, KnnGraph, build_knn_graph
-from curation.knn_noise import KnnVotes, find_knn_label_issues
+from curation.knn_graph import IndexConfig, KnnGraph, build_knn_graph, kmeans, search_knn
+from curation.knn_noise import KnnVotes, find_knn_label_issues, find_simifeat_label_issues
+from curation.label_issues import (
+    DETECTORS,
+    LabelIssueReport,
+    detect_label_issues,
+    find_label_issues,
+    list_detectors,
+    out_of_fold_pred_probs,
+)
+from curation.noise import detection_metrics, parse_noise_spec, plant_label_noise
+from curation.outliers import Outliers, find_outliers, score_knn_distance
 from curation.policy import DecisionPolicy, Decisions, decide, policy_from_dict
+from curation.prune import PrunePlan, SemanticDuplicates, find_semantic_duplicates, plan_prune, score_prototypicality
+from curation.rebalance import Hierarchy, Selection, compute_weights, hierarchical_kmeans, plan_rebalance, resolve_target
 
 __all__ = [
-    "DecisionPolicy", "Decisions", "IndexConfig", "InvalidArray", "KnnGraph", "KnnVotes", "LengthMismatch",
-    "MissingDependency", "build_knn_graph", "decide", "find_knn_label_issues", "policy_from_dict",
+    "DETECTORS", "Curation", "DecisionPolicy", "Decisions", "DuplicateGroups", "Hierarchy", "IndexConfig",
+    "InvalidArray", "KnnGraph", "KnnVotes", "LabelIssueReport", "Leaks", "LengthMismatch", "MissingDependency",
+    "Outliers", "PrunePlan", "Selection", "SemanticDuplicates", "build_knn_graph", "cluster_balance",
+    "compute_weights", "curate", "decide", "detect_label_issues", "detection_metrics",
+    "find_confident_learning_issues", "find_duplicates", "find_knn_label_issues", "find_label_issues",
+    "find_leaks", "find_outliers", "find_semantic_duplicates", "find_simifeat_label_issues",
+    "hierarchical_kmeans", "kmeans", "list_detectors", "out_of_fold_pred_probs", "parse_noise_spec", "plant_label_noise",
+    "plan_prune", "plan_rebalance", "policy_from_dict", "resolve_target", "score_knn_distance",
+    "score_prototypicality", "search_knn",
 ]

@@ -7,21 +7,16 @@ keeps one representative. Nothing here is N x N: the work is linear in the N * k
 
 How the near-duplicate threshold is chosen
 ------------------------------------------
-A fixed cosine, `DecisionPolicy.near_duplicate_min_similarity` (default 0.95), not a
-cut-off estimated from the data. The tail of the nearest-neighbour similarity
-distribution is not a property of duplicates alone: a dataset without any copies still
-has a "closest 1%" (a relative rule such as Datalab's "distance below 0.13 x the median
-1-NN distance" then flags samples of a clean folder too), and a dataset that is 30%
-copies moves any robust statistic of the tail. What is stable is what re-encoding,
-resizing and slight cropping do to an embedding: on our real-image ground truth
-(MNIST digits through efficientnet-lite0, see tests/test_duplicates.py and
-benchmarks/duplicates_outliers.py) such copies stay above cosine 0.97, while distinct
-digits of the same class rarely pass 0.95. The threshold is a policy field because it
-depends on the encoder: check it on planted copies when you change encoders.
-
-Connected components chain: A ~ B ~ C puts A and C in one group even when A and C are
-below the threshold. With a threshold this high a chain is a sequence of near copies,
-which is what a duplicate group is; `similarity_to_representative` shows the weakest links.
+By default from the data (`near_duplicate_threshold`): the log distance of each sample
+to its nearest neighbour is roughly normal over distinct samples, and a copy sits far in
+its lower tail. The cut-off is median - z * sigma_MAD with z chosen so that a dataset
+without copies would flag about one sample (the same model as the outlier cut-off,
+mirrored), and never below cosine 0.9. The median and MAD stay put while fewer than half
+the samples are copies. A fixed cosine, `DecisionPolicy.near_duplicate_min_similarity`,
+overrides it: a fixed value means different things for different encoders (0.95 flags
+most of sklearn's digits as copies under the `pixels` encoder, whose distinct digits
+reach 0.99, while EfficientNet keeps re-encoded / resized copies above 0.97; see
+tests/test_duplicates.py and benchmarks/duplicates_outliers.py).
 """
 
 from __future__ import annotations
@@ -43,6 +38,7 @@ class DuplicateGroups:
     group: np.ndarray  # (N,) int64: duplicate group id (0..G-1); -1 for a sample with no duplicate
     representative: np.ndarray  # (N,) int64: row of the group's kept sample (itself for it); -1 outside groups
     exact: np.ndarray  # (N,) bool: byte-identical (same content hash) to its representative
+    hash_code: np.ndarray  # (N,) int64: equal codes = equal content hashes; -1 unknown (for re-picked representatives)
     label_conflict: np.ndarray  # (N,) bool: in a group whose members carry different labels
     score: np.ndarray  # (N,) float64: representative rank within its group, higher = better kept
     similarity_to_representative: np.ndarray  # (N,) float32: kNN-edge cosine to it; 1 for it; nan if no direct edge
@@ -56,12 +52,31 @@ class DuplicateGroups:
         """(N,) bool: in a group and not its representative (the rows a policy drops)."""
         return (self.group >= 0) & (self.representative != np.arange(len(self.group)))
 
+    def scatter(self, rows, n: int) -> DuplicateGroups:
+        """These findings, made over a subset (rows (M,) of N, e.g. the embedded samples),
+        as findings over all N rows; the other rows are in no group."""
+        rows = _check_rows(rows, len(self.group), n)
+        rep = np.full(n, -1, dtype=np.int64)
+        rep[rows] = np.where(self.representative >= 0, rows[np.maximum(self.representative, 0)], -1)
+        return DuplicateGroups(
+            group=_put(rows, self.group, n, -1), representative=rep, exact=_put(rows, self.exact, n, False),
+            hash_code=_put(rows, self.hash_code, n, -1), label_conflict=_put(rows, self.label_conflict, n, False),
+            score=_put(rows, self.score, n, 0.0),
+            similarity_to_representative=_put(rows, self.similarity_to_representative, n, np.nan),
+        )
+
 
 @dataclass(frozen=True)
 class Leaks:
     is_leak: np.ndarray  # (N,) bool: duplicates a holdout sample (same hash, or cosine >= threshold)
     holdout_index: np.ndarray  # (N,) int64: row of the nearest holdout sample (-1 when the holdout is empty)
     similarity: np.ndarray  # (N,) float32: cosine to that holdout sample
+
+    def scatter(self, rows, n: int) -> Leaks:
+        """Findings over a subset (rows (M,) of N) as findings over all N rows (others: no leak)."""
+        rows = _check_rows(rows, len(self.is_leak), n)
+        return Leaks(is_leak=_put(rows, self.is_leak, n, False), holdout_index=_put(rows, self.holdout_index, n, -1),
+                     similarity=_put(rows, self.similarity, n, -np.inf))
 
 
 def find_duplicates(
@@ -113,6 +128,7 @@ def find_duplicates(
     if not len(in_group):
         none = np.full(n, -1, dtype=np.int64)
         return DuplicateGroups(group=none, representative=none.copy(), exact=np.zeros(n, dtype=bool),
+                               hash_code=_hash_codes(content_hashes, n),
                                label_conflict=np.zeros(n, dtype=bool), score=np.zeros(n),
                                similarity_to_representative=np.full(n, np.nan, dtype=np.float32))
     order = in_group[np.lexsort((key_rank[in_group], -second[in_group], -first[in_group], group[in_group]))]
@@ -127,11 +143,9 @@ def find_duplicates(
     position = np.arange(len(order)) - first_of_group[group[order]]
     score[order] = -position
 
+    hash_code = _hash_codes(content_hashes, n)
     exact = np.zeros(n, dtype=bool)
-    if content_hashes is not None:
-        h = np.asarray([("" if x is None else x) for x in content_hashes], dtype=object)
-        rep_h = h[representative[in_group]]
-        exact[in_group] = (h[in_group] == rep_h) & (h[in_group] != "")
+    exact[in_group] = (hash_code[in_group] == hash_code[representative[in_group]]) & (hash_code[in_group] >= 0)
     conflict = np.zeros(n, dtype=bool)
     if labels is not None and len(in_group):
         g = group[in_group]
@@ -144,7 +158,7 @@ def find_duplicates(
     sim_rep[in_group] = np.asarray(adjacency[in_group, representative[in_group]]).ravel()
     sim_rep[sim_rep == 0] = np.nan
     sim_rep[reps_of_groups] = 1.0
-    return DuplicateGroups(group=group, representative=representative, exact=exact,
+    return DuplicateGroups(group=group, representative=representative, exact=exact, hash_code=hash_code,
                            label_conflict=conflict, score=score, similarity_to_representative=sim_rep)
 
 
@@ -182,6 +196,21 @@ def find_leaks(
     return Leaks(is_leak=leak, holdout_index=index.astype(np.int64), similarity=sim.astype(np.float32))
 
 
+def _check_rows(rows, m: int, n: int) -> np.ndarray:
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or len(rows) != m or not np.issubdtype(rows.dtype, np.integer):
+        raise InvalidArray(f"rows must be {m} integer row numbers (one per finding), got shape {rows.shape} dtype {rows.dtype}")
+    if m and (rows.min() < 0 or rows.max() >= n or len(np.unique(rows)) != m):
+        raise InvalidArray(f"rows must be distinct row numbers in 0..{n - 1}, got min {rows.min()} max {rows.max()}")
+    return rows.astype(np.int64)
+
+
+def _put(rows: np.ndarray, values: np.ndarray, n: int, fill) -> np.ndarray:
+    out = np.full(n, fill, dtype=values.dtype)
+    out[rows] = values
+    return out
+
+
 def _near_edges(graph: KnnGraph, min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n, k = graph.indices.shape
     ok = (graph.indices >= 0) & (graph.similarities >= min_similarity)
@@ -200,6 +229,17 @@ def _hash_edges(hashes: Sequence[str | None], key_rank: np.ndarray) -> tuple[np.
     code_sorted = np.sort(code)
     same = code_sorted[1:] == code_sorted[:-1]
     return order[:-1][same], order[1:][same]
+
+
+def _hash_codes(hashes: Sequence[str | None] | None, n: int) -> np.ndarray:
+    code = np.full(n, -1, dtype=np.int64)
+    if hashes is None:
+        return code
+    h = np.asarray([("" if x is None else str(x)) for x in hashes], dtype=object)
+    known = np.flatnonzero(h != "")
+    if len(known):
+        code[known] = np.unique(h[known].astype(str), return_inverse=True)[1]
+    return code
 
 
 def _symmetric_max(rows, cols, sims, n):
@@ -268,3 +308,27 @@ def _check_unit_interval(values, name: str) -> np.ndarray:
         i = int(np.flatnonzero(bad)[0])
         raise InvalidArray(f"{name}[{i}] is {arr[i]!r}; must be finite and in [0, 1]")
     return arr
+
+
+def near_duplicate_threshold(graph: KnnGraph, *, expected_false: float = 1.0, floor: float = 0.9) -> float:
+    """A data-driven cosine above which a pair counts as a near duplicate.
+
+    The distance of each sample to its nearest neighbour, on a log scale, is roughly
+    normal for distinct samples; a near copy sits far in its lower tail. The cut-off is
+    median - z * sigma (sigma from the MAD, robust to the copies themselves), with z set so
+    a dataset without copies would have `expected_false` samples below it. It never drops
+    below `floor`: whatever the spread, a pair less similar than that is not a copy.
+    """
+    from scipy.special import ndtri
+
+    nearest = graph.similarities[:, 0].astype(np.float64)
+    ok = np.isfinite(nearest) & (graph.indices[:, 0] >= 0)
+    if ok.sum() < 3:
+        return 1.0
+    eps = 1e-6
+    logs = np.log(np.clip(1.0 - nearest[ok], 0.0, None) + eps)
+    median = float(np.median(logs))
+    sigma = 1.4826 * float(np.median(np.abs(logs - median)))
+    z = float(ndtri(1.0 - min(float(expected_false), ok.sum() - 1) / ok.sum()))
+    cut = 1.0 - (float(np.exp(median - z * sigma)) - eps)
+    return float(min(1.0, max(floor, cut)))

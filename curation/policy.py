@@ -2,18 +2,43 @@
 
 Findings are arrays over all N input samples (unusable ones included); the policy is a
 frozen dataclass so a run's behaviour is fully described by its config.
+
+The default is conservative: it drops only what is redundant or unusable for certain
+(unreadable files, copies of a kept sample, copies of a holdout sample) or far outside
+the data by a strict cut-off (outliers: about one false flag per clean dataset), and it
+never shrinks or reweights the data unless asked (no target size, no caps, weight 1).
+Label issues follow `on_label_issue` ("auto": relabel only on strong evidence).
+
+Order of the decision for one sample (a drop stops nothing: every finding is listed):
+unusable -> leak -> outlier -> label issue -> duplicate (one representative per group,
+re-picked among the members that survive the steps before) -> per-class cap ("over_cap")
+-> target size ("pruned") -> weight.
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
+from curation.duplicates import REPRESENTATIVE_RULES, DuplicateGroups
 from curation.errors import InvalidArray
+from curation.prune import PRUNE_KEEP
+from curation.rebalance import (
+    CLASS_DISTRIBUTIONS,
+    WEIGHTINGS,
+    Hierarchy,
+    compute_weights,
+    plan_rebalance,
+    resolve_target,
+)
+from curation.validation import check_same_length
 
 ON_LABEL_ISSUE = ("auto", "drop", "relabel", "keep")
+ON_FINDING = ("drop", "keep")
+ON_LABEL_CONFLICT = ("keep_one", "drop_all")
 
 
 @dataclass(frozen=True)
@@ -25,29 +50,136 @@ class DecisionPolicy:
     # 0.8 is conservative: a wrong relabel is worse than a drop, since it teaches a wrong fact.
     relabel_min_confidence: float = 0.8
 
+    # --- duplicates and leakage -------------------------------------------------------
+    # Cosine at or above which two kNN neighbours are near duplicates (and a training
+    # sample leaks into the holdout). None: estimated from the data (the robust lower tail
+    # of nearest-neighbour distances, see duplicates.near_duplicate_threshold), because a
+    # fixed cosine means different things for different encoders.
+    near_duplicate_min_similarity: float | None = None
+    # Which member of a duplicate group is kept: "central" (most similar to the rest of
+    # the group) or "label_quality" (best-supported label; use it when labels are noisy).
+    duplicate_representative: str = "central"
+    # "drop" the non-representative members of a duplicate group, or "keep" (flag only).
+    on_duplicate: str = "drop"
+    # Duplicates with different labels: "keep_one" keeps the representative (its label
+    # still goes through the label-issue detector), "drop_all" drops the whole group.
+    on_duplicate_label_conflict: str = "keep_one"
+    # "drop" training samples that duplicate a holdout (val/test) sample, or "keep" (flag).
+    on_leak: str = "drop"
+
+    # --- outliers ----------------------------------------------------------------------
+    # The outlier cut-off is set so that a clean dataset would flag this many samples in
+    # expectation (see curation/outliers.py); larger flags more.
+    outlier_expected_false: float = 1.0
+    # Also flag samples far from their neighbours relative to the neighbours' own spread
+    # (a local ratio, for data whose concepts differ much in density). Off by default: on
+    # real images it adds a few false flags and the global score already finds the junk.
+    outlier_local: bool = False
+    # "drop" outliers, or "keep" (flag only; they stay in clean.parquet).
+    on_outlier: str = "drop"
+
+    # --- pruning and rebalancing -------------------------------------------------------
+    # Target size of the kept set: a float in (0, 1] is a fraction of all N input rows,
+    # an int is a row count; None keeps everything that survives the findings.
+    keep: float | int | None = None
+    # Which end of the hardness ranking pruning keeps: "hard" or "easy" (curation/prune.py).
+    prune_keep: str = "hard"
+    # SemDeDup: cosine within a k-means cluster above which a sample is redundant and is
+    # pruned before any non-redundant one. Looser than near_duplicate_min_similarity on
+    # purpose: it only orders the pruning, it drops nothing unless a target size is set.
+    semdedup_min_similarity: float = 0.9
+    # Hierarchical k-means clusters per level, finest first; () = sqrt(N), then its sqrt.
+    cluster_levels: tuple[int, ...] = ()
+    # k-means seed (FAISS); the rows are put in a canonical order first, so runs repeat.
+    kmeans_seed: int = 0
+    # At most this many kept rows per class (None: no cap); the excess is "over_cap".
+    class_cap: int | None = None
+    # How the target size is shared among classes: "original" (proportional: stratified),
+    # "uniform" or "sqrt" (proportional to sqrt of the class counts).
+    class_distribution: str = "original"
+    # Inside a class, spread the kept rows evenly over the hierarchical k-means clusters
+    # (concept balance, Vo et al. 2024) instead of taking the top of the pruning ranking.
+    cluster_balanced: bool = False
+    # Sample weights of the kept rows: "none" (1), "inverse_frequency" or
+    # "effective_number" (Cui et al. 2019), from the kept class counts; mean weight 1.
+    weighting: str = "none"
+    # beta of the effective number of samples, in [0, 1).
+    effective_number_beta: float = 0.999
+
     def __post_init__(self) -> None:
-        if self.on_label_issue not in ON_LABEL_ISSUE:
-            raise InvalidArray(f"on_label_issue must be one of {ON_LABEL_ISSUE}, got {self.on_label_issue!r}")
-        if not 0.0 <= self.relabel_min_confidence <= 1.0:
-            raise InvalidArray(f"relabel_min_confidence must be in [0, 1], got {self.relabel_min_confidence!r}")
+        choices = {
+            "on_label_issue": ON_LABEL_ISSUE, "duplicate_representative": REPRESENTATIVE_RULES,
+            "on_duplicate": ON_FINDING, "on_duplicate_label_conflict": ON_LABEL_CONFLICT,
+            "on_leak": ON_FINDING, "on_outlier": ON_FINDING, "prune_keep": PRUNE_KEEP,
+            "class_distribution": CLASS_DISTRIBUTIONS, "weighting": WEIGHTINGS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InvalidArray(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("relabel_min_confidence",):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidArray(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        for name in ("near_duplicate_min_similarity", "semdedup_min_similarity"):
+            if getattr(self, name) is not None and not -1.0 <= getattr(self, name) <= 1.0:
+                raise InvalidArray(f"{name} must be a cosine in [-1, 1], got {getattr(self, name)!r}")
+        if not self.outlier_expected_false > 0:
+            raise InvalidArray(f"outlier_expected_false must be > 0, got {self.outlier_expected_false!r}")
+        if self.keep is not None:
+            resolve_target(self.keep, 1)  # raises on a bad fraction or count
+        if self.class_cap is not None and self.class_cap < 0:
+            raise InvalidArray(f"class_cap must be a non-negative count, got {self.class_cap!r}")
+        levels = self.cluster_levels
+        if any(c < 1 for c in levels) or any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
+            raise InvalidArray(f"cluster_levels must be positive and strictly decreasing, got {levels!r}")
+        if not 0.0 <= self.effective_number_beta < 1.0:
+            raise InvalidArray(f"effective_number_beta must be in [0, 1), got {self.effective_number_beta!r}")
 
 
 def policy_from_dict(values: dict[str, Any], *, base: DecisionPolicy | None = None) -> DecisionPolicy:
-    """A policy from a catalog's [policy] table or CLI overrides; unknown keys are errors."""
+    """A policy from a catalog's [policy] table or CLI overrides; unknown keys are errors.
+
+    Values are checked against the field's annotation: an int is accepted for a float
+    field, a list for a tuple field (TOML arrays), and "none" (any case) for a field
+    that may be None (TOML has no null).
+    """
     base = base or DecisionPolicy()
-    known = {f.name: f for f in fields(DecisionPolicy)}
-    unknown = sorted(set(values) - set(known))
+    hints = typing.get_type_hints(DecisionPolicy)
+    known = {f.name for f in fields(DecisionPolicy)}
+    unknown = sorted(set(values) - known)
     if unknown:
         raise InvalidArray(f"unknown policy key(s) {unknown!r}; known: {sorted(known)}")
     current = {name: getattr(base, name) for name in known}
     for key, value in values.items():
-        expected = type(current[key])
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if value is not None and current[key] is not None and not isinstance(value, expected):
-            raise InvalidArray(f"policy {key!r} must be {expected.__name__}, got {value!r}")
-        current[key] = value
+        current[key] = _coerce(key, value, hints[key])
     return DecisionPolicy(**current)
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+            raise InvalidArray(f"policy {key!r} must be a list of integers, got {value!r}")
+        return tuple(int(v) for v in value)
+    allowed = args if args else (annotation,)
+    if type(None) in allowed and (value is None or (isinstance(value, str) and value.lower() == "none")):
+        return None
+    if float in allowed and not isinstance(value, bool) and isinstance(value, float):
+        return value
+    if int in allowed and _is_int(value):
+        return int(value)
+    if float in allowed and _is_int(value):
+        return float(value)
+    if bool in allowed and isinstance(value, bool):
+        return value
+    if str in allowed and isinstance(value, str):
+        return value
+    names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
+    raise InvalidArray(f"policy {key!r} must be {names}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -55,7 +187,9 @@ class Decisions:
     decision: np.ndarray  # (N,) object: "keep" | "drop" | "relabel"
     reasons: list[list[str]]  # N lists of reason codes (every finding, kept rows included)
     final_label: np.ndarray  # (N,) int64: label to train on; -1 for drops
-    weight: np.ndarray  # (N,) float64: sample weight; 0 for drops
+    weight: np.ndarray  # (N,) float64: sample weight; 0 for drops, positive and finite otherwise
+    duplicate_of: np.ndarray  # (N,) int64: row of the kept representative of its duplicate group; -1 if none
+    cluster: np.ndarray  # (N,) int64: finest k-means cluster; -1 when not clustered
 
 
 def decide(
@@ -66,35 +200,147 @@ def decide(
     suggested_label: np.ndarray,
     suggestion_confidence: np.ndarray,
     policy: DecisionPolicy = DecisionPolicy(),
+    duplicates: DuplicateGroups | None = None,
+    outliers=None,
+    leaks=None,
+    clusters: Hierarchy | np.ndarray | list[np.ndarray] | None = None,
+    prune_priority: np.ndarray | None = None,
+    keys=None,
+    n_classes: int | None = None,
 ) -> Decisions:
     """One decision per sample.
 
     labels: (N,) given class indices. unusable_reason: N entries, a reason code for
     samples that could not be embedded (always dropped) or None. is_label_issue,
     suggested_label, suggestion_confidence: (N,) detector outputs (ignored where unusable).
+
+    Optional findings, all over the same N rows (the unusable rows with no finding):
+    duplicates: `find_duplicates(...)`. outliers: `find_outliers(...)` or an (N,) bool
+    array. leaks: `find_leaks(...)` or an (N,) bool array. clusters: the
+    `hierarchical_kmeans(...)` result, or (N,) cluster arrays finest first (-1 = none);
+    needed for `policy.cluster_balanced`, reported in `Decisions.cluster`. prune_priority:
+    (N,) `plan_prune(...).priority` (higher kept first) used to meet `policy.keep` and
+    `policy.class_cap`; without it the rows kept are the first by `keys`. keys: (N,)
+    unique sortable ids (sample ids) so that tie-breaks, and so all decisions, do not
+    depend on row order. n_classes: K, for class counts (default max label + 1).
     """
     n = len(labels)
+    labels = np.asarray(labels, dtype=np.int64)
+    is_leak = _flags(leaks, "is_leak")
+    is_outlier = _flags(outliers, "is_outlier")
+    levels = _levels(clusters)
+    check_same_length(labels=labels, unusable_reason=unusable_reason, is_label_issue=is_label_issue,
+                      suggested_label=suggested_label, suggestion_confidence=suggestion_confidence,
+                      leaks=is_leak, outliers=is_outlier, prune_priority=prune_priority, keys=keys,
+                      duplicates=None if duplicates is None else duplicates.group,
+                      **{f"clusters[{i}]": a for i, a in enumerate(levels)})
     decision = np.array(["keep"] * n, dtype=object)
-    final = np.asarray(labels, dtype=np.int64).copy()
+    final = labels.copy()
     reasons: list[list[str]] = [[] for _ in range(n)]
-    for i in range(n):
-        if unusable_reason[i] is not None:
-            reasons[i].append(unusable_reason[i])
-            decision[i] = "drop"
-            final[i] = -1
+    dropped = np.zeros(n, dtype=bool)
+    usable = np.array([r is None for r in unusable_reason], dtype=bool)
+
+    def drop(i: int) -> None:
+        decision[i] = "drop"
+        final[i] = -1
+        dropped[i] = True
+
+    for i in np.flatnonzero(~usable):
+        reasons[i].append(unusable_reason[i])
+        drop(i)
+    for flag, code, action in ((is_leak, "leak", policy.on_leak), (is_outlier, "outlier", policy.on_outlier)):
+        if flag is None:
             continue
-        if not is_label_issue[i]:
-            continue
+        for i in np.flatnonzero(flag & usable):
+            reasons[i].append(code)
+            if action == "drop":
+                drop(i)
+    for i in np.flatnonzero(np.asarray(is_label_issue, dtype=bool) & usable):
         reasons[i].append("label_issue")
         action = policy.on_label_issue
         if action == "auto":
             sure = suggestion_confidence[i] >= policy.relabel_min_confidence
             action = "relabel" if sure and suggested_label[i] != labels[i] else "drop"
-        if action == "relabel":
+        if action == "relabel" and not dropped[i]:
             decision[i] = "relabel"
             final[i] = int(suggested_label[i])
         elif action == "drop":
-            decision[i] = "drop"
-            final[i] = -1
-    weight = np.where(final >= 0, 1.0, 0.0)
-    return Decisions(decision=decision, reasons=reasons, final_label=final, weight=weight)
+            drop(i)
+
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    if duplicates is not None:
+        _decide_duplicates(duplicates, usable, dropped, reasons, duplicate_of, drop, policy, keys)
+
+    cluster = levels[0].copy() if levels else np.full(n, -1, dtype=np.int64)
+    target = resolve_target(policy.keep, n)
+    if target is not None or policy.class_cap is not None:
+        if policy.cluster_balanced and not levels:
+            raise InvalidArray("policy.cluster_balanced is set but decide() got no clusters")
+        eligible = ~dropped
+        k = int(n_classes) if n_classes is not None else int(max(labels.max(), final.max())) + 1
+        selection = plan_rebalance(
+            np.where(eligible, final, 0), n_classes=k, eligible=eligible, target_size=target,
+            class_cap=policy.class_cap, class_distribution=policy.class_distribution,
+            hierarchy=levels or None, cluster_balanced=policy.cluster_balanced,
+            priority=prune_priority, keys=keys,
+        )
+        for i in np.flatnonzero(eligible & ~selection.selected):
+            reasons[i].append(selection.reason[i])
+            drop(i)
+    weight = compute_weights(np.where(dropped, 0, final), selected=~dropped, scheme=policy.weighting,
+                             beta=policy.effective_number_beta)
+    return Decisions(decision=decision, reasons=reasons, final_label=final, weight=weight,
+                     duplicate_of=duplicate_of, cluster=cluster)
+
+
+def _decide_duplicates(dup: DuplicateGroups, usable, dropped, reasons, duplicate_of, drop, policy, keys) -> None:
+    """One representative per group: the best-ranked member that no earlier step dropped."""
+    n = len(dup.group)
+    members = np.flatnonzero((dup.group >= 0) & usable)
+    if not len(members):
+        return
+    key_rank = np.arange(n) if keys is None else np.unique(np.asarray(keys), return_inverse=True)[1]
+    g = dup.group[members]
+    order = members[np.lexsort((key_rank[members], -dup.score[members], dropped[members], g))]
+    first = np.r_[True, dup.group[order][1:] != dup.group[order][:-1]]
+    rep_of_group = dict(zip(dup.group[order][first].tolist(), order[first].tolist(), strict=True))
+    for i in members.tolist():
+        rep = rep_of_group[int(dup.group[i])]
+        conflict = bool(dup.label_conflict[i])
+        if i != rep:
+            duplicate_of[i] = rep
+            exact = dup.hash_code[i] >= 0 and dup.hash_code[i] == dup.hash_code[rep]
+            reasons[i].append("exact_duplicate" if exact else "near_duplicate")
+        if conflict:
+            reasons[i].append("duplicate_label_conflict")
+        if conflict and policy.on_duplicate_label_conflict == "drop_all":
+            drop(i)
+        elif i != rep and policy.on_duplicate == "drop":
+            drop(i)
+
+
+def _flags(finding, attr: str) -> np.ndarray | None:
+    if finding is None:
+        return None
+    arr = np.asarray(getattr(finding, attr, finding))
+    if arr.ndim != 1 or arr.dtype != bool:
+        raise InvalidArray(f"{attr} must be a 1-D bool array (N,), got shape {arr.shape} dtype {arr.dtype}")
+    return arr
+
+
+def _levels(clusters) -> list[np.ndarray]:
+    if clusters is None:
+        return []
+    if isinstance(clusters, Hierarchy):
+        arrays = clusters.assignments
+    elif isinstance(clusters, np.ndarray) and clusters.ndim == 1:
+        arrays = [clusters]
+    else:
+        arrays = list(clusters)
+    out = []
+    for i, a in enumerate(arrays):
+        a = np.asarray(a)
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+            raise InvalidArray(f"clusters level {i} must be a 1-D integer array (N,), got shape {a.shape} dtype {a.dtype}")
+        out.append(a.astype(np.int64))
+    return out

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.errors import InvalidArray
-from curation.validation import check_embeddings, check_every_class_present, check_labels, check_same_length
+from curation.validation import (
+    check_embeddings,
+    check_every_class_present,
+    check_labels,
+    check_same_length,
+)
 
 
 @dataclass(frozen=True)
@@ -37,19 +42,39 @@ def fit_probe(
     *,
     n_classes: int,
     n_folds: int = 5,
-    epochs: int = 30,
-    min_steps: int = 300,
-    batch_size: int = 4096,
+    epochs: int = 5,
+    min_steps: int = 100,
+    batch_size: int = 8192,
     learning_rate: float = 0.01,
-    weight_decay: float = 1e-4,
+    weight_decay: float = 0.1,
+    max_dim: int | None = 128,
     seed: int = 0,
 ) -> ProbeResult:
     """Out-of-fold softmax-regression probe on `embeddings` (N, D) with `labels` (N,).
 
-    Folds are stratified by given label. Features are standardised with statistics of
+    When D > `max_dim` the probe sees the top `max_dim` principal axes (no labels
+    involved). Folds are stratified by given label. Features are standardised with statistics of
     all rows (no labels involved, so nothing leaks across folds). Adam on large
-    minibatches; deterministic for a given seed.
+    minibatches; deterministic for a given seed. Strong weight decay keeps the probe
+    from fitting the noisy labels it is meant to find.
     """
+    import torch
+
+    threads = torch.get_num_threads()
+    # Each step is a (batch x 128) @ (128 x K) product: far too small to split across
+    # threads, and thread hand-offs cost more than they save (many times more on a busy
+    # machine), so the probe runs on one thread and restores the caller's setting.
+    torch.set_num_threads(1)
+    try:
+        return _fit_probe(embeddings, labels, n_classes=n_classes, n_folds=n_folds, epochs=epochs,
+                          min_steps=min_steps, batch_size=batch_size, learning_rate=learning_rate,
+                          weight_decay=weight_decay, max_dim=max_dim, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, batch_size, learning_rate,
+               weight_decay, max_dim, seed) -> ProbeResult:
     import torch
 
     emb = check_embeddings(embeddings)
@@ -60,9 +85,12 @@ def fit_probe(
         raise InvalidArray(f"n_folds must be at least 2, got {n_folds}")
     n = len(labels)
     x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
-    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    x = x - x.mean(0)
+    if max_dim is not None and x.shape[1] > max_dim:
+        x = x @ _principal_axes(x, max_dim, seed=seed)
+    x = x / (x.std(0) + 1e-6)
     y = torch.from_numpy(labels)
-    folds = _stratified_folds(labels, n_folds=n_folds, seed=seed)
+    folds = _stratified_folds(labels, x, n_folds=n_folds, seed=seed)
     probs = np.zeros((n, n_classes), dtype=np.float64)
     aum_sum = np.zeros(n, dtype=np.float64)
     aum_count = np.zeros(n, dtype=np.float64)
@@ -75,22 +103,32 @@ def fit_probe(
             linear.weight.copy_(torch.randn(linear.weight.shape, generator=gen) * 0.01)
             linear.bias.zero_()
         opt = torch.optim.Adam(linear.parameters(), lr=learning_rate, weight_decay=weight_decay)
-        train_t = torch.from_numpy(train)
+        x_train, y_train = x[torch.from_numpy(train)], y[torch.from_numpy(train)]
+        full_batch = batch_size >= len(train)
         # Small data needs more passes than large data: at least `min_steps` updates.
         steps_per_epoch = -(-len(train) // batch_size)
+        margin_sum = torch.zeros(len(train), dtype=torch.float64)
+        n_seen = torch.zeros(len(train), dtype=torch.float64)
         for _ in range(max(epochs, -(-min_steps // steps_per_epoch))):
-            order = train_t[torch.randperm(len(train), generator=gen)]
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                logits = linear(x[idx])
-                loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            order = None if full_batch else torch.randperm(len(train), generator=gen)
+            for start in range(0, len(train), batch_size):
+                idx = None if full_batch else order[start : start + batch_size]
+                xb, yb = (x_train, y_train) if full_batch else (x_train[idx], y_train[idx])
+                logits = linear(xb)
+                loss = torch.nn.functional.cross_entropy(logits, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 with torch.no_grad():
-                    m = _logit_margin(logits.detach(), y[idx]).numpy()
-                aum_sum[idx.numpy()] += m
-                aum_count[idx.numpy()] += 1
+                    m = _logit_margin(logits.detach(), yb).double()
+                    if full_batch:
+                        margin_sum += m
+                        n_seen += 1
+                    else:
+                        margin_sum.index_add_(0, idx, m)
+                        n_seen.index_add_(0, idx, torch.ones_like(m))
+        aum_sum[train] += margin_sum.numpy()
+        aum_count[train] += n_seen.numpy()
         with torch.no_grad():
             probs[test] = torch.softmax(linear(x[torch.from_numpy(test)]), dim=1).double().numpy()
     probs /= probs.sum(axis=1, keepdims=True)
@@ -153,21 +191,46 @@ def _gmm_clean_posterior(z: np.ndarray, *, n_iter: int) -> np.ndarray:
     return out
 
 
-def _logit_margin(logits, y):
+def _principal_axes(x, n_axes: int, *, seed: int, max_rows: int = 20000):
+    # Top principal axes of centred x (N, D) -> (D, n_axes), from at most `max_rows` rows:
+    # a linear probe loses little on the top axes and each step gets D / n_axes cheaper.
     import torch
+
+    if x.shape[0] > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_rows, replace=False))
+        sample = x[torch.from_numpy(rows)]
+    else:
+        sample = x
+    cov = (sample.T.double() @ sample.double()) / sample.shape[0]
+    _, vecs = torch.linalg.eigh(cov)
+    axes = vecs[:, -n_axes:].flip(1)
+    # eigh's sign is arbitrary; fix it so results do not depend on the LAPACK build.
+    signs = torch.sign(axes[axes.abs().argmax(0), torch.arange(n_axes)])
+    return (axes * signs).float()
+
+
+def _logit_margin(logits, y):
 
     own = logits.gather(1, y[:, None])[:, 0]
     masked = logits.scatter(1, y[:, None], float("-inf"))
     return own - masked.max(dim=1).values
 
 
-def _stratified_folds(labels: np.ndarray, *, n_folds: int, seed: int) -> np.ndarray:
-    """(N,) fold number per row, each class spread evenly over folds."""
-    rng = np.random.default_rng(seed)
+def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int) -> np.ndarray:
+    """(N,) fold number per row, each class spread evenly over folds.
+
+    Rows are ordered within their class by a seeded random projection of their features,
+    not by position, so permuting the samples permutes the folds with them.
+    """
+    import torch
+
+    direction = torch.from_numpy(np.random.default_rng(seed).standard_normal(x.shape[1]).astype(np.float32))
+    key = (x @ direction).numpy()
     folds = np.empty(len(labels), dtype=np.int64)
     offset = 0
     for c in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == c))
+        rows = np.flatnonzero(labels == c)
+        rows = rows[np.argsort(key[rows], kind="stable")]
         folds[rows] = (np.arange(len(rows)) + offset) % n_folds
         offset += len(rows)
     return folds

@@ -34,10 +34,10 @@ def check_labels(labels, *, n_classes: int | None = None, name: str = "labels") 
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-            raise InvalidArray(f"{name}[{bad}] is {arr[bad]!r}; labels must be integers")
+            raise InvalidArray(f"{name}[{bad}] is {float(arr[bad])!r}; labels must be integers")
         if not np.all(arr == np.round(arr)):
             bad = int(np.flatnonzero(arr != np.round(arr))[0])
-            raise InvalidArray(f"{name}[{bad}] is {arr[bad]!r}; labels must be integers")
+            raise InvalidArray(f"{name}[{bad}] is {float(arr[bad])!r}; labels must be integers")
     elif not np.issubdtype(arr.dtype, np.integer):
         raise InvalidArray(f"{name} must hold integer class indices, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
@@ -62,7 +62,7 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", atol: float = 1e-3
     _check_finite(arr, name)
     if arr.min() < 0 or arr.max() > 1:
         bad = np.unravel_index(np.argmax((arr < 0) | (arr > 1)), arr.shape)
-        raise InvalidArray(f"{name}[{bad[0]}, {bad[1]}] is {arr[bad]!r}; probabilities must be in [0, 1]")
+        raise InvalidArray(f"{name}[{bad[0]}, {bad[1]}] is {float(arr[bad])!r}; probabilities must be in [0, 1]")
     sums = arr.sum(axis=1)
     off = np.abs(sums - 1) > atol
     if off.any():
@@ -96,4 +96,4 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         block = np.asarray(arr[start : start + step])
         if not np.all(np.isfinite(block)):
             r, c = np.argwhere(~np.isfinite(block))[0]
-            raise InvalidArray(f"{name}[{start + r}, {c}] is {block[r, c]!r}; values must be finite")
+            raise InvalidArray(f"{name}[{start + r}, {c}] is {float(block[r, c])!r}; values must be finite")

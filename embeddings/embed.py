@@ -68,6 +68,7 @@ def embed_files(
     workers = workers or min(8, os.cpu_count() or 1)
     seen: set[str] = set(store.index())  # content already stored, or scheduled in this run
     reused_hashes = set(seen)
+    failed: dict[str, str] = {}  # content hash -> reason its first copy could not be decoded
 
     def prepare(start: int, pool: ThreadPoolExecutor) -> _Chunk:
         todo = [i for i in range(start, min(start + chunk_size, n)) if refused[i] is None]
@@ -98,6 +99,7 @@ def embed_files(
         for i, h, tensor, reason in pool.map(decode, fresh):
             if tensor is None:
                 report.reason[i] = reason
+                failed[h] = reason
                 continue
             chunk.positions.append(i)
             chunk.hashes.append(h)
@@ -149,6 +151,6 @@ def embed_files(
     # A hash whose first copy failed to decode makes its later copies unusable too.
     for i, h in enumerate(report.content_hash):
         if h is not None and report.reason[i] is None and h not in store:
-            report.reason[i] = "unreadable"
+            report.reason[i] = failed.get(h, "unreadable")
     report.seconds = timers
     return report

@@ -6,8 +6,11 @@ A bad file is data, not a crash: every function here returns a reason code from
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -18,6 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_IMAGE_PIXELS = 89_478_485
 # Files above this many bytes are refused before being read into memory.
 MAX_FILE_BYTES = 256 * 1024 * 1024
+# Only these decoders ever see a sample's bytes, whatever its extension says. PIL would
+# otherwise pick any plugin by magic bytes, EPS included, which runs Ghostscript.
+ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP")
 
 
 @dataclass(frozen=True)
@@ -32,17 +38,35 @@ def hash_bytes(data: bytes) -> str:
 
 
 def read_file(path: str) -> FileRead:
-    """Read a sample's bytes and hash them; OS problems become reason codes."""
+    """Read a sample's bytes and hash them; OS problems become reason codes.
+
+    Only regular files are read: a FIFO or device named `x.png` would otherwise block
+    the run forever or stream without end. The size is checked before any byte is read.
+    """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return FileRead(None, None, "missing")
     except PermissionError:
         return FileRead(None, None, "permission_denied")
-    except OSError:  # a directory, an I/O error, a dangling link
+    except (OSError, ValueError):  # a dangling link loop, an I/O error, a NUL byte in the path
         return FileRead(None, None, "unreadable")
-    if len(data) > MAX_FILE_BYTES:
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return FileRead(None, None, "unreadable")
+        if info.st_size > MAX_FILE_BYTES:
+            return FileRead(None, None, "too_large")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except PermissionError:
+        return FileRead(None, None, "permission_denied")
+    except OSError as exc:
+        return FileRead(None, None, "missing" if exc.errno == errno.ENOENT else "unreadable")
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:  # grew after fstat
         return FileRead(None, None, "too_large")
     return FileRead(data, hash_bytes(data), None)
 
@@ -59,18 +83,27 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Im
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
                 w, h = img.size
                 if w * h > max_pixels or w <= 0 or h <= 0:
                     return None, "too_large" if w * h > max_pixels else "unreadable"
                 img.load()
-                img = ImageOps.exif_transpose(img) or img
-                return to_rgb(img), None
+                return to_rgb(_upright(img)), None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None, "too_large"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
         # Truncated or corrupt streams raise any of these depending on the codec.
         return None, "unreadable"
+    except Exception:  # struct.error, ZeroDivisionError...: a hostile stream must cost one row, not the run
+        return None, "unreadable"
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; junk EXIF leaves the pixels as stored rather than losing them."""
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except Exception:  # a malformed EXIF block is metadata damage, not an unreadable image
+        return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -16,7 +16,7 @@ from flows.io import locked
 from flows.report import write_report
 from flows.tasks import (
     build_knn,
-    detect_label_issues,
+    curate_samples,
     embed_shard,
     load_samples,
     merge_embeddings,
@@ -46,17 +46,14 @@ def clean_dataset(config: RunConfig) -> dict[str, str]:
         work = run / "work"
         work.mkdir(parents=True, exist_ok=True)
         samples = load_samples(config.target, str(work))
-        n_shards = max(1, config.shards)
-        shards = [
-            embed_shard.submit(samples, encoder, str(store), str(work), shard=i, n_shards=n_shards,
-                               batch_size=config.batch_size, device=config.device,
-                               progress=config.progress and n_shards == 1)
-            for i in range(n_shards)
-        ]
-        embed = merge_embeddings(samples, [s.result() for s in shards], encoder, str(store), str(work))
+        embed = _embed_catalog(config.target, encoder, store, work, config, samples=samples)
         knn = build_knn(str(work), k=config.k, device=config.device)
-        detections = detect_label_issues(samples, embed, knn, str(work), methods=config.methods,
-                                         seed=config.seed)
+        holdout = tuple(
+            _embed_catalog(target, encoder, store, work / f"holdout-{i}", config)
+            for i, target in enumerate(config.holdout)
+        )
+        curated = curate_samples(samples, embed, knn, str(work), encoder_name=encoder, policy=policy,
+                                 methods=config.methods, seed=config.seed, holdout_embed_paths=holdout)
         run_info = {
             "run_id": run.name,
             "catalog": spec.name,
@@ -67,7 +64,7 @@ def clean_dataset(config: RunConfig) -> dict[str, str]:
             "seconds": round(time.perf_counter() - started, 2),
         }
         manifest = write_manifests(
-            samples, embed, detections, str(run), policy=policy, run_info=run_info,
+            samples, embed, curated, str(run), run_info=run_info,
             previous_manifest=str(previous / "manifest.parquet") if previous else None,
         )
         write_report(run)
@@ -82,6 +79,21 @@ def clean_dataset(config: RunConfig) -> dict[str, str]:
         "latest": str(out / "latest"),
         "ground_truth": str(spec.ground_truth) if spec.ground_truth else "",
     }
+
+
+def _embed_catalog(target: str, encoder: str, store: Path, work: Path, config: RunConfig, *,
+                   samples: str | None = None) -> str:
+    """List (unless given) and embed one catalog into `work`, in shards; returns embed.parquet."""
+    work.mkdir(parents=True, exist_ok=True)
+    samples = samples or load_samples(target, str(work))
+    n_shards = max(1, config.shards)
+    shards = [
+        embed_shard.submit(samples, encoder, str(store), str(work), shard=i, n_shards=n_shards,
+                           batch_size=config.batch_size, device=config.device,
+                           progress=config.progress and n_shards == 1)
+        for i in range(n_shards)
+    ]
+    return merge_embeddings(samples, [s.result() for s in shards], encoder, str(store), str(work))
 
 
 def run_clean(config: RunConfig) -> dict[str, str]:

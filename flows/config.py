@@ -23,6 +23,7 @@ class RunConfig:
     runner: str = "local"  # "local" (this process) or "dask" (prefect-dask DaskTaskRunner)
     dask_address: str | None = None  # an existing Dask scheduler; None with runner="dask": a LocalCluster
     shards: int = 1  # embedding shards (run in parallel under the dask runner)
+    holdout: tuple[str, ...] = ()  # validation / test catalogs: training samples that duplicate them are `leak`
 
     def __post_init__(self) -> None:
         if self.runner not in ("local", "dask"):

@@ -140,68 +140,87 @@ def build_knn(work_dir: str, *, k: int = 10, device: str | None = None) -> str:
 
 
 @task
-def detect_label_issues(samples_path: str, embed_path: str, knn_path: str, work_dir: str, *,
-                        methods: str = "auto", seed: int = 0) -> str:
-    """Usable samples' labels + graph -> detections.parquet (one row per usable sample)."""
+def curate_samples(samples_path: str, embed_path: str, knn_path: str, work_dir: str, *, encoder_name: str,
+                   policy: dict, methods: str = "auto", seed: int = 0,
+                   holdout_embed_paths: tuple[str, ...] = ()) -> str:
+    """Every detector + the policy -> curation.parquet (one row per input sample) and curation.json."""
     work = Path(work_dir)
-    key = stage_key(work, "detect", upstream=("samples", "knn"), params={"methods": methods, "seed": seed})
-    if is_done(work, "detect", key, ("detections.parquet",)):
-        return str(work / "detections.parquet")
+    holdout_keys = [read_json(Path(p).parent / "embed.done.json")["key"] for p in holdout_embed_paths]
+    key = stage_key(work, "curate", upstream=("samples", "embed", "knn"),
+                    params={"policy": policy, "methods": methods, "seed": seed, "holdout": holdout_keys})
+    if is_done(work, "curate", key, ("curation.parquet", "curation.json")):
+        return str(work / "curation.parquet")
     samples = pq.read_table(samples_path)
     classes = classes_of(samples)
     embed = pl.read_parquet(embed_path)
-    usable = embed["row"].to_numpy() >= 0
-    labels = samples.column(S.LABEL_INDEX).to_numpy()[usable]
-    graph = load_knn_graph(knn_path)
-    votes = curation.find_knn_label_issues(labels, graph, n_classes=len(classes))
+    rows = np.flatnonzero(embed["row"].to_numpy() >= 0)
+    holdout_emb, holdout_hashes = None, None
+    if holdout_embed_paths:
+        parts = [(np.load(Path(p).parent / "embeddings.npy"), pl.read_parquet(p)) for p in holdout_embed_paths]
+        holdout_emb = np.concatenate([e for e, _ in parts])
+        holdout_hashes = [h for _, f in parts for h, r in zip(f[S.CONTENT_HASH], f["row"], strict=True) if r >= 0]
+    text = None
+    if encoder_name.startswith("open_clip:") and methods in ("auto",) or "zero_shot" in methods:
+        encoder = get_encoder(encoder_name)
+        if encoder.has_text:
+            text = encoder.encode_text([f"a photo of a {c}." for c in classes])
+    result = curation.curate(
+        samples.column(S.LABEL_INDEX).to_numpy(), np.load(work / "embeddings.npy", mmap_mode="r"),
+        load_knn_graph(knn_path), rows=rows, n_classes=len(classes),
+        unusable_reason=embed["reason"].to_list(), keys=embed[S.SAMPLE_ID].to_numpy(),
+        content_hashes=embed[S.CONTENT_HASH].to_list(), policy=curation.policy_from_dict(policy),
+        methods=methods, seed=seed, holdout_embeddings=holdout_emb, holdout_hashes=holdout_hashes,
+        class_text_embeddings=text,
+    )
+    d = result.decisions
+    ids = embed[S.SAMPLE_ID].to_numpy()
     frame = pl.DataFrame({
-        S.SAMPLE_ID: embed[S.SAMPLE_ID].filter(pl.Series(usable)),
-        "is_label_issue": votes.is_label_issue,
-        S.LABEL_QUALITY: votes.label_quality,
-        "suggested_label": votes.suggested_label,
-        "suggestion_confidence": votes.vote_probs[np.arange(len(labels)), votes.suggested_label],
-        "score_knn_vote": votes.label_quality,
-    })
-    write_parquet(frame, work / "detections.parquet")
-    mark_done(work, "detect", key)
-    return str(work / "detections.parquet")
+        S.SAMPLE_ID: ids,
+        S.DECISION: pl.Series(d.decision.tolist(), dtype=pl.String),
+        S.REASONS: pl.Series(d.reasons, dtype=pl.List(pl.String)),
+        "final_label_index": d.final_label,
+        S.WEIGHT: d.weight,
+        S.DUPLICATE_OF: pl.Series([ids[j] if j >= 0 else None for j in d.duplicate_of], dtype=pl.String),
+        S.CLUSTER: pl.Series(d.cluster, dtype=pl.Int64).cast(pl.Int32).replace(-1, None),
+        **{name: values for name, values in result.scores.items()},
+    }).with_columns(pl.col(pl.Float64).fill_nan(None))
+    write_parquet(frame, work / "curation.parquet")
+    write_json(result.facts, work / "curation.json")
+    mark_done(work, "curate", key)
+    return str(work / "curation.parquet")
 
 
 @task(retries=2, retry_delay_seconds=1)
-def write_manifests(samples_path: str, embed_path: str, detections_path: str, run_dir: str, *,
-                    policy: dict, run_info: dict, previous_manifest: str | None = None) -> str:
-    """All findings -> manifest.parquet, clean.parquet, diff.parquet, summary.json (each atomic)."""
+def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_dir: str, *,
+                    run_info: dict, previous_manifest: str | None = None) -> str:
+    """Findings + decisions -> manifest.parquet, clean.parquet, diff.parquet, summary.json (each atomic)."""
     samples = pl.from_arrow(pq.read_table(samples_path))
     classes = classes_of(pq.read_table(samples_path))
     embed = pl.read_parquet(embed_path)
-    det = pl.read_parquet(detections_path)
+    cur = pl.read_parquet(curation_path)
     frame = samples.join(embed, on=S.SAMPLE_ID, how="left", maintain_order="left").join(
-        det, on=S.SAMPLE_ID, how="left", maintain_order="left"
+        cur, on=S.SAMPLE_ID, how="left", maintain_order="left"
     )
-    n = frame.height
-    labels = frame[S.LABEL_INDEX].to_numpy().astype(np.int64)
-    issue = frame["is_label_issue"].fill_null(False).to_numpy()
-    suggested = frame["suggested_label"].fill_null(-1).to_numpy().astype(np.int64)
-    confidence = frame["suggestion_confidence"].fill_null(0.0).to_numpy()
-    decisions = curation.decide(
-        labels, unusable_reason=frame["reason"].to_list(), is_label_issue=issue,
-        suggested_label=suggested, suggestion_confidence=confidence,
-        policy=curation.policy_from_dict(policy),
-    )
-    name = np.array(classes, dtype=object)
-    score_cols = [c for c in det.columns if c.startswith("score_")]
+    names = pl.Series(classes, dtype=pl.String)
+
+    def class_name(col: str) -> pl.Series:
+        idx = frame[col].to_numpy()
+        return pl.Series([names[int(i)] if i >= 0 else None for i in idx], dtype=pl.String)
+
+    score_cols = [c for c in cur.columns if c.startswith("score_")] + [
+        c for c in ("probe_margin", "suggestion_confidence", "outlier_score") if c in cur.columns]
     manifest = pl.DataFrame({
         S.SAMPLE_ID: frame[S.SAMPLE_ID],
         S.PATH: frame[S.PATH],
         S.LABEL: frame[S.LABEL],
-        S.DECISION: pl.Series(decisions.decision.tolist(), dtype=pl.String),
-        S.REASONS: pl.Series(decisions.reasons, dtype=pl.List(pl.String)),
+        S.DECISION: frame[S.DECISION],
+        S.REASONS: frame[S.REASONS],
         S.LABEL_QUALITY: frame[S.LABEL_QUALITY],
-        S.SUGGESTED_LABEL: pl.Series([name[s] if s >= 0 else None for s in suggested], dtype=pl.String),
-        S.FINAL_LABEL: pl.Series([name[f] if f >= 0 else None for f in decisions.final_label], dtype=pl.String),
-        S.WEIGHT: decisions.weight,
-        S.DUPLICATE_OF: pl.Series([None] * n, dtype=pl.String),
-        S.CLUSTER: pl.Series([None] * n, dtype=pl.Int32),
+        S.SUGGESTED_LABEL: class_name("suggested_label"),
+        S.FINAL_LABEL: class_name("final_label_index"),
+        S.WEIGHT: frame[S.WEIGHT],
+        S.DUPLICATE_OF: frame[S.DUPLICATE_OF],
+        S.CLUSTER: frame[S.CLUSTER],
         S.CONTENT_HASH: frame[S.CONTENT_HASH],
     }).with_columns([frame[c] for c in score_cols])
     if manifest.height != samples.height or manifest[S.SAMPLE_ID].n_unique() != samples.height:
@@ -222,6 +241,7 @@ def write_manifests(samples_path: str, embed_path: str, detections_path: str, ru
     write_parquet(clean, run / "clean.parquet")
     write_parquet(manifest, run / "manifest.parquet")
     summary = summarise(manifest, run_info)
+    summary.update(read_json(Path(curation_path).with_suffix(".json")))
     summary["diff"] = {
         "previous_run": Path(previous_manifest).parent.name if previous_manifest else None,
         **{c: int((diff["change"] == c).sum()) for c in

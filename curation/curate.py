@@ -1,0 +1,157 @@
+"""All findings for one dataset, from arrays: label issues, duplicates, leaks, outliers,
+clusters and pruning, turned into one decision per sample by the policy.
+
+This is the library's single entry point for a whole cleaning pass; the flow only reads
+files, calls `curate`, and writes the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from curation.duplicates import find_duplicates, find_leaks, near_duplicate_threshold
+from curation.knn_graph import KnnGraph
+from curation.label_issues import detect_label_issues
+from curation.outliers import find_outliers
+from curation.policy import DecisionPolicy, Decisions, decide
+from curation.prune import plan_prune
+from curation.rebalance import hierarchical_kmeans
+from curation.validation import check_same_length
+
+
+@dataclass(frozen=True)
+class Curation:
+    decisions: Decisions  # one decision per input row (N)
+    scores: dict[str, np.ndarray]  # per-row columns for the manifest, NaN / -1 where not embedded
+    facts: dict[str, Any] = field(default_factory=dict)  # cut-offs and counts for the summary
+
+
+def curate(
+    labels,
+    embeddings,
+    graph: KnnGraph,
+    *,
+    rows,
+    n_classes: int,
+    unusable_reason: list[str | None],
+    keys,
+    content_hashes: list[str | None] | None = None,
+    policy: DecisionPolicy = DecisionPolicy(),
+    methods: str = "auto",
+    seed: int = 0,
+    holdout_embeddings=None,
+    holdout_hashes: list[str | None] | None = None,
+    class_text_embeddings=None,
+) -> Curation:
+    """Run every detector and decide.
+
+    labels: (N,) class indices of all input rows. embeddings: (M, D) of the M usable rows;
+    graph: their kNN graph; rows: (M,) which input row each embedding belongs to.
+    unusable_reason: N entries (a reason code, or None for the embedded rows). keys: (N,)
+    stable sample ids (tie-breaks never depend on row order). holdout_embeddings: (H, D)
+    of a validation / test catalog, to flag leaks.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    keys = np.asarray(keys)
+    n = len(labels)
+    check_same_length(labels=labels, unusable_reason=unusable_reason, keys=keys)
+    check_same_length(embeddings=embeddings, rows=rows, knn_graph=graph.indices)
+    hashes_u = [content_hashes[i] for i in rows] if content_hashes is not None else None
+    keys_u = keys[rows]
+
+    # Label issues on the usable rows. A class whose every sample is unusable has no
+    # evidence: detect over the classes present and map back.
+    present = np.unique(labels[rows])
+    remap = np.full(n_classes, -1, dtype=np.int64)
+    remap[present] = np.arange(len(present))
+    text = class_text_embeddings[present] if class_text_embeddings is not None else None
+    report = detect_label_issues(remap[labels[rows]], embeddings=embeddings, knn=graph, methods=methods,
+                                 n_classes=len(present), seed=seed, class_text_embeddings=text)
+    frame = report.frame
+    issue = _scatter(rows, frame["is_label_issue"].to_numpy(), n, False)
+    suggested = _scatter(rows, present[frame["suggested_label"].to_numpy()], n, -1)
+    confidence = _scatter(rows, frame["suggestion_confidence"].to_numpy(), n, 0.0)
+    quality_u = frame["label_quality"].to_numpy()
+
+    near = policy.near_duplicate_min_similarity
+    if near is None:
+        near = near_duplicate_threshold(graph)
+    dup = find_duplicates(graph, min_similarity=near, content_hashes=hashes_u,
+                          labels=labels[rows], label_quality=quality_u, keep=policy.duplicate_representative,
+                          keys=keys_u)
+    out = find_outliers(graph, expected_false=policy.outlier_expected_false, local=policy.outlier_local)
+    leaks = None
+    if holdout_embeddings is not None:
+        leaks = find_leaks(embeddings, holdout_embeddings, min_similarity=near,
+                           content_hashes=hashes_u, holdout_hashes=holdout_hashes).scatter(rows, n)
+    hierarchy = hierarchical_kmeans(embeddings, levels=policy.cluster_levels, seed=policy.kmeans_seed, niter=10)
+    clusters = [_scatter(rows, level, n, -1) for level in hierarchy.assignments]
+    priority = None
+    if policy.keep is not None or policy.class_cap is not None:
+        eligible = ~dup.is_duplicate & ~out.is_outlier
+        if leaks is not None:
+            eligible &= ~leaks.is_leak[rows]
+        difficulty = -frame["probe_margin"].to_numpy() if "probe_margin" in frame.columns else None
+        plan = plan_prune(embeddings, hierarchy.centroids[0], hierarchy.finest, difficulty=difficulty,
+                          eligible=eligible, min_similarity=policy.semdedup_min_similarity,
+                          keep_end=policy.prune_keep, keys=keys_u)
+        priority = _scatter(rows, plan.priority, n, -np.inf)
+
+    decisions = decide(
+        labels, unusable_reason=unusable_reason, is_label_issue=issue, suggested_label=suggested,
+        suggestion_confidence=confidence, policy=policy, duplicates=dup.scatter(rows, n),
+        outliers=out.scatter(rows, n), leaks=leaks, clusters=clusters, prune_priority=priority,
+        keys=keys, n_classes=n_classes,
+    )
+    scores = {
+        "label_quality": _scatter(rows, quality_u, n, np.nan),
+        "suggested_label": suggested,
+        "suggestion_confidence": _scatter(rows, frame["suggestion_confidence"].to_numpy(), n, np.nan),
+        "outlier_score": _scatter(rows, out.score, n, np.nan),
+    }
+    for col in frame.columns:
+        if col.startswith("score_") or col == "probe_margin":
+            scores[col] = _scatter(rows, frame[col].to_numpy(), n, np.nan)
+    flagged_quality = quality_u[frame["is_label_issue"].to_numpy()]
+    facts = {
+        "label_detectors": list(report.methods),
+        "estimated_noise_rate": round(float(report.noise_rate), 4),
+        "label_issue_cutoff": float(flagged_quality.max()) if flagged_quality.size else None,
+        "detector_weights": {k: round(float(v), 4) for k, v in report.weights.items()},
+        "outlier_threshold": float(out.threshold),
+        "near_duplicate_min_similarity": round(float(near), 4),
+        "duplicate_groups": int(dup.n_groups),
+        "clusters": int(len(hierarchy.centroids[0])),
+        "cluster_balance_before": cluster_balance(clusters[0][rows]),
+        "cluster_balance_after": cluster_balance(decisions.cluster[decisions.final_label >= 0]),
+    }
+    return Curation(decisions=decisions, scores=scores, facts=facts)
+
+
+def cluster_balance(assignment: np.ndarray) -> dict[str, float]:
+    """How evenly samples spread over clusters: the effective number of clusters
+    (exp of the entropy) against the number used, and the largest / smallest size."""
+    assignment = np.asarray(assignment)
+    assignment = assignment[assignment >= 0]
+    if assignment.size == 0:
+        return {"clusters": 0, "effective_clusters": 0.0, "max_over_min": 0.0}
+    counts = np.bincount(assignment)
+    counts = counts[counts > 0]
+    p = counts / counts.sum()
+    return {
+        "clusters": int(len(counts)),
+        "effective_clusters": round(float(np.exp(-(p * np.log(p)).sum())), 2),
+        "max_over_min": round(float(counts.max() / counts.min()), 2),
+    }
+
+
+def _scatter(rows: np.ndarray, values: np.ndarray, n: int, fill) -> np.ndarray:
+    values = np.asarray(values)
+    dtype = np.result_type(values.dtype, np.asarray(fill).dtype)
+    out = np.full(n, fill, dtype=dtype)
+    out[rows] = values
+    return out

@@ -1,0 +1,110 @@
+"""One verdict from several label-noise detectors, with no threshold to tune.
+
+Detectors that give a class distribution per sample (the probe's or the user's
+pred_probs, kNN votes, zero-shot priors) are averaged, each weighted by how often its
+argmax agrees with the given labels (all sources face the same noise, so the one that
+agrees more is the better predictor). label_quality is the blend's probability of the
+given label, mixed with score-only evidence that ranks well on its own (the area under
+the margin), which is a quarter of the weight when present. How many samples to flag comes from the confident joint of the blend:
+- a given class whose estimated errors spread over many true classes (symmetric-like
+  noise) flags its lowest-quality samples, as many as the joint's off-diagonal row;
+- a given class whose errors concentrate on one true class (pair-flip-like noise) is
+  pruned cell by cell by margin (confident learning's prune-by-noise-rate), which
+  separates the two confusable classes better than a global quality ranking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.confident_learning import (
+    compute_confident_joint,
+    estimate_noise_rate,
+    find_confident_learning_issues,
+)
+from curation.errors import InvalidArray
+
+# Weight exponent on each source's agreement with the given labels: sharp enough that a
+# clearly better source dominates, soft enough that two similar ones are averaged.
+AGREEMENT_POWER = 4.0
+# A given class whose largest off-diagonal cell holds more than this share of its
+# estimated errors is treated as pair-flip-like (pruned by margin, cell by cell).
+CONCENTRATED_NOISE_SHARE = 0.5
+# Share of label_quality given to score-only detectors (AUM): on the benchmark it lifts
+# AUROC in every row; more than this starts to override the class evidence.
+SCORE_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class EnsembleVerdict:
+    blend_probs: np.ndarray  # (N, K) float64: weighted average of the sources' class distributions
+    weights: dict[str, float]  # source name -> normalised weight in the blend
+    label_quality: np.ndarray  # (N,) float64 in [0, 1]: blend probability of the given label
+    suggested_label: np.ndarray  # (N,) int64: blend argmax (the given label when it is the argmax)
+    suggestion_confidence: np.ndarray  # (N,) float64 in [0, 1]: blend probability of suggested_label
+    is_label_issue: np.ndarray  # (N,) bool
+    confident_joint: np.ndarray  # (K, K) int64: calibrated joint of the blend, row = given, column = true
+    noise_rate: float  # estimated share of wrong labels (off-diagonal mass of the joint)
+
+
+def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
+                      scores: dict[str, np.ndarray] | None = None) -> EnsembleVerdict:
+    """Blend the sources' (N, K) class distributions and cut at the estimated noise count.
+
+    labels: (N,) validated int64; class_probs: name -> (N, K) rows summing to 1;
+    scores: name -> (N,) in [0, 1], low = likely wrong, mixed into label_quality only.
+    """
+    if not class_probs:
+        raise InvalidArray("the ensemble needs at least one detector that gives class probabilities")
+    n = len(labels)
+    rows = np.arange(n)
+    raw = {}
+    for name, probs in class_probs.items():
+        if probs.shape[0] != n:
+            raise InvalidArray(f"detector {name!r} gave {probs.shape[0]} rows for {n} labels")
+        raw[name] = max(float((probs.argmax(axis=1) == labels).mean()), 1e-3) ** AGREEMENT_POWER
+    total = sum(raw.values())
+    weights = {name: w / total for name, w in raw.items()}
+    blend = sum(weights[name] * class_probs[name] for name in class_probs)
+    blend = blend / blend.sum(axis=1, keepdims=True)
+    own = blend[rows, labels]
+    quality = own
+    if scores:
+        extra = np.mean([np.clip(v, 0.0, 1.0) for v in scores.values()], axis=0)
+        quality = (1.0 - SCORE_SHARE) * own + SCORE_SHARE * extra
+        weights = {name: w * (1.0 - SCORE_SHARE) for name, w in weights.items()}
+        weights.update({name: SCORE_SHARE / len(scores) for name in scores})
+    flagged, cj = cut_by_confident_joint(labels, blend, quality)
+    suggested = blend.argmax(axis=1)
+    suggested = np.where(blend[rows, suggested] > own, suggested, labels).astype(np.int64)
+    return EnsembleVerdict(
+        blend_probs=blend,
+        weights=weights,
+        label_quality=np.clip(quality, 0.0, 1.0),
+        suggested_label=suggested,
+        suggestion_confidence=np.clip(blend[rows, suggested], 0.0, 1.0),
+        is_label_issue=flagged,
+        confident_joint=cj,
+        noise_rate=estimate_noise_rate(cj),
+    )
+
+
+def cut_by_confident_joint(labels: np.ndarray, probs: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) flags and the (K, K) confident joint of `probs`; see the module docstring."""
+    cj = compute_confident_joint(labels, probs)
+    off = cj - np.diag(np.diag(cj))
+    n_errors = off.sum(axis=1)
+    concentrated = off.max(axis=1) > CONCENTRATED_NOISE_SHARE * np.maximum(n_errors, 1)
+    flagged = np.zeros(len(labels), dtype=bool)
+    if concentrated.any():
+        by_margin = find_confident_learning_issues(labels, probs, filter_by="prune_by_noise_rate").is_label_issue
+        in_rows = concentrated[labels]
+        flagged[in_rows] = by_margin[in_rows]
+    diffuse_rows = np.flatnonzero(~concentrated[labels])
+    n_flag = int(n_errors[~concentrated].sum()) if (~concentrated).any() else 0
+    if n_flag > 0 and len(diffuse_rows):
+        order = np.argsort(quality[diffuse_rows], kind="stable")[:n_flag]
+        flagged[diffuse_rows[order]] = True
+    return flagged, cj

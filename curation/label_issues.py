@@ -1,0 +1,317 @@
+"""find_label_issues: every label-noise detector that the inputs allow, and their ensemble.
+
+Detectors are looked up by name in DETECTORS (see list_detectors()). Each is a pure
+function of a DetectionInputs and returns a per-sample score in [0, 1] (low = likely
+mislabelled), optionally a class distribution that the ensemble blends, and its own
+flags. A user may bring only pred_probs, only embeddings (a probe is then trained
+K-fold for out-of-fold pred_probs), or both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from curation.confident_learning import find_confident_learning_issues
+from curation.ensemble import EnsembleVerdict, combine_detectors
+from curation.errors import InvalidArray
+from curation.knn_graph import KnnGraph, build_knn_graph
+from curation.knn_noise import find_knn_label_issues, find_simifeat_label_issues, flag_lowest
+from curation.small_loss import ProbeResult, fit_probe, split_small_loss
+from curation.validation import (
+    check_embeddings,
+    check_every_class_present,
+    check_labels,
+    check_pred_probs,
+    check_same_length,
+)
+from curation.zero_shot import CLIP_TEMPERATURE, zero_shot_pred_probs
+
+
+@dataclass(frozen=True)
+class DetectionInputs:
+    labels: np.ndarray  # (N,) int64 given labels, validated
+    n_classes: int  # K
+    pred_probs: np.ndarray | None  # (N, K) out-of-fold probabilities: the user's, else the probe's
+    embeddings: np.ndarray | None  # (N, D) float32, L2-normalised rows
+    knn: KnnGraph | None  # (N, k) graph of the embeddings
+    probe: ProbeResult | None  # the K-fold probe, when it ran
+    class_text_embeddings: np.ndarray | None  # (K, D) text-tower embeddings of class prompts
+    zero_shot_temperature: float  # softmax temperature for zero-shot priors
+    seed: int  # every random choice derives from it
+
+
+@dataclass(frozen=True)
+class DetectorOutput:
+    score: np.ndarray  # (N,) float64 in [0, 1]: low = the given label is likely wrong
+    class_probs: np.ndarray | None  # (N, K) distribution the ensemble blends; None = score only
+    is_label_issue: np.ndarray | None  # (N,) bool: the detector's own flags; None = cut at the ensemble's noise rate
+
+
+@dataclass(frozen=True)
+class Detector:
+    detect: Callable[[DetectionInputs], DetectorOutput]  # the pure function
+    needs: tuple[str, ...]  # inputs it reads: "pred_probs", "knn", "embeddings", "probe", "class_text_embeddings"
+    auto: bool  # run by methods="auto" when its inputs are there
+    blend: str  # in the ensemble: "probs" (its class distribution), "score" (label_quality only), "none"
+    summary: str  # one line for list_detectors() / the CLI
+
+
+def _detect_knn_vote(inp: DetectionInputs) -> DetectorOutput:
+    v = find_knn_label_issues(inp.labels, inp.knn, n_classes=inp.n_classes)
+    return DetectorOutput(score=v.label_quality, class_probs=v.vote_probs, is_label_issue=None)
+
+
+def _detect_simifeat(inp: DetectionInputs) -> DetectorOutput:
+    v = find_simifeat_label_issues(inp.labels, inp.embeddings, inp.knn, n_classes=inp.n_classes, seed=inp.seed)
+    return DetectorOutput(score=v.label_quality, class_probs=v.vote_probs, is_label_issue=None)
+
+
+def _detect_small_loss(inp: DetectionInputs) -> DetectorOutput:
+    if inp.probe is not None:
+        losses = inp.probe.losses
+    else:
+        own = inp.pred_probs[np.arange(len(inp.labels)), inp.labels]
+        losses = -np.log(np.clip(own, 1e-12, None))
+    split = split_small_loss(losses)
+    return DetectorOutput(score=split.clean_prob, class_probs=None, is_label_issue=split.is_noisy)
+
+
+def _detect_aum(inp: DetectionInputs) -> DetectorOutput:
+    # A logistic squash keeps the ranking and maps the margin (any real) into [0, 1].
+    score = 1.0 / (1.0 + np.exp(-np.clip(inp.probe.aum, -50, 50)))
+    return DetectorOutput(score=score, class_probs=None, is_label_issue=None)
+
+
+def _detect_confident_learning(inp: DetectionInputs) -> DetectorOutput:
+    cl = find_confident_learning_issues(inp.labels, inp.pred_probs)
+    return DetectorOutput(score=cl.label_quality, class_probs=inp.pred_probs, is_label_issue=cl.is_label_issue)
+
+
+def _detect_zero_shot(inp: DetectionInputs) -> DetectorOutput:
+    probs = zero_shot_pred_probs(inp.embeddings, inp.class_text_embeddings, temperature=inp.zero_shot_temperature)
+    return DetectorOutput(score=probs[np.arange(len(inp.labels)), inp.labels], class_probs=probs, is_label_issue=None)
+
+
+DETECTORS: dict[str, Detector] = {
+    "knn_vote": Detector(_detect_knn_vote, ("knn",), True, "probs",
+                         "similarity-weighted vote of the k nearest neighbours' labels"),
+    "simifeat": Detector(_detect_simifeat, ("knn", "embeddings"), False, "probs",
+                         "SimiFeat-style hard kNN votes over random feature subsets"),
+    "small_loss": Detector(_detect_small_loss, ("pred_probs",), True, "none",
+                           "2-component Gaussian mixture over out-of-fold losses (DivideMix split)"),
+    "aum": Detector(_detect_aum, ("probe",), True, "score",
+                    "area under the margin over the probe's training epochs"),
+    "confident_learning": Detector(_detect_confident_learning, ("pred_probs",), True, "probs",
+                                   "confident joint + prune by noise rate on out-of-fold pred_probs"),
+    "zero_shot": Detector(_detect_zero_shot, ("embeddings", "class_text_embeddings"), True, "probs",
+                          "CLIP text-tower class prompts as a training-free prior"),
+}
+
+
+def list_detectors() -> list[str]:
+    """Names accepted by find_label_issues(methods=...)."""
+    return sorted(DETECTORS)
+
+
+@dataclass(frozen=True)
+class LabelIssueReport:
+    frame: object  # polars.DataFrame, one row per sample in input order (see find_label_issues)
+    noise_rate: float  # the ensemble's estimated share of wrong labels
+    confident_joint: np.ndarray  # (K, K) int64 calibrated joint of the blend, row = given, column = true
+    pred_probs: np.ndarray | None  # (N, K) the out-of-fold pred_probs used (user's or the probe's)
+    weights: dict[str, float]  # detector -> weight in the ensemble blend
+    detector_flags: dict[str, np.ndarray] = field(default_factory=dict)  # detector -> (N,) bool own flags
+    methods: tuple[str, ...] = ()  # detectors that ran, in registry order
+
+
+def find_label_issues(
+    labels,
+    *,
+    pred_probs=None,
+    embeddings=None,
+    knn: KnnGraph | None = None,
+    methods: str | list[str] | tuple[str, ...] = "auto",
+    n_classes: int | None = None,
+    seed: int = 0,
+    knn_k: int = 10,
+    class_text_embeddings=None,
+    zero_shot_temperature: float = CLIP_TEMPERATURE,
+    probe_folds: int = 5,
+):
+    """Label issues as a polars DataFrame, one row per sample in input order.
+
+    labels: (N,) int class indices in 0..K-1; the options are detect_label_issues'.
+    Columns: is_label_issue (bool), label_quality (float in [0, 1], low = likely wrong),
+    suggested_label (int), suggestion_confidence (float in [0, 1]), score_<detector>
+    for every detector that ran, and probe_margin (float in [-1, 1], out-of-fold
+    p[given] - max p[other]; low = hard or wrong) when the probe was trained.
+    """
+    return detect_label_issues(
+        labels, pred_probs=pred_probs, embeddings=embeddings, knn=knn, methods=methods, n_classes=n_classes,
+        seed=seed, knn_k=knn_k, class_text_embeddings=class_text_embeddings,
+        zero_shot_temperature=zero_shot_temperature, probe_folds=probe_folds,
+    ).frame
+
+
+def detect_label_issues(
+    labels,
+    *,
+    pred_probs=None,
+    embeddings=None,
+    knn: KnnGraph | None = None,
+    methods: str | list[str] | tuple[str, ...] = "auto",
+    n_classes: int | None = None,
+    seed: int = 0,
+    knn_k: int = 10,
+    class_text_embeddings=None,
+    zero_shot_temperature: float = CLIP_TEMPERATURE,
+    probe_folds: int = 5,
+) -> LabelIssueReport:
+    """Run the detectors the inputs allow and their ensemble; see find_label_issues.
+
+    labels: (N,); pred_probs: (N, K) out-of-fold probabilities (optional); embeddings:
+    (N, D) L2-normalised (optional); knn: a KnnGraph of the same N rows (built from the
+    embeddings with `knn_k` neighbours when absent); class_text_embeddings: (K, D) for
+    zero_shot. methods: "auto" or detector names from list_detectors(). n_classes
+    defaults to pred_probs' columns, else max(labels) + 1. Deterministic for a seed.
+    """
+    import polars as pl
+
+    if pred_probs is None and embeddings is None and knn is None:
+        raise InvalidArray("find_label_issues needs pred_probs, embeddings or knn (got none of them)")
+    if pred_probs is not None:
+        pred_probs = check_pred_probs(pred_probs)
+    if embeddings is not None:
+        embeddings = check_embeddings(embeddings)
+    if class_text_embeddings is not None:
+        class_text_embeddings = check_embeddings(class_text_embeddings, name="class_text_embeddings")
+    k = _resolve_n_classes(labels, n_classes, pred_probs, class_text_embeddings)
+    labels = check_labels(labels, n_classes=k)
+    check_same_length(
+        labels=labels,
+        pred_probs=pred_probs,
+        embeddings=embeddings,
+        knn=None if knn is None else knn.indices,
+    )
+    check_every_class_present(labels, k)
+    names = _resolve_methods(methods, pred_probs=pred_probs, embeddings=embeddings, knn=knn,
+                             class_text_embeddings=class_text_embeddings)
+
+    needs = {need for name in names for need in DETECTORS[name].needs}
+    if "knn" in needs and knn is None:
+        knn = build_knn_graph(embeddings, k=knn_k)
+    probe = None
+    if "probe" in needs or ("pred_probs" in needs and pred_probs is None):
+        probe = fit_probe(embeddings, labels, n_classes=k, n_folds=probe_folds, seed=seed)
+    used_probs = pred_probs if pred_probs is not None else (probe.pred_probs if probe is not None else None)
+    inputs = DetectionInputs(
+        labels=labels, n_classes=k, pred_probs=used_probs, embeddings=embeddings, knn=knn, probe=probe,
+        class_text_embeddings=class_text_embeddings, zero_shot_temperature=zero_shot_temperature, seed=seed,
+    )
+    outputs = {name: DETECTORS[name].detect(inputs) for name in names}
+    blended = {n: o.class_probs for n, o in outputs.items() if DETECTORS[n].blend == "probs"}
+    mixed = {n: o.score for n, o in outputs.items() if DETECTORS[n].blend == "score"}
+    if blended:
+        verdict = combine_detectors(labels, blended, scores=mixed)
+    else:
+        verdict = _verdict_from_scores(labels, outputs, k)
+
+    flags = {}
+    for name, out in outputs.items():
+        flags[name] = out.is_label_issue if out.is_label_issue is not None else flag_lowest(out.score, verdict.noise_rate)
+    columns = {
+        "is_label_issue": verdict.is_label_issue,
+        "label_quality": verdict.label_quality,
+        "suggested_label": verdict.suggested_label,
+        "suggestion_confidence": verdict.suggestion_confidence,
+    }
+    for name, out in outputs.items():
+        columns[f"score_{name}"] = np.clip(out.score, 0.0, 1.0)
+    if probe is not None:
+        columns["probe_margin"] = probe.margin
+    frame = pl.DataFrame(columns)
+    return LabelIssueReport(
+        frame=frame, noise_rate=verdict.noise_rate, confident_joint=verdict.confident_joint,
+        pred_probs=used_probs, weights=verdict.weights, detector_flags=flags, methods=tuple(names),
+    )
+
+
+def out_of_fold_pred_probs(embeddings, labels, *, n_classes: int | None = None, n_folds: int = 5,
+                           seed: int = 0) -> np.ndarray:
+    """(N, K) out-of-fold pred_probs of the softmax-regression probe on (N, D) embeddings."""
+    labels_arr = check_labels(labels)
+    k = n_classes if n_classes is not None else int(labels_arr.max()) + 1
+    return fit_probe(embeddings, labels_arr, n_classes=k, n_folds=n_folds, seed=seed).pred_probs
+
+
+def _resolve_n_classes(labels, n_classes, pred_probs, class_text_embeddings) -> int:
+    if pred_probs is not None:
+        if n_classes is not None and n_classes != pred_probs.shape[1]:
+            raise InvalidArray(f"n_classes is {n_classes} but pred_probs has {pred_probs.shape[1]} columns")
+        return int(pred_probs.shape[1])
+    if class_text_embeddings is not None:
+        if n_classes is not None and n_classes != class_text_embeddings.shape[0]:
+            raise InvalidArray(
+                f"n_classes is {n_classes} but class_text_embeddings has {class_text_embeddings.shape[0]} rows"
+            )
+        return int(class_text_embeddings.shape[0])
+    if n_classes is not None:
+        if n_classes < 2:
+            raise InvalidArray(f"n_classes must be at least 2, got {n_classes}")
+        return int(n_classes)
+    inferred = int(check_labels(labels).max()) + 1
+    if inferred < 2:
+        raise InvalidArray(f"labels hold a single class ({inferred - 1}); pass n_classes")
+    return inferred
+
+
+def _resolve_methods(methods, *, pred_probs, embeddings, knn, class_text_embeddings) -> list[str]:
+    have = set()
+    if pred_probs is not None or embeddings is not None:
+        have.add("pred_probs")  # from the user, or the probe trained on the embeddings
+    if embeddings is not None or knn is not None:
+        have.add("knn")
+    if embeddings is not None:
+        have.update({"embeddings", "probe"})
+    if class_text_embeddings is not None:
+        have.add("class_text_embeddings")
+    if isinstance(methods, str) and methods == "auto":
+        names = [n for n, d in DETECTORS.items() if d.auto and set(d.needs) <= have]
+        # The user's own pred_probs stand in for the probe; the probe's AUM alone is not worth training it.
+        if pred_probs is not None:
+            names = [n for n in names if n != "aum"]
+        return names
+    requested = [methods] if isinstance(methods, str) else list(methods)
+    if not requested:
+        raise InvalidArray("methods is empty; pass 'auto' or names from list_detectors()")
+    unknown = [m for m in requested if m not in DETECTORS]
+    if unknown:
+        raise InvalidArray(f"unknown detector(s) {unknown!r}; known: {list_detectors()}")
+    for name in requested:
+        missing = sorted(set(DETECTORS[name].needs) - have)
+        if missing:
+            raise InvalidArray(f"detector {name!r} needs {missing} (for 'probe': embeddings), which were not given")
+    return [n for n in DETECTORS if n in requested]
+
+
+def _verdict_from_scores(labels: np.ndarray, outputs: dict[str, DetectorOutput], k: int) -> EnsembleVerdict:
+    # Only score-only detectors ran (small_loss / aum): average their scores, cut where the
+    # small-loss mixture puts the noisy component, suggest nothing new.
+    scores = np.mean([o.score for o in outputs.values()], axis=0)
+    flags = [o.is_label_issue for o in outputs.values() if o.is_label_issue is not None]
+    rate = float(np.mean(flags[0])) if flags else 0.0
+    n = len(labels)
+    return EnsembleVerdict(
+        blend_probs=np.zeros((n, k)), weights={name: 1.0 / len(outputs) for name in outputs},
+        label_quality=np.clip(scores, 0, 1), suggested_label=labels.copy(), suggestion_confidence=np.zeros(n),
+        is_label_issue=flag_lowest(scores, rate), confident_joint=np.zeros((k, k), dtype=np.int64), noise_rate=rate,
+    )
+
+
+__all__ = [
+    "DETECTORS", "DetectionInputs", "Detector", "DetectorOutput", "LabelIssueReport",
+    "detect_label_issues", "find_label_issues", "list_detectors", "out_of_fold_pred_probs",
+]
