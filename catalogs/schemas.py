@@ -71,11 +71,14 @@ CLEAN_SCHEMA = pa.schema(
 
 # --- reason codes ---------------------------------------------------------------------------
 REASON_CODES: dict[str, str] = {
-    "unreadable": "the file exists but is not a decodable image (corrupt, truncated, empty, not an image)",
-    "missing": "the file vanished between listing and reading",
+    "unreadable": "not a decodable image: corrupt, truncated, empty, not an image, a format outside "
+    "PNG/JPEG/WebP/GIF/BMP, a FIFO or device, a symlink loop",
+    "missing": "the file vanished between listing and reading, or is a dangling symlink",
     "permission_denied": "the file cannot be opened for reading (permissions)",
-    "too_large": "the image declares more pixels than the decoder's limit (decompression bomb)",
-    "outside_root": "a symlink points outside the dataset root (refused unless the catalog allows it)",
+    "too_large": "the image declares more pixels than the decoder's limit (decompression bomb), "
+    "or the file is over 256 MiB",
+    "outside_root": "a symlink (or a symlinked folder on its path) leads outside the dataset root; "
+    "refused unless the catalog allows it",
     "label_issue": "the evidence says the given label is wrong",
     "near_duplicate": "a near copy of another sample that is kept",
     "exact_duplicate": "a byte-identical copy of another sample that is kept",

@@ -17,8 +17,21 @@ from curation.label_issues import (
 from curation.noise import detection_metrics, parse_noise_spec, plant_label_noise
 from curation.outliers import Outliers, find_outliers, score_knn_distance
 from curation.policy import DecisionPolicy, Decisions, decide, policy_from_dict
-from curation.prune import PrunePlan, SemanticDuplicates, find_semantic_duplicates, plan_prune, score_prototypicality
-from curation.rebalance import Hierarchy, Selection, compute_weights, hierarchical_kmeans, plan_rebalance, resolve_target
+from curation.prune import (
+    PrunePlan,
+    SemanticDuplicates,
+    find_semantic_duplicates,
+    plan_prune,
+    score_prototypicality,
+)
+from curation.rebalance import (
+    Hierarchy,
+    Selection,
+    compute_weights,
+    hierarchical_kmeans,
+    plan_rebalance,
+    resolve_target,
+)
 
 __all__ = [
     "DETECTORS", "Curation", "DecisionPolicy", "Decisions", "DuplicateGroups", "Hierarchy", "IndexConfig",

@@ -9,8 +9,9 @@ the margin), which is a quarter of the weight when present. How many samples to 
 - a given class whose estimated errors spread over many true classes (symmetric-like
   noise) flags its lowest-quality samples, as many as the joint's off-diagonal row;
 - a given class whose errors concentrate on one true class (pair-flip-like noise) is
-  pruned cell by cell by margin (confident learning's prune-by-noise-rate), which
-  separates the two confusable classes better than a global quality ranking.
+  pruned cell by cell by margin (confident learning's prune-by-noise-rate, the margin
+  mixed with the score-only evidence like label_quality), which separates the two
+  confusable classes better than a global quality ranking.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import numpy as np
 from curation.confident_learning import (
     compute_confident_joint,
     estimate_noise_rate,
-    find_confident_learning_issues,
 )
 from curation.errors import InvalidArray
 
@@ -71,12 +71,13 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     blend = blend / blend.sum(axis=1, keepdims=True)
     own = blend[rows, labels]
     quality = own
+    extra = None
     if scores:
         extra = np.mean([np.clip(v, 0.0, 1.0) for v in scores.values()], axis=0)
         quality = (1.0 - SCORE_SHARE) * own + SCORE_SHARE * extra
         weights = {name: w * (1.0 - SCORE_SHARE) for name, w in weights.items()}
         weights.update({name: SCORE_SHARE / len(scores) for name in scores})
-    flagged, cj = cut_by_confident_joint(labels, blend, quality)
+    flagged, cj = cut_by_confident_joint(labels, blend, quality, scores=extra)
     suggested = blend.argmax(axis=1)
     suggested = np.where(blend[rows, suggested] > own, suggested, labels).astype(np.int64)
     return EnsembleVerdict(
@@ -91,19 +92,32 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     )
 
 
-def cut_by_confident_joint(labels: np.ndarray, probs: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) flags and the (K, K) confident joint of `probs`; see the module docstring."""
+def cut_by_confident_joint(labels: np.ndarray, probs: np.ndarray, quality: np.ndarray, *,
+                           scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) flags and the (K, K) confident joint of `probs`; see the module docstring.
+
+    labels (N,), probs (N, K), quality (N,) label_quality; scores (N,) the score-only
+    evidence mixed into quality (None = none), also mixed into the per-cell margins.
+    """
+    k = probs.shape[1]
     cj = compute_confident_joint(labels, probs)
     off = cj - np.diag(np.diag(cj))
     n_errors = off.sum(axis=1)
     concentrated = off.max(axis=1) > CONCENTRATED_NOISE_SHARE * np.maximum(n_errors, 1)
     flagged = np.zeros(len(labels), dtype=bool)
-    if concentrated.any():
-        by_margin = find_confident_learning_issues(labels, probs, filter_by="prune_by_noise_rate").is_label_issue
-        in_rows = concentrated[labels]
-        flagged[in_rows] = by_margin[in_rows]
+    for given in np.flatnonzero(concentrated):
+        # Confident learning's prune-by-noise-rate: in cell (given, true) flag the
+        # samples the evidence most prefers to move from `given` to `true`.
+        rows = np.flatnonzero(labels == given)
+        for true in range(k):
+            if true == given or off[given, true] <= 0:
+                continue
+            margin = probs[rows, true] - probs[rows, given]
+            if scores is not None:
+                margin = (1.0 - SCORE_SHARE) * margin + SCORE_SHARE * (1.0 - 2.0 * scores[rows])
+            flagged[rows[np.argsort(-margin, kind="stable")[: off[given, true]]]] = True
     diffuse_rows = np.flatnonzero(~concentrated[labels])
-    n_flag = int(n_errors[~concentrated].sum()) if (~concentrated).any() else 0
+    n_flag = int(n_errors[~concentrated].sum())
     if n_flag > 0 and len(diffuse_rows):
         order = np.argsort(quality[diffuse_rows], kind="stable")[:n_flag]
         flagged[diffuse_rows[order]] = True

@@ -65,7 +65,9 @@ def run(
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N. Default: CUDA when present.")] = None,
     methods: Annotated[str, typer.Option(help="Label-noise detectors, comma-separated, or 'auto'.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for the probe and every random choice.")] = 0,
-    policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable), e.g. on_label_issue=drop.")] = None,
+    policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable), e.g. on_label_issue=drop, class_cap=500, weighting=effective_number; see README 'Policy'.")] = None,
+    keep: Annotated[str | None, typer.Option(help="Prune to a target size: a fraction (0.7) or a count (50000). Same as --policy keep=...")] = None,
+    holdout: Annotated[list[str] | None, typer.Option(help="A validation/test catalog (repeatable): training samples that duplicate it are dropped as `leak`.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for another run on OUT to finish instead of failing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -84,7 +86,8 @@ def run(
     try:
         config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store) if store else None,
                            k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
-                           policy=_parse_policy(policy or []), wait_for_lock=wait,
+                           policy=_parse_policy((policy or []) + ([f"keep={keep}"] if keep else [])),
+                           wait_for_lock=wait, holdout=tuple(holdout or ()),
                            progress=not (quiet or as_json), runner=runner, dask_address=dask_address,
                            shards=shards if runner == "local" or shards > 1 else 2)
         paths = run_clean(config)
@@ -197,6 +200,71 @@ def export(
     except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"Exported: {path}")
+
+
+@app.command()
+def detect(
+    labels: Annotated[Path, typer.Option(help="(N,) integer class indices, .npy or .csv.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write: one row per sample.")],
+    pred_probs: Annotated[Path | None, typer.Option(help="(N, K) out-of-fold predicted probabilities, .npy or .csv.")] = None,
+    embeddings: Annotated[Path | None, typer.Option(help="(N, D) embeddings, .npy (rows are L2-normalised for you).")] = None,
+    methods: Annotated[str, typer.Option(help="Detectors, comma-separated, or 'auto' (see `winnow detectors`).")] = "auto",
+    k: Annotated[int, typer.Option(min=1, help="Neighbours per sample for the kNN detectors.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed for the probe.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Find label issues in arrays you already have (labels plus pred_probs and/or embeddings)."""
+    from flows.evaluate import detect_from_arrays
+
+    try:
+        frame = detect_from_arrays(labels, out, pred_probs_path=pred_probs, embeddings_path=embeddings,
+                                   methods=methods if methods == "auto" else methods.split(","), seed=seed, k=k)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    counts = {"samples": frame.height, "label_issues": int(frame["is_label_issue"].sum()), "out": str(out)}
+    if as_json:
+        typer.echo(json.dumps(counts))
+    else:
+        typer.echo(f"{counts['label_issues']} of {counts['samples']} samples flagged as label issues -> {out}")
+
+
+@app.command()
+def evaluate(
+    target: Annotated[str, typer.Argument(help="A catalog .toml file, a bundled catalog name, or a class-folder tree.")],
+    noise: Annotated[str, typer.Option(help="Noise to plant: symmetric:RATE, pair:RATE or matrix:FILE (a K x K .npy/.csv transition matrix).")] = "symmetric:0.2",
+    seed: Annotated[int, typer.Option(help="Seed for the planted noise and the probe.")] = 0,
+    encoder: Annotated[str | None, typer.Option(help="Encoder (default: the catalog's).")] = None,
+    store: Annotated[Path | None, typer.Option(help="Embedding store folder (default: a temp folder shared by evaluations).")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Neighbours per sample in the kNN graph.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Plant label noise on a catalog's clean labels and score every detector and the ensemble."""
+    from flows.evaluate import evaluate_catalog
+
+    try:
+        result = evaluate_catalog(target, noise, seed=seed, encoder=encoder, store=str(store) if store else None, k=k)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['catalog']} with {result['encoder']}: {result['samples']} samples, "
+               f"{result['planted']} planted flips ({noise}, seed {seed}); estimated noise rate "
+               f"{result['estimated_noise_rate']:.3f}; detection took {result['seconds']} s")
+    typer.echo(f"{'detector':<20} {'precision':>9} {'recall':>7} {'F1':>6} {'AUROC':>6} {'AP':>6}")
+    for row in result["detectors"]:
+        typer.echo(f"{row['detector']:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} "
+                   f"{row['auroc']:>6.3f} {row['average_precision']:>6.3f}")
+
+
+@app.command()
+def detectors() -> None:
+    """Show the label-noise detectors (names for --methods)."""
+    from curation.label_issues import DETECTORS
+
+    for name in sorted(DETECTORS):
+        d = DETECTORS[name]
+        typer.echo(f"{name:<20} {'auto' if d.auto else '    '}  {d.summary}")
 
 
 @catalogs_app.command("list")

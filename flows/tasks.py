@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -34,7 +35,16 @@ def load_samples(target: str, work_dir: str) -> str:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    key = hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=16)
+    # A file edited in place keeps its path: its size and mtime make the key change too,
+    # so a resumed run never reuses the embedding of the old content.
+    for path in table.column(S.ABS_PATH).to_pylist():
+        try:
+            st = os.stat(path)
+            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            digest.update(b"-")
+    key = digest.hexdigest()
     if not is_done(work, "samples", key, ("samples.parquet",)):
         write_parquet(table, work / "samples.parquet")
         mark_done(work, "samples", key, rows=table.num_rows)
