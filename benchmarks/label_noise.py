@@ -183,8 +183,9 @@ def run_scale(n=100_000, d=512, k=10, *, datalab_n=20_000):
     if datalab_n:
         sub = np.random.default_rng(0).choice(n, datalab_n, replace=False)
         r = run_datalab(noisy[sub], x[sub], (noisy != y)[sub])
-        print(f"Datalab label check on a {datalab_n} subset: {r['seconds']:.1f} s, F1 {r['f1']:.3f} "
-              f"(reported 229 s at 100k; speed-up at 100k vs that: {229 / (t_graph + t_detect):.1f}x incl. graph)")
+        print(f"Datalab label check on a {datalab_n} subset: {r['seconds']:.1f} s, F1 {r['f1']:.3f}; "
+              f"vs Datalab's 229 s measured at 100k: {229 / t_detect:.0f}x for detection given the graph, "
+              f"{229 / (t_graph + t_detect):.1f}x including this graph build")
 
 
 def main(argv=None):

@@ -221,25 +221,13 @@ def search_knn(base, queries, *, k: int = 1, block_size: int = 16384) -> KnnGrap
     sets (a training catalog against a holdout one, for leakage). Returns a (Q, k) graph
     whose indices are rows of `base`; when M < k the missing columns are -1 / -inf.
     """
-    import faiss
-
     base = check_embeddings(base, name="base")
     queries = check_embeddings(queries, name="queries")
     if base.shape[1] != queries.shape[1]:
         raise InvalidArray(f"queries has {queries.shape[1]} dimensions but base has {base.shape[1]}")
     if k < 1:
         raise InvalidArray(f"k must be at least 1, got {k}")
-    index = faiss.IndexFlatIP(base.shape[1])
-    for start in range(0, len(base), block_size):
-        index.add(np.ascontiguousarray(base[start : start + block_size], dtype=np.float32))
-    kk = min(k, len(base))
-    indices = np.full((len(queries), k), -1, dtype=np.int64)
-    sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    for start in range(0, len(queries), block_size):
-        q = np.ascontiguousarray(queries[start : start + block_size], dtype=np.float32)
-        s, i = index.search(q, kk)
-        indices[start : start + len(q), :kk] = i
-        sims[start : start + len(q), :kk] = s
+    indices, sims = _exact_search(base, queries, k, block_size, _use_gpu(None))
     return KnnGraph(indices=indices, similarities=sims)
 
 

@@ -82,3 +82,51 @@ def test_knn_vote_finds_planted_flips():
     assert len(set(flagged) - set(flips)) <= 10
     assert (votes.suggested_label[flips] == truth[flips]).mean() > 0.95
     assert ((votes.label_quality >= 0) & (votes.label_quality <= 1)).all()
+
+
+def clustered(n, d=64, concepts=40, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = normalised(rng, concepts, d)
+    basis = rng.standard_normal((concepts, 8, d)).astype(np.float32) * 0.05
+    c = rng.integers(0, concepts, n)
+    x = centres[c] + np.einsum("nr,nrd->nd", rng.standard_normal((n, 8)).astype(np.float32), basis[c])
+    x += rng.standard_normal((n, d)).astype(np.float32) * 0.02
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_ivf_graph_agrees_with_exact_and_reports_its_recall():
+    from curation import IndexConfig
+
+    x = clustered(6000)
+    exact = build_knn_graph(x, k=10)
+    approx = build_knn_graph(x, k=10, index=IndexConfig(kind="ivf", target_recall=0.95))
+    assert approx.method.startswith("ivf") and exact.method == "exact"
+    hits = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx.indices, exact.indices, strict=True)])
+    assert hits >= 0.93, hits
+    assert abs(approx.recall - hits) < 0.05  # the sampled recall it reports is honest
+    assert not (approx.indices == np.arange(len(x))[:, None]).any()
+    # Similarities are exact for the neighbours found, in descending order.
+    found = approx.indices[:, 0]
+    np.testing.assert_allclose(approx.similarities[:, 0], np.einsum("nd,nd->n", x, x[found]), atol=1e-5)
+    assert (np.diff(approx.similarities, axis=1) <= 1e-6).all()
+
+
+def test_auto_switches_to_ivf_above_the_threshold():
+    from curation import IndexConfig
+
+    x = clustered(3000, seed=1)
+    assert build_knn_graph(x, k=5, index=IndexConfig(exact_below=5000)).method == "exact"
+    assert build_knn_graph(x, k=5, index=IndexConfig(exact_below=1000)).method.startswith("ivf")
+
+
+def test_gpu_request_without_faiss_gpu_names_the_extra():
+    import faiss
+
+    from curation import IndexConfig, MissingDependency
+
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        graph = build_knn_graph(clustered(500), k=5, index=IndexConfig(device="cuda"))
+        assert graph.method == "exact-gpu"
+        return
+    with pytest.raises(MissingDependency, match=r"winnow\[gpu\]"):
+        build_knn_graph(clustered(500), k=5, index=IndexConfig(device="cuda"))
