@@ -135,6 +135,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 300_000, 1_000_000])
     parser.add_argument("--tools", nargs="+", default=["winnow", "datalab", "sklearn"])
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per tool and size")
+    parser.add_argument("--baseline-max-n", type=int, default=100_000,
+                        help="skip datalab / sklearn above this N (they are quadratic: 100k already takes "
+                             "6-8 minutes on 2 cores, so 300k would take about an hour)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "winnow" / "bench")
     parser.add_argument("--worker", nargs=4, metavar=("TOOL", "EMB", "LABELS", "TRUTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,6 +149,10 @@ def main() -> None:
     for n in args.sizes:
         paths = make_data(n, args.cache)
         for tool in args.tools:
+            if tool != "winnow" and n > args.baseline_max_n:
+                print(f"{n:>9} {tool:<8} {'skipped':>9} {'':>13} {'':>10} {'':>6}  quadratic: over 10 min "
+                      f"(see --baseline-max-n)", flush=True)
+                continue
             r = run_worker(tool, paths, args.timeout)
             rows.append({"n": n, "tool": tool, **r})
             secs = f"{r['seconds']:.1f}" if "seconds" in r else (f">{r['timeout']:.0f}" if "timeout" in r else "error")

@@ -84,8 +84,9 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
     if n_folds < 2:
         raise InvalidArray(f"n_folds must be at least 2, got {n_folds}")
     n = len(labels)
-    x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
-    x = x - x.mean(0)
+    # A copy: the rows may be a read-only memory map, which torch will not wrap.
+    x = torch.from_numpy(np.array(emb, dtype=np.float32, order="C"))
+    x -= x.mean(0)  # in place: at 1M x 512 every extra copy is 2 GB
     if max_dim is not None and x.shape[1] > max_dim:
         x = x @ _principal_axes(x, max_dim, seed=seed)
     x = x / (x.std(0) + 1e-6)
