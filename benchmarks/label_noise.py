@@ -174,6 +174,10 @@ def print_table(rows):
     print(f"{'mean F1':17} " + " ".join(f"{means[m]:>11.3f}" for m in METHODS))
     beats = [res["winnow"]["f1"] >= max(res[m]["f1"] for m in ("cleanlab", "datalab") if m in res) - 1e-9
              for _, res in rows]
+    for ((ds, noise), res), ok in zip(rows, beats, strict=True):
+        if not ok:
+            best = max(res[m]["f1"] for m in ("cleanlab", "datalab") if m in res)
+            print(f"  below: {ds} {noise}: winnow {res['winnow']['f1']:.4f} vs {best:.4f}")
     print(f"winnow F1 >= best of cleanlab/Datalab in {sum(beats)}/{len(beats)} rows; "
           f"mean F1 winnow {means['winnow']:.3f} vs kNN-only {means['knn_vote']:.3f}, CL-only {means['confident_learning']:.3f}")
 
