@@ -18,6 +18,7 @@ search runs on the GPU, which is fast enough for millions of rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,12 +65,13 @@ class KnnGraph:
 
 
 def build_knn_graph(embeddings, *, k: int = 10, index: IndexConfig | None = None,
-                    block_size: int = 16384) -> KnnGraph:
+                    block_size: int = 16384, progress: Callable[[int, int], None] | None = None) -> KnnGraph:
     """kNN graph of `embeddings` (N, D), excluding each sample itself.
 
     Rows should be L2-normalised (then similarity is cosine). Data are read and searched
     in blocks of `block_size` rows, so a memory-mapped array is never copied whole. When
     N <= k, missing neighbours are -1 / -inf. See `IndexConfig` for the index choice.
+    progress(done, total) is called as the search advances (query blocks or IVF cells).
     """
     cfg = index or IndexConfig()
     emb = check_embeddings(embeddings)
@@ -79,8 +81,8 @@ def build_knn_graph(embeddings, *, k: int = 10, index: IndexConfig | None = None
     gpu = _use_gpu(cfg.device)
     kind = cfg.kind if cfg.kind != "auto" else ("exact" if n <= cfg.exact_below else "ivf")
     if kind == "ivf" and not gpu and n > 4 * (k + 1):
-        return _ivf_graph(emb, k, cfg, block_size, gpu)
-    indices, sims = _exact_search(emb, emb, k + 1, block_size, gpu)
+        return _ivf_graph(emb, k, cfg, block_size, gpu, progress)
+    indices, sims = _exact_search(emb, emb, k + 1, block_size, gpu, progress)
     out_i = np.full((n, k), -1, dtype=np.int64)
     out_s = np.full((n, k), -np.inf, dtype=np.float32)
     kept_i, kept_s = drop_self(indices[:, : min(k + 1, n)], sims[:, : min(k + 1, n)], np.arange(n))
@@ -101,7 +103,8 @@ def _use_gpu(device: str | None) -> bool:
     return has_gpu and device != "cpu"
 
 
-def _exact_search(base: np.ndarray, queries: np.ndarray, k: int, block_size: int, gpu: bool):
+def _exact_search(base: np.ndarray, queries: np.ndarray, k: int, block_size: int, gpu: bool,
+                  progress: Callable[[int, int], None] | None = None):
     """Exact inner-product top-k of every query row among the base rows (blocks in and out)."""
     import faiss
 
@@ -121,10 +124,13 @@ def _exact_search(base: np.ndarray, queries: np.ndarray, k: int, block_size: int
         s, i = index.search(q, kk)
         indices[start : start + len(q), :kk] = i
         sims[start : start + len(q), :kk] = s
+        if progress:
+            progress(start + len(q), len(queries))
     return indices, sims
 
 
-def _ivf_graph(emb: np.ndarray, k: int, cfg: IndexConfig, block_size: int, gpu: bool) -> KnnGraph:
+def _ivf_graph(emb: np.ndarray, k: int, cfg: IndexConfig, block_size: int, gpu: bool,
+               progress: Callable[[int, int], None] | None = None) -> KnnGraph:
     import faiss
 
     n, d = emb.shape
@@ -180,6 +186,8 @@ def _ivf_graph(emb: np.ndarray, k: int, cfg: IndexConfig, block_size: int, gpu: 
             order = np.argsort(-merged_s, axis=1, kind="stable")[:, :k]
             best_s[rows] = np.take_along_axis(merged_s, order, axis=1)
             best_i[rows] = np.take_along_axis(merged_i, order, axis=1)
+        if progress:
+            progress(c + 1, nlist)
     best_i[~np.isfinite(best_s)] = -1
     recall = _recall(best_i[report], report, truth)
     return KnnGraph(indices=best_i, similarities=best_s, method=f"ivf(nlist={nlist},nprobe={nprobe})", recall=recall)

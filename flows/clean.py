@@ -47,7 +47,7 @@ def clean_dataset(config: RunConfig) -> dict[str, str]:
         work.mkdir(parents=True, exist_ok=True)
         samples = load_samples(config.target, str(work))
         embed = _embed_catalog(config.target, encoder, store, work, config, samples=samples)
-        knn = build_knn(str(work), k=config.k, device=config.device)
+        knn = build_knn(str(work), k=config.k, device=config.device, progress=config.progress)
         holdout = tuple(
             _embed_catalog(target, encoder, store, work / f"holdout-{i}", config)
             for i, target in enumerate(config.holdout)

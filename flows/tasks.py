@@ -131,7 +131,7 @@ def merge_embeddings(samples_path: str, shard_paths: list[str], encoder_name: st
 
 
 @task
-def build_knn(work_dir: str, *, k: int = 10, device: str | None = None) -> str:
+def build_knn(work_dir: str, *, k: int = 10, device: str | None = None, progress: bool = False) -> str:
     """embeddings.npy -> knn.npz, the graph every detector reads."""
     work = Path(work_dir)
     key = stage_key(work, "knn", upstream=("embed",), params={"k": k})
@@ -141,7 +141,9 @@ def build_knn(work_dir: str, *, k: int = 10, device: str | None = None) -> str:
     if emb.shape[0] < 2:
         raise curation.InvalidArray(f"only {emb.shape[0]} sample(s) could be embedded; need at least 2")
     t0 = time.perf_counter()
-    graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1), index=curation.IndexConfig(device=device))
+    with _progress_bar("indexing", emb.shape[0], enabled=progress, unit="steps") as update:
+        graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1), index=curation.IndexConfig(device=device),
+                                         progress=update)
     save_knn_graph(graph, work / "knn.npz")
     write_json({"method": graph.method, "recall_at_k": graph.recall, "k": graph.k,
                 "seconds": round(time.perf_counter() - t0, 3)}, work / "knn.json")
@@ -283,8 +285,8 @@ def read_json(path: str | Path) -> dict:
 class _progress_bar:
     """A rich progress bar on stderr with files/s, or a no-op when disabled."""
 
-    def __init__(self, label: str, total: int, *, enabled: bool) -> None:
-        self.label, self.total, self.enabled = label, total, enabled
+    def __init__(self, label: str, total: int, *, enabled: bool, unit: str = "files") -> None:
+        self.label, self.total, self.enabled, self.unit = label, total, enabled, unit
 
     def __enter__(self):
         if not self.enabled:
@@ -309,7 +311,7 @@ class _progress_bar:
 
         def update(done: int, total: int) -> None:
             rate = done / max(time.perf_counter() - started, 1e-9)
-            self._bar.update(self._task, completed=done, rate=f"{rate:,.0f} files/s")
+            self._bar.update(self._task, completed=done, total=total, rate=f"{rate:,.0f} {self.unit}/s")
 
         return update
 
