@@ -51,7 +51,7 @@ def embed_files(
     *,
     refused: Sequence[str | None] | None = None,
     batch_size: int = 64,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,  # one committed store block: a kill loses at most this much work
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EmbedReport:
