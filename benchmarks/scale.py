@@ -4,7 +4,7 @@ For N = 20k, 100k, 300k, 1M seeded clustered embeddings (512-d, 200 concepts in 
 classes, each concept a low-rank blob) with 20% planted symmetric label flips, it runs,
 each in its own process so peak RSS is measured per tool:
 
-- winnow:   curation.build_knn_graph (exact below 20k-50k, IVF above) + find_label_issues
+- winnow:   curation.build_knn_graph (exact up to 20k, IVF above) + find_label_issues
 - datalab:  cleanlab Datalab's label check on the same embeddings (kNN + its detector)
 - sklearn:  scikit-learn NearestNeighbors (brute, cosine) for the kNN graph alone
 
