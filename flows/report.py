@@ -265,6 +265,8 @@ def _e(value: Any) -> str:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
+        if value != 0 and abs(value) < 5e-4:
+            return "<0.001" if value > 0 else "-<0.001"  # scores are probabilities: 1e-26 reads as noise
         return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
