@@ -30,6 +30,7 @@ from curation.rebalance import (
     CLASS_DISTRIBUTIONS,
     WEIGHTINGS,
     Hierarchy,
+    as_cluster_levels,
     compute_weights,
     plan_rebalance,
     resolve_target,
@@ -228,7 +229,7 @@ def decide(
     labels = np.asarray(labels, dtype=np.int64)
     is_leak = _flags(leaks, "is_leak")
     is_outlier = _flags(outliers, "is_outlier")
-    levels = _levels(clusters)
+    levels = as_cluster_levels(clusters)
     check_same_length(labels=labels, unusable_reason=unusable_reason, is_label_issue=is_label_issue,
                       suggested_label=suggested_label, suggestion_confidence=suggestion_confidence,
                       leaks=is_leak, outliers=is_outlier, prune_priority=prune_priority, keys=keys,
@@ -326,21 +327,3 @@ def _flags(finding, attr: str) -> np.ndarray | None:
     if arr.ndim != 1 or arr.dtype != bool:
         raise InvalidArray(f"{attr} must be a 1-D bool array (N,), got shape {arr.shape} dtype {arr.dtype}")
     return arr
-
-
-def _levels(clusters) -> list[np.ndarray]:
-    if clusters is None:
-        return []
-    if isinstance(clusters, Hierarchy):
-        arrays = clusters.assignments
-    elif isinstance(clusters, np.ndarray) and clusters.ndim == 1:
-        arrays = [clusters]
-    else:
-        arrays = list(clusters)
-    out = []
-    for i, a in enumerate(arrays):
-        a = np.asarray(a)
-        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-            raise InvalidArray(f"clusters level {i} must be a 1-D integer array (N,), got shape {a.shape} dtype {a.dtype}")
-        out.append(a.astype(np.int64))
-    return out

@@ -163,7 +163,7 @@ def plan_rebalance(
     k = int(n_classes if n_classes is not None else labels.max() + 1)
     ok = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     prio = np.zeros(n) if priority is None else np.asarray(priority, dtype=np.float64)
-    levels = _levels(hierarchy)
+    levels = as_cluster_levels(hierarchy)
     check_same_length(labels=labels, eligible=ok, priority=prio, keys=keys, **{f"hierarchy[{i}]": a for i, a in enumerate(levels)})
     if class_distribution not in CLASS_DISTRIBUTIONS:
         raise InvalidArray(f"class_distribution must be one of {CLASS_DISTRIBUTIONS}, got {class_distribution!r}")
@@ -249,7 +249,8 @@ class _Chooser:
         return np.concatenate(picked)
 
 
-def _levels(hierarchy) -> list[np.ndarray]:
+def as_cluster_levels(hierarchy) -> list[np.ndarray]:
+    """A Hierarchy, one (N,) array or a list of them -> (N,) int64 arrays, finest first."""
     if hierarchy is None:
         return []
     arrays = hierarchy.assignments if isinstance(hierarchy, Hierarchy) else list(hierarchy)

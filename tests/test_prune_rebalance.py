@@ -130,7 +130,8 @@ def test_water_fill_is_exact_and_capped(capacity, total, shares_kind, seed):
         unfilled = q < cap
         if unfilled.any():
             assert q[unfilled].max() - q[unfilled].min() <= 1
-            assert np.all(q[~unfilled] <= q[unfilled].max())
+            # A group filled to its capacity by rounding may hold one more than the others.
+            assert np.all(q[~unfilled] <= q[unfilled].max() + 1)
 
 
 @st.composite
