@@ -62,6 +62,11 @@ def start_run(out: Path) -> Path:
     """The folder this run writes into: a resumed incomplete run, or a new one."""
     resumed = run_to_resume(out)
     if resumed is not None:
+        # Temp files of the killed run were never renamed into place; nothing reads them.
+        for folder in (resumed, resumed / "work"):
+            for tmp in folder.glob(".*.tmp*"):
+                if tmp.is_file():
+                    tmp.unlink()
         return resumed
     run = runs_dir(out) / new_run_id()
     (run / "work").mkdir(parents=True, exist_ok=True)

@@ -214,6 +214,7 @@ def test_kill_during_indexing_or_manifest_keeps_the_old_version(prefect_harness,
     paths = clean_dataset(RunConfig(target=str(data), out=str(out), store=str(store), encoder=ENCODER, k=5))
     assert_same(pl.read_parquet(paths["manifest"]), references["B"])
     assert_same(pl.read_parquet(out / "manifest.parquet"), references["B"])
+    assert not list((out / "runs").rglob(".*.tmp*")), "the resumed run should clear the killed run's temp files"
     assert_outputs_whole(out)
 
 
