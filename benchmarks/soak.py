@@ -106,10 +106,10 @@ def soak(runs: int, seed: int, kill_every: int, encoder: str) -> dict[str, int]:
     real_read = embed_mod.read_file
     vanish: set[str] = set()
 
-    def read(path):
+    def read(path, **options):
         if path in vanish and os.path.lexists(path):
             os.remove(path)
-        return real_read(path)
+        return real_read(path, **options)
 
     embed_mod.read_file = read
     try:

@@ -15,7 +15,7 @@ from catalogs.errors import (
     UnreadableFolder,
     UnsafePath,
 )
-from catalogs.samples import classes_of, list_samples, make_sample_id
+from catalogs.samples import classes_of, confinement_of, list_samples, make_sample_id
 from catalogs.spec import (
     CatalogSpec,
     SourceSpec,
@@ -30,7 +30,7 @@ from catalogs.spec import (
 __all__ = [
     "CatalogError", "CatalogNotFound", "CatalogSpec", "DuplicatePath", "EmptyDataset",
     "InvalidCatalog", "MissingColumn", "MissingRoot", "SourceSpec", "TooFewClasses",
-    "UnknownLabel", "UnsafePath", "InvalidManifest", "UnreadableFolder", "cache_dir", "catalog_from_folder", "classes_of",
+    "UnknownLabel", "UnsafePath", "InvalidManifest", "UnreadableFolder", "cache_dir", "catalog_from_folder", "classes_of", "confinement_of",
     "list_catalogs", "list_samples", "load_catalog", "make_sample_id", "parse_catalog",
     "resolve_catalog", "schemas",
 ]

@@ -45,6 +45,12 @@ def list_samples(spec: CatalogSpec) -> pa.Table:
     return _to_table(rows, spec)
 
 
+def confinement_of(table: pa.Table) -> str | None:
+    """The folder every sample read must stay inside, or None when the catalog allows any."""
+    value = (table.schema.metadata or {}).get(b"confine_to", b"").decode("utf-8")
+    return value or None
+
+
 def classes_of(table: pa.Table) -> list[str]:
     """The class names of a samples table, in label-index order."""
     meta = table.schema.metadata or {}
@@ -174,7 +180,10 @@ def _to_table(rows: list[tuple[str, str, str, str | None]], spec: CatalogSpec) -
         },
         schema=S.SAMPLES_SCHEMA,
     )
-    return table.replace_schema_metadata({"classes": json.dumps(classes), "catalog": spec.name})
+    # Where reads must stay: the resolved root, unless the catalog allows leaving it.
+    confine = "" if spec.source.allow_outside_root else str(spec.source.root.resolve())
+    return table.replace_schema_metadata({"classes": json.dumps(classes), "catalog": spec.name,
+                                          "confine_to": confine})
 
 
 def _unlistable(exc: OSError) -> None:

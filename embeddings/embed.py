@@ -54,11 +54,13 @@ def embed_files(
     chunk_size: int = 256,  # one committed store block: a kill loses at most this much work
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    confine_to: str | None = None,
 ) -> EmbedReport:
     """Embed every file not yet in `store` (by content hash); report per-file hash or reason.
 
     refused: optional per-file reason code decided before reading (e.g. "outside_root");
-    such files are not opened at all.
+    such files are not opened at all. confine_to: a resolved folder every file read must
+    really lie in (see `read_file`); None reads wherever the paths lead.
     """
     n = len(paths)
     refused = list(refused) if refused is not None else [None] * n
@@ -73,7 +75,7 @@ def embed_files(
     def prepare(start: int, pool: ThreadPoolExecutor) -> _Chunk:
         todo = [i for i in range(start, min(start + chunk_size, n)) if refused[i] is None]
         t0 = time.perf_counter()
-        reads = list(pool.map(lambda i: read_file(paths[i]), todo))
+        reads = list(pool.map(lambda i: read_file(paths[i], confine_to=confine_to), todo))
         t1 = time.perf_counter()
         fresh: list[tuple[int, bytes, str]] = []
         for i, r in zip(todo, reads, strict=True):

@@ -37,11 +37,14 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def read_file(path: str) -> FileRead:
+def read_file(path: str, *, confine_to: str | None = None) -> FileRead:
     """Read a sample's bytes and hash them; OS problems become reason codes.
 
     Only regular files are read: a FIFO or device named `x.png` would otherwise block
     the run forever or stream without end. The size is checked before any byte is read.
+    confine_to: a resolved folder; the file actually opened must lie inside it, else the
+    read is refused as `outside_root`. The check is on the open descriptor, so a file
+    swapped for an outward symlink after listing is caught too.
     """
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
@@ -53,6 +56,8 @@ def read_file(path: str) -> FileRead:
     except (OSError, ValueError):  # a dangling link loop, an I/O error, a NUL byte in the path
         return FileRead(None, None, "unreadable")
     try:
+        if confine_to is not None and not _inside(_opened_path(fd, path), confine_to):
+            return FileRead(None, None, "outside_root")
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return FileRead(None, None, "unreadable")
@@ -69,6 +74,18 @@ def read_file(path: str) -> FileRead:
     if len(data) > MAX_FILE_BYTES:  # grew after fstat
         return FileRead(None, None, "too_large")
     return FileRead(data, hash_bytes(data), None)
+
+
+def _opened_path(fd: int, path: str) -> str:
+    """The real path of the file behind `fd` (Linux /proc); elsewhere the resolved `path`."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image | None, str | None]:

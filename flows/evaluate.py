@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 import curation
-from catalogs import classes_of, list_samples, resolve_catalog
+from catalogs import classes_of, confinement_of, list_samples, resolve_catalog
 from catalogs import schemas as S
 from curation.errors import InvalidArray
 from curation.noise import noise_transition_matrix
@@ -83,7 +83,7 @@ def evaluate_catalog(target: str, noise: str, *, seed: int = 0, encoder: str | N
     store_dir = store or str(Path(tempfile.gettempdir()) / "winnow-evaluate-store")
     emb_store = EmbeddingStore(store_dir, encoder_id=enc.encoder_id, dim=enc.dim)
     report = embed_files(table.column(S.ABS_PATH).to_pylist(), enc, emb_store,
-                         refused=table.column("refused").to_pylist())
+                         refused=table.column("refused").to_pylist(), confine_to=confinement_of(table))
     usable = np.array([r is None for r in report.reason])
     with tempfile.TemporaryDirectory() as tmp:
         matrix = emb_store.write_matrix([h for h, ok in zip(report.content_hash, usable, strict=True) if ok],

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from prefect import task
 
 import curation
-from catalogs import classes_of, list_samples, resolve_catalog
+from catalogs import classes_of, confinement_of, list_samples, resolve_catalog
 from catalogs import schemas as S
 from embeddings import EmbeddingStore, embed_files, get_encoder
 from flows.io import load_knn_graph, save_knn_graph, write_json, write_parquet
@@ -77,7 +77,8 @@ def embed_shard(samples_path: str, encoder_name: str, store_dir: str, work_dir: 
     t0 = time.perf_counter()
     with _progress_bar("embedding", len(positions), enabled=progress) as update:
         report = embed_files([paths[i] for i in positions], encoder, store,
-                             refused=[refused[i] for i in positions], batch_size=batch_size, progress=update)
+                             refused=[refused[i] for i in positions], batch_size=batch_size, progress=update,
+                             confine_to=confinement_of(samples))
     seconds = time.perf_counter() - t0
     write_parquet(pl.DataFrame({"position": positions, S.CONTENT_HASH: report.content_hash,
                                 "reason": report.reason},

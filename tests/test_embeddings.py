@@ -16,7 +16,7 @@ from embeddings import (
     get_encoder,
     list_encoders,
 )
-from embeddings.images import decode_image, load_image
+from embeddings.images import decode_image, load_image, read_file
 from tests.conftest import digit_images, write_image_folder
 
 
@@ -150,3 +150,27 @@ def test_embed_files_reuses_store_and_reports_unreadable(tmp_path):
     new = write_image_folder(root, digit_images(5, seed=9), prefix="new")
     second = embed_files(files + [str(p) for p in new], enc, store, chunk_size=8)
     assert second.n_embedded == 5 and second.n_reused == 31
+
+
+def test_file_swapped_for_an_outward_symlink_after_listing_is_refused(tmp_path):
+    from catalogs import confinement_of, list_samples, resolve_catalog
+
+    root = tmp_path / "data"
+    paths = write_image_folder(root, digit_images(6))
+    secret = tmp_path / "outside" / "secret.png"
+    secret.parent.mkdir()
+    digit_images(1, seed=3)[0][0].save(secret)
+    table = list_samples(resolve_catalog(str(root)))
+    victim = paths[0]
+    victim.unlink()
+    victim.symlink_to(secret)  # the race: listed as a plain file, read as a link out of the root
+    enc = get_encoder("pixels:8")
+    store = EmbeddingStore(tmp_path / "store", encoder_id=enc.encoder_id, dim=enc.dim)
+    files = table.column("abs_path").to_pylist()
+    report = embed_files(files, enc, store, confine_to=confinement_of(table))
+    assert report.reason[files.index(str(victim))] == "outside_root"
+    assert sum(r is None for r in report.reason) == 5
+    # An in-root symlink is still fine.
+    inside = root / paths[1].parent.name / "alias.png"
+    inside.symlink_to(paths[1])
+    assert read_file(str(inside), confine_to=confinement_of(table)).reason is None

@@ -350,10 +350,10 @@ def faulty_run(prefect_harness, tmp_path_factory):
 
     real_read = embed_mod.read_file
 
-    def read_after_vanishing(path):
+    def read_after_vanishing(path, **options):
         if path.endswith("vanish.png") and os.path.exists(path):
             os.remove(path)
-        return real_read(path)
+        return real_read(path, **options)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(embed_mod, "read_file", read_after_vanishing)
@@ -393,7 +393,7 @@ def test_symlink_out_of_root_is_never_opened(tmp_path, digit, monkeypatch):
 
     opened = []
     real_read = embed_mod.read_file
-    monkeypatch.setattr(embed_mod, "read_file", lambda p: opened.append(p) or real_read(p))
+    monkeypatch.setattr(embed_mod, "read_file", lambda p, **kw: opened.append(p) or real_read(p, **kw))
     from embeddings import EmbeddingStore, embed_files, get_encoder
 
     table = list_samples(resolve_catalog(str(root)))
