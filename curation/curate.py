@@ -19,7 +19,7 @@ from curation.outliers import find_outliers
 from curation.policy import DecisionPolicy, Decisions, decide
 from curation.prune import plan_prune
 from curation.rebalance import hierarchical_kmeans
-from curation.validation import check_same_length
+from curation.validation import check_same_length, rank_keys, scatter_rows
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,10 @@ def curate(
     """
     labels = np.asarray(labels, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
-    keys = np.asarray(keys)
     n = len(labels)
-    check_same_length(labels=labels, unusable_reason=unusable_reason, keys=keys)
+    check_same_length(labels=labels, unusable_reason=unusable_reason, keys=np.asarray(keys))
+    # Rank the sample ids once; every step below breaks ties by these ranks (same order).
+    keys = rank_keys(keys, n, unique=True)
     check_same_length(embeddings=embeddings, rows=rows, knn_graph=graph.indices)
     hashes_u = [content_hashes[i] for i in rows] if content_hashes is not None else None
     keys_u = keys[rows]
@@ -72,9 +73,9 @@ def curate(
     report = detect_label_issues(remap[labels[rows]], embeddings=embeddings, knn=graph, methods=methods,
                                  n_classes=len(present), seed=seed, class_text_embeddings=text)
     frame = report.frame
-    issue = _scatter(rows, frame["is_label_issue"].to_numpy(), n, False)
-    suggested = _scatter(rows, present[frame["suggested_label"].to_numpy()], n, -1)
-    confidence = _scatter(rows, frame["suggestion_confidence"].to_numpy(), n, 0.0)
+    issue = scatter_rows(rows, frame["is_label_issue"].to_numpy(), n, False)
+    suggested = scatter_rows(rows, present[frame["suggested_label"].to_numpy()], n, -1)
+    confidence = scatter_rows(rows, frame["suggestion_confidence"].to_numpy(), n, 0.0)
     quality_u = frame["label_quality"].to_numpy()
 
     near = policy.near_duplicate_min_similarity
@@ -89,7 +90,7 @@ def curate(
         leaks = find_leaks(embeddings, holdout_embeddings, min_similarity=near,
                            content_hashes=hashes_u, holdout_hashes=holdout_hashes).scatter(rows, n)
     hierarchy = hierarchical_kmeans(embeddings, levels=policy.cluster_levels, seed=policy.kmeans_seed, niter=10)
-    clusters = [_scatter(rows, level, n, -1) for level in hierarchy.assignments]
+    clusters = [scatter_rows(rows, level, n, -1) for level in hierarchy.assignments]
     priority = None
     if policy.keep is not None or policy.class_cap is not None:
         eligible = ~dup.is_duplicate & ~out.is_outlier
@@ -99,7 +100,7 @@ def curate(
         plan = plan_prune(embeddings, hierarchy.centroids[0], hierarchy.finest, difficulty=difficulty,
                           eligible=eligible, min_similarity=policy.semdedup_min_similarity,
                           keep_end=policy.prune_keep, keys=keys_u)
-        priority = _scatter(rows, plan.priority, n, -np.inf)
+        priority = scatter_rows(rows, plan.priority, n, -np.inf)
 
     decisions = decide(
         labels, unusable_reason=unusable_reason, is_label_issue=issue, suggested_label=suggested,
@@ -108,14 +109,14 @@ def curate(
         keys=keys, n_classes=n_classes,
     )
     scores = {
-        "label_quality": _scatter(rows, quality_u, n, np.nan),
+        "label_quality": scatter_rows(rows, quality_u, n, np.nan),
         "suggested_label": suggested,
-        "suggestion_confidence": _scatter(rows, frame["suggestion_confidence"].to_numpy(), n, np.nan),
-        "outlier_score": _scatter(rows, out.score, n, np.nan),
+        "suggestion_confidence": scatter_rows(rows, frame["suggestion_confidence"].to_numpy(), n, np.nan),
+        "outlier_score": scatter_rows(rows, out.score, n, np.nan),
     }
     for col in frame.columns:
         if col.startswith("score_") or col == "probe_margin":
-            scores[col] = _scatter(rows, frame[col].to_numpy(), n, np.nan)
+            scores[col] = scatter_rows(rows, frame[col].to_numpy(), n, np.nan)
     flagged_quality = quality_u[frame["is_label_issue"].to_numpy()]
     facts = {
         "label_detectors": list(report.methods),
@@ -147,11 +148,3 @@ def cluster_balance(assignment: np.ndarray) -> dict[str, float]:
         "effective_clusters": round(float(np.exp(-(p * np.log(p)).sum())), 2),
         "max_over_min": round(float(counts.max() / counts.min()), 2),
     }
-
-
-def _scatter(rows: np.ndarray, values: np.ndarray, n: int, fill) -> np.ndarray:
-    values = np.asarray(values)
-    dtype = np.result_type(values.dtype, np.asarray(fill).dtype)
-    out = np.full(n, fill, dtype=dtype)
-    out[rows] = values
-    return out

@@ -28,7 +28,14 @@ import numpy as np
 
 from curation.errors import InvalidArray
 from curation.knn_graph import KnnGraph, search_knn
-from curation.validation import check_embeddings, check_labels, check_same_length
+from curation.validation import (
+    check_embeddings,
+    check_labels,
+    check_rows,
+    check_same_length,
+    rank_keys,
+    scatter_rows,
+)
 
 REPRESENTATIVE_RULES = ("central", "label_quality")
 
@@ -55,14 +62,14 @@ class DuplicateGroups:
     def scatter(self, rows, n: int) -> DuplicateGroups:
         """These findings, made over a subset (rows (M,) of N, e.g. the embedded samples),
         as findings over all N rows; the other rows are in no group."""
-        rows = _check_rows(rows, len(self.group), n)
+        rows = check_rows(rows, len(self.group), n)
         rep = np.full(n, -1, dtype=np.int64)
         rep[rows] = np.where(self.representative >= 0, rows[np.maximum(self.representative, 0)], -1)
         return DuplicateGroups(
-            group=_put(rows, self.group, n, -1), representative=rep, exact=_put(rows, self.exact, n, False),
-            hash_code=_put(rows, self.hash_code, n, -1), label_conflict=_put(rows, self.label_conflict, n, False),
-            score=_put(rows, self.score, n, 0.0),
-            similarity_to_representative=_put(rows, self.similarity_to_representative, n, np.nan),
+            group=scatter_rows(rows, self.group, n, -1), representative=rep, exact=scatter_rows(rows, self.exact, n, False),
+            hash_code=scatter_rows(rows, self.hash_code, n, -1), label_conflict=scatter_rows(rows, self.label_conflict, n, False),
+            score=scatter_rows(rows, self.score, n, 0.0),
+            similarity_to_representative=scatter_rows(rows, self.similarity_to_representative, n, np.nan),
         )
 
 
@@ -74,9 +81,9 @@ class Leaks:
 
     def scatter(self, rows, n: int) -> Leaks:
         """Findings over a subset (rows (M,) of N) as findings over all N rows (others: no leak)."""
-        rows = _check_rows(rows, len(self.is_leak), n)
-        return Leaks(is_leak=_put(rows, self.is_leak, n, False), holdout_index=_put(rows, self.holdout_index, n, -1),
-                     similarity=_put(rows, self.similarity, n, -np.inf))
+        rows = check_rows(rows, len(self.is_leak), n)
+        return Leaks(is_leak=scatter_rows(rows, self.is_leak, n, False), holdout_index=scatter_rows(rows, self.holdout_index, n, -1),
+                     similarity=scatter_rows(rows, self.similarity, n, -np.inf))
 
 
 def find_duplicates(
@@ -110,7 +117,7 @@ def find_duplicates(
     quality = None if label_quality is None else _check_unit_interval(label_quality, "label_quality")
     check_same_length(knn_graph=graph.indices, labels=labels, label_quality=quality,
                       content_hashes=content_hashes, keys=keys)
-    key_rank = _key_rank(keys, n)
+    key_rank = rank_keys(keys, n, unique=True)
 
     rows, cols, sims = _near_edges(graph, min_similarity)
     if content_hashes is not None:
@@ -196,21 +203,6 @@ def find_leaks(
     return Leaks(is_leak=leak, holdout_index=index.astype(np.int64), similarity=sim.astype(np.float32))
 
 
-def _check_rows(rows, m: int, n: int) -> np.ndarray:
-    rows = np.asarray(rows)
-    if rows.ndim != 1 or len(rows) != m or not np.issubdtype(rows.dtype, np.integer):
-        raise InvalidArray(f"rows must be {m} integer row numbers (one per finding), got shape {rows.shape} dtype {rows.dtype}")
-    if m and (rows.min() < 0 or rows.max() >= n or len(np.unique(rows)) != m):
-        raise InvalidArray(f"rows must be distinct row numbers in 0..{n - 1}, got min {rows.min()} max {rows.max()}")
-    return rows.astype(np.int64)
-
-
-def _put(rows: np.ndarray, values: np.ndarray, n: int, fill) -> np.ndarray:
-    out = np.full(n, fill, dtype=values.dtype)
-    out[rows] = values
-    return out
-
-
 def _near_edges(graph: KnnGraph, min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n, k = graph.indices.shape
     ok = (graph.indices >= 0) & (graph.similarities >= min_similarity)
@@ -271,27 +263,6 @@ def _components(adjacency, n: int) -> np.ndarray:
     remap = np.full(comp.max() + 1 if len(kept) else 1, -1, dtype=np.int64)
     remap[kept] = np.arange(len(kept))
     return np.where(comp >= 0, remap[np.clip(comp, 0, None)], -1).astype(np.int64)
-
-
-def _key_rank(keys, n: int) -> np.ndarray:
-    if keys is None:
-        return np.arange(n, dtype=np.int64)
-    arr = np.asarray(keys)
-    if arr.ndim != 1:
-        raise InvalidArray(f"keys must be 1-D (N,), got shape {arr.shape}")
-    uniq, rank = np.unique(arr, return_inverse=True)
-    if len(uniq) != len(arr):
-        raise InvalidArray(f"keys must be unique; {len(arr) - len(uniq)} repeat(s), e.g. {_first_repeat(arr)!r}")
-    return rank.astype(np.int64)
-
-
-def _first_repeat(arr: np.ndarray):
-    seen = set()
-    for x in arr.tolist():
-        if x in seen:
-            return x
-        seen.add(x)
-    return None
 
 
 def _check_similarity(value: float, name: str) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 
 from curation.errors import InvalidArray
 from curation.knn_graph import KnnGraph
+from curation.validation import check_rows, scatter_rows
 
 # MAD of a normal distribution is 0.6745 sigma; this turns a MAD into a sigma estimate.
 MAD_TO_SIGMA = 1.4826
@@ -63,11 +64,9 @@ class Outliers:
 
     def scatter(self, rows, n: int) -> Outliers:
         """Findings over a subset (rows (M,) of N) as findings over all N rows (others: nan, False)."""
-        from curation.duplicates import _check_rows, _put
-
-        rows = _check_rows(rows, len(self.score), n)
-        return Outliers(score=_put(rows, self.score, n, np.nan), local_score=_put(rows, self.local_score, n, np.nan),
-                        is_outlier=_put(rows, self.is_outlier, n, False), threshold=self.threshold,
+        rows = check_rows(rows, len(self.score), n)
+        return Outliers(score=scatter_rows(rows, self.score, n, np.nan), local_score=scatter_rows(rows, self.local_score, n, np.nan),
+                        is_outlier=scatter_rows(rows, self.is_outlier, n, False), threshold=self.threshold,
                         local_threshold=self.local_threshold, z=self.z)
 
 

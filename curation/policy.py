@@ -35,7 +35,7 @@ from curation.rebalance import (
     plan_rebalance,
     resolve_target,
 )
-from curation.validation import check_same_length
+from curation.validation import check_same_length, rank_keys
 
 ON_LABEL_ISSUE = ("auto", "drop", "relabel", "keep")
 ON_FINDING = ("drop", "keep")
@@ -300,7 +300,7 @@ def _decide_duplicates(dup: DuplicateGroups, usable, dropped, reasons, duplicate
     members = np.flatnonzero((dup.group >= 0) & usable)
     if not len(members):
         return
-    key_rank = np.arange(n) if keys is None else np.unique(np.asarray(keys), return_inverse=True)[1]
+    key_rank = rank_keys(keys, n)
     g = dup.group[members]
     order = members[np.lexsort((key_rank[members], -dup.score[members], dropped[members], g))]
     first = np.r_[True, dup.group[order][1:] != dup.group[order][:-1]]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.errors import InvalidArray
-from curation.validation import check_embeddings, check_same_length
+from curation.validation import check_embeddings, check_same_length, rank_keys
 
 PRUNE_KEEP = ("hard", "easy")
 
@@ -87,7 +87,7 @@ def find_semantic_duplicates(
     if not -1.0 <= min_similarity <= 1.0:
         raise InvalidArray(f"min_similarity must be a cosine in [-1, 1], got {min_similarity!r}")
     ok = (clusters >= 0) if eligible is None else ((clusters >= 0) & np.asarray(eligible, dtype=bool))
-    key_rank = _key_rank(keys, n)
+    key_rank = rank_keys(keys, n)
     dup_of = np.full(n, -1, dtype=np.int64)
     best = np.full(n, -np.inf, dtype=np.float32)
     rows = np.flatnonzero(ok)
@@ -170,9 +170,3 @@ def _check_clusters(clusters, n_clusters: int | None) -> np.ndarray:
         bad = int(np.argmax(arr))
         raise InvalidArray(f"clusters[{bad}] is {arr[bad]}, but there are only {n_clusters} centroids")
     return arr.astype(np.int64)
-
-
-def _key_rank(keys, n: int) -> np.ndarray:
-    if keys is None:
-        return np.arange(n, dtype=np.int64)
-    return np.unique(np.asarray(keys), return_inverse=True)[1].astype(np.int64)

@@ -23,7 +23,7 @@ import numpy as np
 
 from curation.errors import InvalidArray
 from curation.knn_graph import kmeans
-from curation.validation import check_embeddings, check_labels, check_same_length
+from curation.validation import check_embeddings, check_labels, check_same_length, rank_keys
 
 CLASS_DISTRIBUTIONS = ("original", "uniform", "sqrt")
 WEIGHTINGS = ("none", "inverse_frequency", "effective_number")
@@ -174,7 +174,7 @@ def plan_rebalance(
         raise InvalidArray(f"priority[{bad}] is {prio[bad]!r}; must be finite")
     if cluster_balanced and not levels:
         raise InvalidArray("cluster_balanced needs a hierarchy (cluster assignments), got none")
-    key_rank = np.arange(n) if keys is None else np.unique(np.asarray(keys), return_inverse=True)[1]
+    key_rank = rank_keys(keys, n)
     chooser = _Chooser(prio, key_rank, levels if cluster_balanced else [])
 
     selected = np.zeros(n, dtype=bool)

@@ -97,3 +97,41 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         if not np.all(np.isfinite(block)):
             r, c = np.argwhere(~np.isfinite(block))[0]
             raise InvalidArray(f"{name}[{start + r}, {c}] is {float(block[r, c])!r}; values must be finite")
+
+
+def check_rows(rows, m: int, n: int) -> np.ndarray:
+    """(M,) distinct row numbers in 0..N-1, one per finding on a subset of N rows."""
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or len(rows) != m or not np.issubdtype(rows.dtype, np.integer):
+        raise InvalidArray(f"rows must be {m} integer row numbers (one per finding), got shape {rows.shape} dtype {rows.dtype}")
+    if m and (rows.min() < 0 or rows.max() >= n or len(np.unique(rows)) != m):
+        raise InvalidArray(f"rows must be distinct row numbers in 0..{n - 1}, got min {rows.min()} max {rows.max()}")
+    return rows.astype(np.int64)
+
+
+def scatter_rows(rows: np.ndarray, values, n: int, fill) -> np.ndarray:
+    """(N,) array holding `values` at `rows` and `fill` elsewhere (dtype of values, widened for fill)."""
+    values = np.asarray(values)
+    out = np.full(n, fill, dtype=np.result_type(values.dtype, fill))
+    out[rows] = values
+    return out
+
+
+def rank_keys(keys, n: int, *, unique: bool = False) -> np.ndarray:
+    """(N,) int64 rank of each sortable key (row number when keys is None).
+
+    Every tie-break in curation orders by this rank, so results do not depend on row
+    order. Ranks are themselves valid keys: computing them once and passing them on
+    saves re-sorting N strings in every step. unique: raise if a key repeats.
+    """
+    if keys is None:
+        return np.arange(n, dtype=np.int64)
+    arr = np.asarray(keys)
+    if arr.ndim != 1:
+        raise InvalidArray(f"keys must be 1-D (N,), got shape {arr.shape}")
+    uniq, rank = np.unique(arr, return_inverse=True)
+    if unique and len(uniq) != len(arr):
+        seen: set = set()
+        repeat = next(x for x in arr.tolist() if x in seen or seen.add(x))
+        raise InvalidArray(f"keys must be unique; {len(arr) - len(uniq)} repeat(s), e.g. {repeat!r}")
+    return rank.astype(np.int64)

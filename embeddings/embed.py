@@ -68,8 +68,8 @@ def embed_files(
     timers = {"read": 0.0, "decode": 0.0, "model": 0.0, "write": 0.0}
     lock = threading.Lock()
     workers = workers or min(8, os.cpu_count() or 1)
-    seen: set[str] = set(store.index())  # content already stored, or scheduled in this run
-    reused_hashes = set(seen)
+    stored = store.index()  # live: grows as this run commits blocks
+    scheduled: set[str] = set()  # content new to the store, taken up by this run
     failed: dict[str, str] = {}  # content hash -> reason its first copy could not be decoded
 
     def prepare(start: int, pool: ThreadPoolExecutor) -> _Chunk:
@@ -83,8 +83,8 @@ def embed_files(
                 report.reason[i] = r.reason
                 continue
             report.content_hash[i] = r.content_hash
-            if r.content_hash not in seen:
-                seen.add(r.content_hash)
+            if r.content_hash not in scheduled and r.content_hash not in stored:
+                scheduled.add(r.content_hash)
                 fresh.append((i, r.data, r.content_hash))
 
         def decode(item: tuple[int, bytes, str]) -> tuple[int, str, torch.Tensor | None, str | None]:
@@ -146,9 +146,9 @@ def embed_files(
     thread.join()
     if failure:
         raise failure[0]
-    # Duplicate files within this run share one embedding: count them as reused, not unusable.
+    # Reused: usable files whose content the store had before this run (in-run copies are neither).
     report.n_reused = sum(
-        1 for h, r in zip(report.content_hash, report.reason, strict=True) if h and r is None and h in reused_hashes
+        1 for h, r in zip(report.content_hash, report.reason, strict=True) if h and r is None and h not in scheduled
     )
     # A hash whose first copy failed to decode makes its later copies unusable too.
     for i, h in enumerate(report.content_hash):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -283,9 +282,5 @@ def encoders_list() -> None:
     typer.echo(f"\ndefault: {DEFAULT_ENCODER} (needs its weights cached or a network)")
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    app()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 import curation
 from catalogs import classes_of, confinement_of, list_samples, resolve_catalog
@@ -105,7 +104,3 @@ def evaluate_catalog(target: str, noise: str, *, seed: int = 0, encoder: str | N
         "planted": int(is_issue.sum()), "estimated_noise_rate": round(float(full.noise_rate), 4),
         "seconds": round(ensemble_seconds, 2), "detectors": rows,
     }
-
-
-def read_table(path: str | Path) -> pl.DataFrame:
-    return pl.from_arrow(pq.read_table(path))

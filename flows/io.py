@@ -54,14 +54,6 @@ def write_json(data: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_npy(array: np.ndarray, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp.npy")
-    np.save(tmp, array)
-    _replace(tmp, path)
-    return path
-
-
 def save_knn_graph(graph: KnnGraph, path: str | os.PathLike) -> Path:
     """The graph as one .npz of two arrays (no pickle)."""
     path = Path(path)

@@ -173,7 +173,7 @@ def curate_samples(samples_path: str, embed_path: str, knn_path: str, work_dir: 
         holdout_emb = np.concatenate([e for e, _ in parts])
         holdout_hashes = [h for _, f in parts for h, r in zip(f[S.CONTENT_HASH], f["row"], strict=True) if r >= 0]
     text = None
-    if encoder_name.startswith("open_clip:") and methods in ("auto",) or "zero_shot" in methods:
+    if encoder_name.startswith("open_clip:") and (methods == "auto" or "zero_shot" in methods):
         encoder = get_encoder(encoder_name)
         if encoder.has_text:
             text = encoder.encode_text([f"a photo of a {c}." for c in classes])
@@ -207,8 +207,8 @@ def curate_samples(samples_path: str, embed_path: str, knn_path: str, work_dir: 
 def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_dir: str, *,
                     run_info: dict, previous_manifest: str | None = None) -> str:
     """Findings + decisions -> manifest.parquet, clean.parquet, diff.parquet, summary.json (each atomic)."""
-    samples = pl.from_arrow(pq.read_table(samples_path))
-    classes = classes_of(pq.read_table(samples_path))
+    table = pq.read_table(samples_path)
+    samples, classes = pl.from_arrow(table), classes_of(table)
     embed = pl.read_parquet(embed_path)
     cur = pl.read_parquet(curation_path)
     frame = samples.join(embed, on=S.SAMPLE_ID, how="left", maintain_order="left").join(
