@@ -39,10 +39,24 @@ def list_samples(spec: CatalogSpec) -> pa.Table:
     """
     ensure_built(spec)
     if spec.source.kind == "image_folder":
-        rows = _list_image_folder(spec)
+        rows, skipped = _list_image_folder(spec)
     else:
-        rows = _list_manifest(spec)
-    return _to_table(rows, spec)
+        rows, skipped = _list_manifest(spec), {}
+    table = _to_table(rows, spec)
+    # Files the listing did not make rows of (hidden ones), counted so the summary can say so.
+    return table.replace_schema_metadata({**table.schema.metadata, b"skipped_files": json.dumps(
+        {key: skipped.get(key, 0) for key in SKIPPED_KINDS}).encode("utf-8")})
+
+
+SKIPPED_KINDS = ("hidden", "outside_class_folders")
+"""Why a file of an image folder is not a row: a hidden file or folder (.DS_Store, ._x, .git:
+each counted once, never opened or walked), or a file beside the class folders (it has no label)."""
+
+
+def skipped_files_of(table: pa.Table) -> dict[str, int]:
+    """Counts of the files the listing left out, by kind (SKIPPED_KINDS); zeros for a manifest."""
+    text = (table.schema.metadata or {}).get(b"skipped_files")
+    return json.loads(text) if text else {key: 0 for key in SKIPPED_KINDS}
 
 
 def confinement_of(table: pa.Table) -> str | None:
@@ -61,15 +75,28 @@ def classes_of(table: pa.Table) -> list[str]:
     return json.loads(text) if text.startswith("[") else text.split("\x1f")
 
 
-def _list_image_folder(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
+def _list_image_folder(spec: CatalogSpec) -> tuple[list[tuple[str, str, str, str | None]], dict[str, int]]:
+    """Rows of every non-hidden file below a class folder, and counts of the files left out.
+
+    A file whose extension is not an image format Winnow reads is a row refused as
+    `unsupported_format` (never opened): no file in a class folder is silently dropped.
+    """
     root = spec.source.root
     if not root.is_dir():
         raise MissingRoot(f"image folder {str(root)!r} does not exist or is not a folder")
     real_root = root.resolve()
     rows = []
+    skipped = {"hidden": 0, "outside_class_folders": 0}
     # Sorted walk so the table's order does not depend on the file system.
     try:
-        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        class_dirs = []
+        for entry in sorted(root.iterdir()):
+            if entry.name.startswith("."):
+                skipped["hidden"] += 1
+            elif entry.is_dir():
+                class_dirs.append(entry)
+            else:
+                skipped["outside_class_folders"] += 1
     except OSError as exc:
         _unlistable(exc)
     for class_dir in class_dirs:
@@ -77,23 +104,27 @@ def _list_image_folder(spec: CatalogSpec) -> list[tuple[str, str, str, str | Non
         # folder linked out of the root would expose every file below it.
         class_escapes = class_dir.is_symlink() and not _is_within(_real(class_dir), real_root)
         for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False, onerror=_unlistable):
+            skipped["hidden"] += sum(d.startswith(".") for d in dirnames)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fname in sorted(filenames):
-                if fname.startswith(".") or not fname.lower().endswith(IMAGE_EXTENSIONS):
+                if fname.startswith("."):  # .DS_Store, ._x (AppleDouble), editor swap files
+                    skipped["hidden"] += 1
                     continue
                 full = Path(dirpath) / fname
                 rel = full.relative_to(root).as_posix()
-                refused = None
+                refused = None if fname.lower().endswith(IMAGE_EXTENSIONS) else "unsupported_format"
                 if (class_escapes or full.is_symlink()) and not spec.source.allow_outside_root:
                     if not _is_within(_real(full), real_root):
                         refused = "outside_root"
                 rows.append((rel, str(full.absolute()), class_dir.name, refused))
-    if not rows:
+    if not any(r[3] != "unsupported_format" for r in rows):
+        others = [r[0] for r in rows][:3]
         raise EmptyDataset(
-            f"image folder {str(root)!r} has no images: expected class_name/*"
-            f"{{{','.join(IMAGE_EXTENSIONS)}}} below it"
+            f"image folder {str(root)!r} has no images: expected class_name/<file> with an extension "
+            f"in {{{','.join(IMAGE_EXTENSIONS)}}} below it"
+            + (f"; found only other files, e.g. {others!r}" if others else "")
         )
-    return rows
+    return rows, skipped
 
 
 def _list_manifest(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:

@@ -72,7 +72,9 @@ CLEAN_SCHEMA = pa.schema(
 # --- reason codes ---------------------------------------------------------------------------
 REASON_CODES: dict[str, str] = {
     "unreadable": "not a decodable image: corrupt, truncated, empty, not an image, a format outside "
-    "PNG/JPEG/WebP/GIF/BMP, a FIFO or device, a symlink loop",
+    "PNG/JPEG/WebP/GIF/BMP/TIFF, a FIFO or device, a symlink loop",
+    "unsupported_format": "a file in a class folder whose extension is not an image format Winnow reads "
+    "(PNG, JPEG, WebP, GIF, BMP, TIFF): listed, never opened",
     "missing": "the file vanished between listing and reading, or is a dangling symlink",
     "permission_denied": "the file cannot be opened for reading (permissions)",
     "too_large": "the image declares more pixels than the decoder's limit (decompression bomb), "
@@ -90,5 +92,6 @@ REASON_CODES: dict[str, str] = {
 }
 """Every reason code Winnow writes, with its meaning (shown by the README and the report)."""
 
-UNUSABLE_REASONS = frozenset({"unreadable", "missing", "permission_denied", "too_large", "outside_root"})
+UNUSABLE_REASONS = frozenset({"unreadable", "unsupported_format", "missing", "permission_denied", "too_large",
+                              "outside_root"})
 """Reasons that mean the sample has no embedding: it is always dropped."""

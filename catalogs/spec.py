@@ -8,7 +8,7 @@ A catalog file looks like::
 
     [source]
     kind = "image_folder"        # or "manifest"
-    root = "images"              # image_folder: class_name/*.png under this folder
+    root = "images"              # image_folder: class_name/<image files> under this folder
     # path = "labels.parquet"    # manifest: a .parquet or .csv file
     # path_column = "path"       # manifest: column of paths relative to the manifest's folder
     # label_column = "label"
@@ -32,7 +32,12 @@ from catalogs.errors import CatalogNotFound, InvalidCatalog
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 SOURCE_KINDS = ("image_folder", "manifest")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+# File names (lower-cased) a class folder lists as images: the extensions Pillow registers for
+# the formats embeddings.images decodes (PNG, JPEG, MPO, WebP, GIF, BMP, TIFF); tests/test_formats.py
+# keeps the two in step. Any other non-hidden file in a class folder becomes a row with reason
+# `unsupported_format`; which decoder reads an image is decided by its bytes, not its name.
+IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".gif", ".bmp",
+                    ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def resolve_catalog(target: str | os.PathLike) -> CatalogSpec:
 
 
 def catalog_from_folder(root: str | os.PathLike, *, encoder: str | None = None) -> CatalogSpec:
-    """A catalog for a plain folder of `class_name/*.{png,jpg,jpeg,webp}`."""
+    """A catalog for a plain folder of `class_name/<images>` (PNG, JPEG, WebP, GIF, BMP, TIFF)."""
     root = Path(root).expanduser().resolve()
     return CatalogSpec(name=root.name, source=SourceSpec(kind="image_folder", root=root), encoder=encoder)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import logging
 import os
 import stat
 import warnings
@@ -17,13 +18,32 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+LOG = logging.getLogger(__name__)
+
 # PIL's own default bomb limit (about 89 MP); above it we refuse without decoding.
 MAX_IMAGE_PIXELS = 89_478_485
 # Files above this many bytes are refused before being read into memory.
 MAX_FILE_BYTES = 256 * 1024 * 1024
-# Only these decoders ever see a sample's bytes, whatever its extension says. PIL would
-# otherwise pick any plugin by magic bytes, EPS included, which runs Ghostscript.
-ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP")
+# The formats Winnow reads, by Pillow's format names. Only their decoders ever see a
+# sample's bytes, whatever its extension says: PIL would otherwise pick any plugin by magic
+# bytes, EPS included, which runs Ghostscript. "MPO" (multi-picture JPEG, what phones write)
+# is its own plugin in older Pillows; Pillow 13 opens it through the JPEG plugin.
+SUPPORTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
+
+
+def _registered(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats this Pillow can open. Image.open raises KeyError on a name it does not
+    register (every file after it would read as unreadable), so the list is built from what
+    is registered; a promised format that is missing is logged, and tests/test_formats.py fails."""
+    Image.init()
+    found = tuple(f for f in formats if f in Image.OPEN)
+    lost = [f for f in formats if f not in found and f != "MPO"]
+    if lost:
+        LOG.warning("Pillow %s cannot open %s: such files will be unreadable", Image.__version__, lost)
+    return found
+
+
+ALLOWED_FORMATS = _registered(SUPPORTED_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -91,9 +111,11 @@ def _inside(path: str, folder: str) -> bool:
 def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image | None, str | None]:
     """Decode bytes into an upright 8-bit RGB image, or return (None, reason).
 
+    Only ALLOWED_FORMATS are tried, and the bytes decide which: a PNG named .jpg decodes.
     The declared size is checked before any pixel is decoded, so a decompression bomb
-    costs nothing. EXIF orientation is applied; 16-bit, palette, CMYK and alpha images
-    are converted (alpha composited on white, 16-bit rescaled to 8-bit).
+    costs nothing. Animations and multi-page files give their first frame. EXIF
+    orientation is applied; 16-bit, palette, CMYK and alpha images are converted (alpha
+    composited on white, 16-bit rescaled to 8-bit).
     """
     if not data:
         return None, "unreadable"

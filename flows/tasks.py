@@ -255,6 +255,10 @@ def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_
     write_parquet(manifest, run / "manifest.parquet")
     summary = summarise(manifest, run_info)
     summary.update(read_json(Path(curation_path).with_suffix(".json")))
+    # issue 11 finding 1: hidden files (and files beside the class folders) are not rows; say how many.
+    from catalogs.samples import skipped_files_of
+
+    summary["skipped_files"] = skipped_files_of(table)
     summary["diff"] = {
         "previous_run": Path(previous_manifest).parent.name if previous_manifest else None,
         **{c: int((diff["change"] == c).sum()) for c in

@@ -48,12 +48,14 @@ def test_bundled_digits_materialises_with_planted_flips():
 def test_plain_folder_lists_images_in_class_order(digit_folder):
     (digit_folder / "3" / "notes.txt").write_text("not an image")
     table = list_samples(resolve_catalog(str(digit_folder)))
-    assert table.num_rows == 120
-    assert all(p.endswith(".png") for p in table.column(S.PATH).to_pylist())
+    assert table.num_rows == 121  # the .txt is a row refused as unsupported_format, never silently dropped
+    refused = dict(zip(table.column(S.PATH).to_pylist(), table.column("refused").to_pylist(), strict=True))
+    assert refused.pop("3/notes.txt") == "unsupported_format"
+    assert all(p.endswith(".png") and r is None for p, r in refused.items())
     classes = classes_of(table)
     labels = table.column(S.LABEL).to_pylist()
     assert [classes[i] for i in table.column(S.LABEL_INDEX).to_pylist()] == labels
-    assert len(set(table.column(S.SAMPLE_ID).to_pylist())) == 120
+    assert len(set(table.column(S.SAMPLE_ID).to_pylist())) == 121
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
