@@ -120,33 +120,38 @@ def demo(
 def serve(
     target: Annotated[str, typer.Argument(help="A catalog .toml file, a bundled catalog name, or a class-folder tree.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; every scheduled run adds a version under OUT/runs/.")],
-    cron: Annotated[str, typer.Option(help='Cron schedule, e.g. "0 3 * * *" for 03:00 every day.')] = "0 3 * * *",
+    cron: Annotated[str | None, typer.Option(help='Cron schedule, e.g. "0 3 * * *" (03:00 every day, the default).')] = None,
+    interval: Annotated[int | None, typer.Option(help="Run every SECONDS instead of on a cron schedule.", metavar="SECONDS")] = None,
     name: Annotated[str | None, typer.Option(help="Deployment name. Default: winnow-<catalog name>.")] = None,
     encoder: Annotated[str | None, typer.Option(help="Encoder name (see `winnow run --help`).")] = None,
     store: Annotated[Path | None, typer.Option(help="Embedding store folder. Default: OUT/store.")] = None,
     k: Annotated[int, typer.Option(min=1, help="Neighbours per sample in the kNN graph.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model forward pass.")] = 64,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N. Default: CUDA when present.")] = None,
     methods: Annotated[str, typer.Option(help="Label-noise detectors, comma-separated, or 'auto'.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for the probe and every random choice.")] = 0,
     policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable).")] = None,
+    keep: Annotated[str | None, typer.Option(help="Prune to a target size: a fraction (0.7) or a count (50000).")] = None,
+    holdout: Annotated[list[str] | None, typer.Option(help="A validation/test catalog (repeatable): training samples that duplicate it are dropped as `leak`.")] = None,
 ) -> None:
     """Serve the cleaning flow as a Prefect deployment that re-cleans TARGET on a schedule.
 
-    Runs until interrupted. With PREFECT_API_URL pointing at a Prefect server the deployment
-    and its runs show in that server's UI; without it, a local temporary server is used.
+    Needs a running Prefect server (`prefect server start`) named by PREFECT_API_URL: its
+    scheduler creates the runs, this process executes them, one at a time, until interrupted.
+    Every option is checked before anything starts.
     """
-    from prefect import serve as prefect_serve
-
-    from flows.deploy import build_deployment
+    from flows.deploy import ServeError, check_serve, serve_plan
 
     try:
-        spec = resolve_catalog(target)  # fail now on a bad catalog, not at 03:00
-        config = RunConfig(target=str(Path(target).resolve()) if Path(target).exists() else target,
-                           out=str(out.resolve()), encoder=encoder, store=str(store) if store else None,
-                           k=k, methods=methods, policy=_parse_policy(policy or []))
-        deployment = build_deployment(config, cron=cron, name=name or f"winnow-{spec.name}")
-    except (*USER_ERRORS, ValueError) as exc:
+        config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store.resolve()) if store else None,
+                           k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
+                           policy=_parse_policy((policy or []) + ([f"keep={keep}"] if keep else [])),
+                           holdout=tuple(holdout or ()))
+        plan = check_serve(config, cron=cron, interval=interval, name=name)  # before Prefect is imported
+    except (*USER_ERRORS, ServeError) as exc:
         _fail(exc)
-    typer.echo(f"Serving {deployment.name!r} on cron {cron!r}; Ctrl-C stops it.")
-    prefect_serve(deployment)
+    typer.echo(f"Serving {plan.name!r} {plan.schedule.describe()} on {plan.api_url}; Ctrl-C stops it.")
+    serve_plan(plan)
 
 
 def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:

@@ -1,29 +1,228 @@
-"""Scheduled cleaning: the clean_dataset flow as a Prefect deployment with a cron schedule."""
+"""Scheduled cleaning: the clean_dataset flow served as a Prefect deployment on a cron or interval schedule.
+
+Schedules fire only on a real Prefect server (its scheduler service creates the runs; a
+temporary in-process server has none), so `winnow serve` needs PREFECT_API_URL. Everything
+serve can get wrong -- the catalog, encoder, policy, schedule, and whether a server answers --
+is checked by `check_serve` before Prefect is imported: a mistake costs one line and a
+second, not a traceback at 03:00.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import importlib.util
+import os
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
-from flows.clean import clean_dataset
 from flows.config import RunConfig
 
+DEFAULT_CRON = "0 3 * * *"  # every day at 03:00
+START_SERVER = ("start one with `prefect server start`, then export "
+                "PREFECT_API_URL=http://127.0.0.1:4200/api")
 
-def build_deployment(config: RunConfig, *, cron: str, name: str):
-    """A RunnerDeployment of clean_dataset that re-cleans `config.target` on `cron`.
+
+class ServeError(ValueError):
+    """A `winnow serve` option or environment that cannot work (the CLI prints it as one line)."""
+
+
+class InvalidSchedule(ServeError):
+    """A bad --cron / --interval."""
+
+
+class NoPrefectServer(ServeError):
+    """PREFECT_API_URL is unset, or no Prefect API answers there."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str | None = None  # a cron expression (minute hour day month weekday); None with an interval
+    interval: int | None = None  # seconds between runs; None with a cron
+
+    def describe(self) -> str:
+        return f"every {self.interval} s" if self.interval else f"on cron {self.cron!r}"
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    config: RunConfig  # what each scheduled run cleans (target and out made absolute)
+    schedule: Schedule  # when
+    name: str  # deployment name
+    api_url: str  # the Prefect server that schedules the runs
+
+
+def check_schedule(*, cron: str | None = None, interval: int | None = None) -> Schedule:
+    """One of cron / interval (neither: DEFAULT_CRON), validated as Prefect will validate it."""
+    if cron is not None and interval is not None:
+        raise InvalidSchedule(f"pass --cron or --interval, not both (got --cron {cron!r} and --interval {interval!r})")
+    if interval is not None:
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise InvalidSchedule(f"--interval must be a whole number of seconds, at least 1; got {interval!r}")
+        return Schedule(interval=interval)
+    cron = DEFAULT_CRON if cron is None else cron
+    problem = _cron_problem(cron)
+    if problem:
+        raise InvalidSchedule(f"invalid cron expression {cron!r}: {problem}")
+    return Schedule(cron=cron)
+
+
+def _cron_problem(cron: str) -> str | None:
+    """Why Prefect would refuse `cron`, or None. Uses the croniter Prefect vendors, loaded from
+    its file so that checking a schedule does not import Prefect (seconds of start-up)."""
+    checker = _vendored_croniter()
+    if checker is None:  # a Prefect that no longer vendors it: ask Prefect itself
+        from prefect._internal.schemas.validators import validate_cron_string
+
+        try:
+            validate_cron_string(cron)
+        except ValueError as exc:
+            return str(exc)
+        return None
+    if not checker.croniter.is_valid(cron):
+        return "expected 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\""
+    if any(field.casefold() in ("r", "h") for field in cron.split()):
+        return "random (R) and hashed (H) fields are not supported by Prefect"
+    return None
+
+
+def _vendored_croniter():
+    spec = importlib.util.find_spec("prefect")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "_vendor" / "croniter" / "croniter.py"
+    if not path.is_file():
+        return None
+    module_spec = importlib.util.spec_from_file_location("_winnow_vendored_croniter", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def prefect_api_url() -> str | None:
+    """PREFECT_API_URL from the environment, else from the active Prefect profile, else None."""
+    url = os.environ.get("PREFECT_API_URL", "").strip()
+    if url:
+        return url
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active")
+    table = profiles.get("profiles", {}).get(active, {}) if isinstance(active, str) else {}
+    url = table.get("PREFECT_API_URL") if isinstance(table, dict) else None
+    return url.strip() if isinstance(url, str) and url.strip() else None
+
+
+def check_prefect_server(url: str | None, *, timeout: float = 2.0) -> str:
+    """`url` if a Prefect API answers its health check there; NoPrefectServer (one line) otherwise."""
+    if not url:
+        raise NoPrefectServer(f"winnow serve needs a running Prefect server and PREFECT_API_URL is not set: "
+                              f"{START_SERVER}")
+    request = urllib.request.Request(url.rstrip("/") + "/health")
+    if os.environ.get("PREFECT_API_KEY"):
+        request.add_header("Authorization", f"Bearer {os.environ['PREFECT_API_KEY']}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(64)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise NoPrefectServer(f"PREFECT_API_URL={url!r} answers but not as a Prefect API (HTTP 404 at /health; "
+                                  f"the URL usually ends in /api)") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        why = getattr(exc, "reason", exc)
+        raise NoPrefectServer(f"no Prefect server answers at PREFECT_API_URL={url!r} ({why}): {START_SERVER}") from None
+    return url
+
+
+def check_serve(config: RunConfig, *, cron: str | None = None, interval: int | None = None,
+                name: str | None = None) -> ServePlan:
+    """Validate everything a scheduled run needs, without importing Prefect; raises a named error.
+
+    Checked in order, cheapest first: the catalog and holdouts (they must exist now, not at
+    03:00), the policy, the detectors, the schedule, whether a Prefect server answers, and
+    last the device and encoder (loaded once, so unknown names and missing weights fail now).
+    """
+    from catalogs import resolve_catalog
+    from curation import InvalidArray, policy_from_dict
+    from curation.label_issues import list_detectors
+
+    spec = resolve_catalog(config.target)
+    for holdout in config.holdout:
+        resolve_catalog(holdout)
+    policy_from_dict({**spec.policy, **config.policy})
+    if config.methods != "auto":
+        names = [m.strip() for m in config.methods.split(",")]
+        unknown = [m for m in names if m not in list_detectors()]
+        if unknown:
+            raise InvalidArray(f"unknown detector(s) {unknown!r} in --methods {config.methods!r}; "
+                               f"known: {list_detectors()} or 'auto'")
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ServeError(f"--out {str(out)!r} is a file; it must be a folder (it is created if missing)")
+    if config.batch_size < 1:
+        raise ServeError(f"--batch-size must be at least 1, got {config.batch_size!r}")
+    schedule = check_schedule(cron=cron, interval=interval)
+    api_url = check_prefect_server(prefect_api_url())
+    _check_device(config.device)
+    _check_encoder(config.encoder or spec.encoder, config.device)
+    target = Path(config.target).expanduser()
+    config = replace(config, target=str(target.resolve()) if target.exists() else config.target,
+                     out=str(Path(config.out).expanduser().resolve()),
+                     holdout=tuple(str(Path(h).resolve()) if Path(h).exists() else h for h in config.holdout),
+                     wait_for_lock=True, progress=False)  # a scheduled run queues behind a manual one
+    return ServePlan(config=config, schedule=schedule, name=name or f"winnow-{spec.name}", api_url=api_url)
+
+
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ServeError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+
+
+def _check_encoder(name: str | None, device: str | None) -> None:
+    from embeddings import DEFAULT_ENCODER, get_encoder
+
+    encoder = get_encoder(name or DEFAULT_ENCODER, device=device)  # unknown names and missing weights fail here
+    del encoder  # each run loads its own, in its own process
+
+
+def build_deployment(config: RunConfig, *, name: str, cron: str | None = None, interval: int | None = None):
+    """A RunnerDeployment of clean_dataset that re-cleans `config.target` on the schedule.
 
     `.apply()` registers it with the Prefect API; `prefect.serve(deployment)` (what
     `winnow serve` does) also starts the process that executes the scheduled runs.
     """
-    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.deployments.runner import EntrypointType
 
-    try:
-        CronSchedule(cron=cron)
-    except ValueError as exc:
-        raise ValueError(f"invalid cron expression {cron!r}: {exc}") from None
+    from flows.clean import clean_dataset
+
+    schedule = check_schedule(cron=cron, interval=interval)
     return clean_dataset.to_deployment(
         name=name,
-        cron=cron,
+        cron=schedule.cron,
+        interval=schedule.interval,
         parameters={"config": asdict(config)},
         description=f"Re-clean {config.target} into {config.out}",
         tags=["winnow"],
+        # Runs import flows.clean by module name: they work from any folder the server runs them in.
+        entrypoint_type=EntrypointType.MODULE_PATH,
     )
+
+
+def serve_plan(plan: ServePlan) -> None:
+    """Register the deployment with the server at plan.api_url and execute its runs until interrupted."""
+    os.environ["PREFECT_API_URL"] = plan.api_url  # the server that was checked is the one Prefect uses
+    from prefect import serve
+
+    deployment = build_deployment(plan.config, name=plan.name, cron=plan.schedule.cron,
+                                  interval=plan.schedule.interval)
+    serve(deployment, limit=1)  # one run at a time; a run due meanwhile waits for its turn
