@@ -99,6 +99,12 @@ def fault_eps_disguised(dest: Path, img: Image.Image, outside: Path) -> str | No
     return "unreadable"
 
 
+def fault_unsupported(dest: Path, img: Image.Image, outside: Path) -> str | None:
+    # Notes beside the images (make_faulty_folder names it .txt): listed as a row, never opened.
+    _write(dest, b"shot on my phone, sorted by hand\n")
+    return "unsupported_format"
+
+
 def fault_bomb(dest: Path, img: Image.Image, outside: Path) -> str | None:
     _write(dest, bomb_png())
     return "too_large"
@@ -173,6 +179,7 @@ FAULTS = {
     "truncated": fault_truncated,
     "zero_byte": fault_zero_byte,
     "not_image": fault_not_image,
+    "unsupported": fault_unsupported,
     "eps_disguised": fault_eps_disguised,
     "bomb": fault_bomb,
     "sixteen_bit": fault_sixteen_bit,
@@ -187,6 +194,8 @@ FAULTS = {
     "duplicate": fault_duplicate,
 }
 """Fault kind -> maker. `vanish` and `permission` need a running reader and are injected separately."""
+
+SUFFIXES = {"cmyk": ".jpg", "exif_rotated": ".jpg", "unsupported": ".txt"}  # file name ending per kind; else .png
 
 # Names that must round-trip exactly into the manifest's `path` column.
 ODD_NAMES = ("with space.png", "ünïcødé 名前.png", "emoji 🙂.png", "quote's.png")
@@ -204,7 +213,7 @@ def make_faulty_folder(root: Path, outside: Path, *, n: int, faults: list[tuple[
         expected[path.relative_to(root).as_posix()] = None
     for j, (kind, cls) in enumerate(faults):
         img = images[n + j][0]
-        suffix = ".jpg" if kind in ("cmyk", "exif_rotated") else ".png"
+        suffix = SUFFIXES.get(kind, ".png")
         rel = f"{cls % n_classes}/{kind}_{j:03d}{suffix}"
         expected[rel] = FAULTS[kind](root / rel, img, outside)
     return expected
