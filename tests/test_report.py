@@ -27,6 +27,7 @@ from tests.conftest import digit_images, write_image_folder
 
 HOSTILE_FILE = "x<img src=y onerror=alert(1)>.png"  # a file name that is also markup
 HOSTILE_LABEL = "<b>&quot;lbl'"  # a class folder name that is also markup
+HOSTILE_REASON = "<i>odd/../reason"  # a reason code from some other tool's manifest
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +183,8 @@ def planted_run(base: Path) -> tuple[Path, pl.DataFrame]:
     """A run folder (real image files) whose manifest plants 200 flagged samples among 600.
 
     140 label issues (relabelled, dropped and kept), 20 exact and 10 near copies, 8 unreadable
-    files, 12 pruned, 9 over a cap, and one outlier whose label quality is the best of all, so
-    it sorts last. 60 unflagged rows have a suggestion that differs from their given label
+    files, 12 pruned, 9 over a cap (one also with a reason code that is markup), and one outlier
+    whose label quality is the best of all, so it sorts last. 60 unflagged rows have a suggestion that differs from their given label
     (what kNN voting writes for every sample): they are not label issues.
     """
     data, run = base / "data", base / "run"
@@ -220,7 +221,8 @@ def planted_run(base: Path) -> tuple[Path, pl.DataFrame]:
         elif i < 190:
             row |= {"reasons": ["pruned"], "decision": "drop", "final_label": None, "weight": 0.0}
         elif i < 199:
-            row |= {"reasons": ["over_cap"], "decision": "drop", "final_label": None, "weight": 0.0}
+            row |= {"reasons": ["over_cap"] + ([HOSTILE_REASON] if i == 198 else []), "decision": "drop",
+                    "final_label": None, "weight": 0.0}
         elif i == 199:
             row |= {"reasons": ["outlier"], "decision": "drop", "final_label": None, "weight": 0.0,
                     "label_quality": 0.999, "outlier_score": 9.0}
@@ -332,7 +334,7 @@ def test_every_flagged_sample_is_reachable_by_reason_and_by_class(tmp_path):
         assert re.fullmatch(r"[a-z0-9_-]+(\.html)?", p.name), p
     for p in pages:
         text = p.read_text(encoding="utf-8")
-        assert "<img src=y" not in text and "<b>&quot;" not in text, p
+        assert "<img src=y" not in text and "<b>&quot;" not in text and "<i>odd" not in text, p
 
 
 def test_thumbnails_stop_at_the_cap_and_the_pages_say_so(tmp_path, monkeypatch):
