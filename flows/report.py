@@ -402,7 +402,7 @@ def _write_gallery(folder: Path, flagged: pl.DataFrame, groups: list[_Group], ct
         _write_text(folder / "classes" / f"{p}.html", _page_shell(
             f"classes, page {p} of {n_pages}", ctx,
             crumbs=f"by class · page {p} of {n_pages} ({len(classes):,} classes with flagged samples)",
-            body=f"{pager}{body}{pager}", group=("classes", "")))
+            body=f"{pager}<div class=\"scroll\">{body}</div>{pager}", group=("classes", "")))
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -1100,6 +1100,7 @@ a.chip:hover { background:#fecaca; text-decoration:none; }
 .pager { display:flex; flex-wrap:wrap; gap:4px 10px; margin:10px 0; align-items:baseline; }
 .pager b { background:#1d4ed8; color:#fff; border-radius:4px; padding:0 6px; }
 table.index { margin-top:4px; } table.index td, table.index th { padding:3px 8px; }
+table.index thead th { max-width:120px; overflow-wrap:anywhere; vertical-align:bottom; }
 table.index .pager { margin:0; gap:2px 6px; font-size:12px; }
 .gallery-card.compact .main { display:block; }
 .gallery-card.compact .labels { font-size:15px; }
