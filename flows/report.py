@@ -1,18 +1,30 @@
-"""The run report: RUN/report.html plus RUN/thumbs/, one static page that works offline.
+"""The run report: static pages that work offline, from a run's files.
 
-    summary cards, reason table, run details      from summary.json (every key shown)
-    class counts before/after, per-class noise     bar charts (inline SVG)
-    given vs suggested label                       heat map (inline SVG)
-    label_quality and every score_<detector>       histograms with the label-issue cut-off
-    flagged samples                                a gallery: thumbnail, given -> suggested,
-                                                   scores, reasons, nearest neighbours
-    duplicate groups                               kept sample and its copies side by side
-    unusable files                                 a table of path and reason
+    RUN/report.html                   the overview:
+      summary cards, reason table, run details      from summary.json (every key shown)
+      class counts before/after, per-class noise     bar charts (inline SVG)
+      label issues: given vs suggested label         heat map (inline SVG) of the rows flagged label_issue
+      label_quality and every score_<detector>       histograms with the label-issue cut-off
+      flagged samples                                the index: every reason and every class with its
+                                                     pages, and each reason's worst samples
+      duplicate groups, unusable files               the largest groups; the first unusable rows
+    RUN/gallery/reason-<code>/<n>.html every flagged sample with that reason, worst first, 100 a page
+    RUN/gallery/class-<hash>/<n>.html  every flagged sample of one given class, label issues first
+    RUN/gallery/classes/<n>.html       the class index, 100 classes a page
+    RUN/thumbs/<hash>.png              the thumbnails
 
-Only the samples shown get a thumbnail (at most `gallery_limit` flagged samples with
-`neighbours` neighbours each, plus the duplicate groups shown), so the report costs the
-same for 1,000 samples as for 10 million. Every string that comes from the data (paths,
-labels, summary values) is HTML-escaped: file names are hostile input.
+Every flagged sample is listed on the gallery pages, and every page is reachable from
+report.html through page links. What costs more than a line of text is capped, so a report
+costs about the same for 1,000 samples as for 10 million: thumbnails for at most
+`thumb_limit` flagged samples (each reason's worst first; rows beyond the cap are listed
+without one, and their page says so), nearest neighbours for at most `neighbour_limit` of
+them, 30 duplicate groups and 200 unusable rows on the overview. Only the listing grows with
+the number of flagged rows, a few hundred bytes of HTML each.
+
+Every string that comes from the data (paths, labels, reason codes, summary values) is
+HTML-escaped, and no file or folder name is made from it: file names are hostile input.
+The thumbs/ and gallery/ folders are written beside the old ones and swapped in, and
+report.html is replaced atomically.
 """
 
 from __future__ import annotations
@@ -22,9 +34,12 @@ import html
 import json
 import math
 import os
+import re
 import shutil
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +52,24 @@ from embeddings import load_image
 from embeddings.images import to_rgb
 from flows.io import load_knn_graph
 
-GALLERY_LIMIT = 60  # flagged samples shown in the gallery, worst label quality first
+PAGE_SIZE = 100  # flagged samples per gallery page
+THUMB_LIMIT = 5_000  # flagged samples that get a thumbnail (each reason's worst first)
+NEIGHBOUR_LIMIT = 500  # of those, the ones shown with their nearest neighbours
 NEIGHBOURS = 8  # nearest-neighbour thumbnails per gallery card
+PREVIEW_CARDS = 6  # cards per reason on report.html (the rest are on the gallery pages)
+INDEX_CLASSES = 100  # classes per page of the class index (its first page is on report.html)
 DUPLICATE_GROUPS = 30  # duplicate groups shown
 GROUP_MEMBERS = 8  # copies shown per duplicate group
-UNUSABLE_ROWS = 200  # rows of the unusable-files table
+UNUSABLE_ROWS = 200  # rows of the unusable-files table on report.html (all are on the gallery pages)
 MAX_BAR_CLASSES = 40  # classes in the bar charts (the noisiest when there are more)
 MAX_HEAT_CLASSES = 30  # classes in the heat map (the most confused when there are more)
 THUMB_PX = 128  # longest side of a stored thumbnail; tiny images are upscaled (nearest)
 HIST_BINS = 40
 
 THUMBS = "thumbs"
+GALLERY = "gallery"
 REPORT = "report.html"
+_SAFE_CODE = re.compile(r"[a-z0-9_]{1,40}")  # reason codes that may name a folder as they are
 
 
 class RunNotFound(FileNotFoundError):
@@ -69,31 +90,35 @@ def resolve_run(run_or_out_dir: str | os.PathLike) -> Path:
     return run.resolve()
 
 
-def write_report(run_or_out_dir: str | os.PathLike, *, gallery_limit: int = GALLERY_LIMIT,
-                 neighbours: int = NEIGHBOURS) -> Path:
-    """Build RUN/report.html and RUN/thumbs/ from a run's files; returns the report's path.
+def write_report(run_or_out_dir: str | os.PathLike, *, thumb_limit: int = THUMB_LIMIT,
+                 neighbours: int = NEIGHBOURS, neighbour_limit: int = NEIGHBOUR_LIMIT,
+                 page_size: int = PAGE_SIZE) -> Path:
+    """Build RUN/report.html, RUN/gallery/ and RUN/thumbs/ from a run's files; returns the report's path.
 
     Reads manifest.parquet and summary.json, plus work/samples.parquet, work/embed.parquet
     and work/knn.npz when they are still there (old runs lose work/: their report then has
     no neighbours and thumbnails only where clean.parquet knows the file).
     """
-    if gallery_limit < 0 or neighbours < 0:
-        raise ValueError(f"gallery_limit and neighbours must be >= 0, got {gallery_limit} and {neighbours}")
+    for name, value, least in (("thumb_limit", thumb_limit, 0), ("neighbours", neighbours, 0),
+                               ("neighbour_limit", neighbour_limit, 0), ("page_size", page_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     run = resolve_run(run_or_out_dir)
     manifest = pl.read_parquet(run / "manifest.parquet")
     summary_path = run / "summary.json"
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
-    gallery = _gallery_rows(manifest, gallery_limit)
-    groups = _duplicate_groups(manifest)
-    neighbour_ids = _neighbours(run, gallery[S.SAMPLE_ID].to_list(), neighbours)
-    wanted = set(gallery[S.SAMPLE_ID].to_list())
+    flagged = _flagged_rows(manifest)
+    groups = _reason_groups(flagged) + _class_groups(flagged)
+    with_thumb = _thumbnail_order(flagged, groups)[:thumb_limit]
+    neighbour_ids = _neighbours(run, with_thumb[:neighbour_limit], neighbours)
+    dup_groups = _duplicate_groups(manifest)
+    wanted = set(with_thumb)
     for ids in neighbour_ids.values():
         wanted.update(sid for sid, _ in ids)
-    for keeper, members in groups:
+    for keeper, members in dup_groups:
         wanted.add(keeper)
         wanted.update(members)
     shown = manifest.filter(pl.col(S.SAMPLE_ID).is_in(list(wanted))).select(S.SAMPLE_ID, S.LABEL)
-    labels = dict(shown.iter_rows())
 
     tmp_thumbs = run / f".{THUMBS}.{uuid.uuid4().hex}.tmp"
     tmp_thumbs.mkdir()
@@ -105,19 +130,136 @@ def write_report(run_or_out_dir: str | os.PathLike, *, gallery_limit: int = GALL
         if tmp_thumbs.exists():
             shutil.rmtree(tmp_thumbs)
 
-    page = _render_page(summary, manifest, labels, gallery, neighbour_ids, groups, thumbs,
-                        gallery_limit=gallery_limit)
+    ctx = _Context(
+        catalog=str(summary.get("catalog", "run")), thumbs=thumbs, labels=dict(shown.iter_rows()),
+        neighbour_ids=neighbour_ids, score_cols=[c for c in manifest.columns if c.startswith("score_")],
+        keeper_paths=_keeper_paths(manifest, flagged), thumb_limit=thumb_limit,
+        capped=len(with_thumb) < flagged.filter(pl.col("_usable")).height, page_size=page_size,
+        folders={(g.kind, g.key): g.folder for g in groups},
+    )
+    tmp_gallery = run / f".{GALLERY}.{uuid.uuid4().hex}.tmp"
+    tmp_gallery.mkdir()
+    try:
+        _write_gallery(tmp_gallery, flagged, groups, ctx)
+        _swap_folder(tmp_gallery, run / GALLERY)
+    finally:
+        if tmp_gallery.exists():
+            shutil.rmtree(tmp_gallery)
+
+    page = _render_page(summary, manifest, flagged, groups, dup_groups, ctx)
     out = run / REPORT
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(page, encoding="utf-8")
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, out)
-    _link_thumbs_from_out(run)
+    _link_from_out(run)
     return out
 
 
+@dataclass(frozen=True)
+class _Group:
+    """One listing of the gallery: the flagged samples with one reason, or of one given class."""
+
+    kind: str  # "reason" or "class"
+    key: str  # the reason code or the class name, as in the manifest (data: escape it)
+    folder: str  # its folder under gallery/, never made from the data's text
+    count: int  # samples listed
+
+    def pages(self, page_size: int) -> int:
+        return max(1, -(-self.count // page_size))
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every card and page needs besides its rows."""
+
+    catalog: str
+    thumbs: dict[str, str]  # sample id -> "thumbs/<name>"
+    labels: dict[str, str]  # sample id -> given label, for neighbours and duplicate groups
+    neighbour_ids: dict[str, list[tuple[str, float]]]
+    score_cols: list[str]
+    keeper_paths: dict[str, str]  # sample id of a kept original -> its path
+    thumb_limit: int
+    capped: bool  # some flagged sample with an image got no thumbnail
+    page_size: int
+    folders: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, key) -> gallery folder
+
+    def href(self, kind: str, key: str, page: int = 1, *, prefix: str = "") -> str | None:
+        folder = self.folders.get((kind, key))
+        return None if folder is None else f"{prefix}{GALLERY}/{folder}/{page}.html"
+
+
 # --- reading the run ---------------------------------------------------------------------------
+
+
+def _flagged_rows(manifest: pl.DataFrame) -> pl.DataFrame:
+    """Every sample with at least one reason, with `_usable` (it has an image) added."""
+    unusable = list(S.UNUSABLE_REASONS)
+    return manifest.filter(pl.col(S.REASONS).list.len() > 0).with_columns(
+        (~pl.col(S.REASONS).list.eval(pl.element().is_in(unusable)).list.any()).alias("_usable"))
+
+
+def _reason_groups(flagged: pl.DataFrame) -> list[_Group]:
+    """One group per reason present: label_issue first, then the most frequent."""
+    counts = flagged.select(pl.col(S.REASONS).explode()).drop_nulls()[S.REASONS].value_counts()
+    pairs = sorted(zip(counts[S.REASONS].to_list(), counts["count"].to_list(), strict=True),
+                   key=lambda rc: (rc[0] != "label_issue", -rc[1], rc[0]))
+    return [_Group("reason", code, "reason-" + (code if _SAFE_CODE.fullmatch(code) else "x" + _digest(code)), n)
+            for code, n in pairs]
+
+
+def _class_groups(flagged: pl.DataFrame) -> list[_Group]:
+    """One group per given label with flagged samples, the most flagged first."""
+    counts = flagged[S.LABEL].value_counts()
+    pairs = sorted(zip(counts[S.LABEL].to_list(), counts["count"].to_list(), strict=True),
+                   key=lambda lc: (-lc[1], lc[0]))
+    return [_Group("class", label, "class-" + _digest(label), n) for label, n in pairs]
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _group_rows(flagged: pl.DataFrame, group: _Group) -> pl.DataFrame:
+    """The group's samples in page order: the most telling first."""
+    if group.kind == "class":
+        return (flagged.filter(pl.col(S.LABEL) == group.key)
+                .with_columns((~pl.col(S.REASONS).list.contains("label_issue")).alias("_not_issue"))
+                .sort(["_not_issue", S.LABEL_QUALITY, S.PATH], nulls_last=True).drop("_not_issue"))
+    rows = flagged.filter(pl.col(S.REASONS).list.contains(group.key))
+    if group.key in ("exact_duplicate", "near_duplicate") and S.DUPLICATE_OF in rows.columns:
+        return rows.sort([S.DUPLICATE_OF, S.PATH], nulls_last=True)  # copies of one original together
+    if group.key == "outlier" and "outlier_score" in rows.columns:
+        return rows.sort(["outlier_score", S.PATH], descending=[True, False], nulls_last=True)
+    if group.key in S.UNUSABLE_REASONS:
+        return rows.sort(S.PATH)
+    return rows.sort([S.LABEL_QUALITY, S.PATH], nulls_last=True)  # lowest label quality first
+
+
+def _thumbnail_order(flagged: pl.DataFrame, groups: list[_Group]) -> list[str]:
+    """Flagged samples with an image, in the order they get thumbnails: the first of every
+    reason's listing, then the second of every reason's, and so on (a cap then keeps the
+    worst of each reason, not only label issues)."""
+    ranked = [
+        _group_rows(flagged, g).filter(pl.col("_usable")).select(
+            S.SAMPLE_ID, pl.int_range(pl.len()).alias("_rank"), pl.lit(i).alias("_group"))
+        for i, g in enumerate(groups) if g.kind == "reason"
+    ]
+    if not ranked:
+        return []
+    best = (pl.concat(ranked).group_by(S.SAMPLE_ID).agg(pl.col("_rank").min(), pl.col("_group").min())
+            .sort(["_rank", "_group", S.SAMPLE_ID]))
+    return best[S.SAMPLE_ID].to_list()
+
+
+def _keeper_paths(manifest: pl.DataFrame, flagged: pl.DataFrame) -> dict[str, str]:
+    """Path of every sample that a flagged copy duplicates."""
+    if S.DUPLICATE_OF not in flagged.columns:
+        return {}
+    keepers = flagged[S.DUPLICATE_OF].drop_nulls().unique()
+    found = manifest.filter(pl.col(S.SAMPLE_ID).is_in(keepers.implode())).select(S.SAMPLE_ID, S.PATH)
+    return dict(found.iter_rows())
 
 
 def _locations(run: Path, ids: set[str]) -> dict[str, str]:
@@ -158,27 +300,6 @@ def _neighbours(run: Path, ids: list[str], k: int) -> dict[str, list[tuple[str, 
         names = id_by_row.gather([j for j, _ in cand]).to_list() if cand else []
         out[sid] = [(name, sim) for name, (_, sim) in zip(names, cand, strict=True)]
     return out
-
-
-def _gallery_rows(manifest: pl.DataFrame, limit: int) -> pl.DataFrame:
-    """Flagged, usable samples: label issues first (worst label quality first), then the rest.
-
-    Samples flagged only as duplicates are shown in the duplicate groups instead, and
-    unusable files (no image) in their own table.
-    """
-    shown_elsewhere = list(S.UNUSABLE_REASONS | {"exact_duplicate", "near_duplicate"})
-    reasons = pl.col(S.REASONS)
-    flagged = manifest.filter(
-        (reasons.list.len() > 0)
-        & ~reasons.list.eval(pl.element().is_in(list(S.UNUSABLE_REASONS))).list.any()
-        & ~reasons.list.eval(pl.element().is_in(shown_elsewhere)).list.all()
-    )
-    return (
-        flagged.with_columns((~reasons.list.contains("label_issue")).alias("_not_issue"))
-        .sort(["_not_issue", S.LABEL_QUALITY, S.SAMPLE_ID], nulls_last=True)
-        .drop("_not_issue")
-        .head(limit)
-    )
 
 
 def _duplicate_groups(manifest: pl.DataFrame) -> list[tuple[str, list[str]]]:
@@ -241,19 +362,134 @@ def _swap_folder(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _link_thumbs_from_out(run: Path) -> None:
+def _link_from_out(run: Path) -> None:
     """OUT/report.html is a link to latest/report.html, and a browser resolves the report's
-    relative thumbnail paths against OUT/: point OUT/thumbs at latest/thumbs the same way
-    (what flows.versions.publish_run does for the other published files)."""
+    relative links against OUT/: point OUT/thumbs and OUT/gallery at latest/ the same way
+    (what flows.versions.publish_run does for the other published files). Done here, before
+    the run is published, so the first run's report works from OUT/ as soon as it is."""
     out = run.parent.parent
-    if run.parent.name != "runs" or not (out / REPORT).is_symlink():
-        return
-    link = out / THUMBS
-    if link.is_symlink() or link.exists():
-        return
-    tmp = out / f".{THUMBS}.{uuid.uuid4().hex}.link"
-    os.symlink(os.path.join("latest", THUMBS), tmp)
-    os.replace(tmp, link)
+    if run.parent.name != "runs" or not (out / ".winnow.lock").exists():
+        return  # not a versioned output folder
+    for name in (THUMBS, GALLERY):
+        link = out / name
+        if link.is_symlink() or link.exists():
+            continue
+        tmp = out / f".{name}.{uuid.uuid4().hex}.link"
+        os.symlink(os.path.join("latest", name), tmp)
+        os.replace(tmp, link)
+
+
+# --- the gallery pages -------------------------------------------------------------------------
+
+
+def _write_gallery(folder: Path, flagged: pl.DataFrame, groups: list[_Group], ctx: _Context) -> None:
+    """gallery/<group>/<n>.html for every group, and the class index gallery/classes/<n>.html."""
+    for group in groups:
+        rows = _group_rows(flagged, group)
+        (folder / group.folder).mkdir()
+        n_pages = group.pages(ctx.page_size)
+        for p in range(1, n_pages + 1):
+            chunk = rows.slice((p - 1) * ctx.page_size, ctx.page_size)
+            _write_text(folder / group.folder / f"{p}.html", _group_page(group, chunk, p, n_pages, ctx))
+    classes = [g for g in groups if g.kind == "class"]
+    table = _class_table(flagged, [g for g in groups if g.kind == "reason"])
+    (folder / "classes").mkdir()
+    n_pages = max(1, -(-len(classes) // INDEX_CLASSES))
+    for p in range(1, n_pages + 1):
+        chunk = classes[(p - 1) * INDEX_CLASSES: p * INDEX_CLASSES]
+        body = _class_index(chunk, table, [g for g in groups if g.kind == "reason"], ctx, prefix="../../")
+        pager = _pager(n_pages, p, lambda q: f"{q}.html")
+        _write_text(folder / "classes" / f"{p}.html", _page_shell(
+            f"classes, page {p} of {n_pages}", ctx,
+            crumbs=f"by class · page {p} of {n_pages} ({len(classes):,} classes with flagged samples)",
+            body=f"{pager}<div class=\"scroll\">{body}</div>{pager}", group=("classes", "")))
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _page_shell(title: str, ctx: _Context, *, crumbs: str, body: str, group: tuple[str, str]) -> str:
+    """A gallery page: two folders below the run, so every link starts with ../../."""
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{_e(f'Winnow report: {ctx.catalog}: {title}')}</title><style>{_CSS}</style></head>"
+            f"<body><main data-group=\"{_e(group[0])}\" data-key=\"{_e(group[1])}\">"
+            f"<nav class=\"crumbs\"><a href=\"../../{REPORT}\">Winnow report</a> <span class=\"muted\">"
+            f"{_e(ctx.catalog)}</span> › <a href=\"../../{REPORT}#gallery\">flagged samples</a> › "
+            f"<a href=\"../classes/1.html\">all classes</a> › {crumbs}</nav>{body}"
+            f"</main><script>{_JS}</script></body></html>\n")
+
+
+def _group_page(group: _Group, rows: pl.DataFrame, page: int, n_pages: int, ctx: _Context) -> str:
+    what = (f"reason <code>{_e(group.key)}</code>" if group.kind == "reason"
+            else f"given label <b>{_e(group.key)}</b>")
+    crumbs = f"{what} · page {page} of {n_pages} ({_plural(group.count, 'sample')})"
+    if group.kind == "reason":
+        meaning = S.REASON_CODES.get(group.key, "")
+        order = {"exact_duplicate": "copies of one original together", "near_duplicate":
+                 "copies of one original together", "outlier": "farthest first"}.get(
+            group.key, "by path" if group.key in S.UNUSABLE_REASONS else "lowest label quality first")
+        note = f"{_e(meaning)}{'. ' if meaning else ''}Order: {_e(order)}."
+    else:
+        note = "Every flagged sample of this given label: label issues first, lowest label quality first."
+    missing = rows.filter(pl.col("_usable") & ~pl.col(S.SAMPLE_ID).is_in(list(ctx.thumbs))).height
+    if missing:
+        note += (f" Thumbnails are made for the first {_fmt(ctx.thumb_limit)} flagged samples (each reason's "
+                 f"worst first); the {_fmt(missing)} on this page without one are beyond that cap.")
+    pager = _pager(n_pages, page, lambda q: f"{q}.html")
+    cards = "".join(_card(row, ctx, prefix="../../") for row in rows.iter_rows(named=True))
+    body = (f"<p class=\"note cap\">{note}</p>{pager}<div class=\"gallery\">{cards}</div>{pager}")
+    return _page_shell(f"{group.kind} {group.key}, page {page} of {n_pages}", ctx, crumbs=crumbs, body=body,
+                       group=(group.kind, group.key))
+
+
+def _pager(n_pages: int, current: int, href: Callable[[int], str]) -> str:
+    """prev, the first and last page, the pages around `current` (0: none is current), next."""
+    if n_pages <= 1:
+        return "" if current else f"<nav class=\"pager\"><a href=\"{href(1)}\">1</a></nav>"
+    near = set(range(max(1, current - 2), min(n_pages, max(current, 1) + 2) + 1)) if current else set(range(1, 6))
+    shown = sorted({1, n_pages} | {p for p in near if 1 <= p <= n_pages})
+    parts = []
+    if current:
+        parts.append(f"<a class=\"prev\" rel=\"prev\" href=\"{href(current - 1)}\">← previous</a>" if current > 1
+                     else "<span class=\"muted\">← previous</span>")
+    last = 0
+    for p in shown:
+        if p > last + 1:
+            parts.append("<span class=\"muted\">…</span>")
+        parts.append(f"<b>{p}</b>" if p == current else f"<a href=\"{href(p)}\">{p}</a>")
+        last = p
+    if current:
+        parts.append(f"<a class=\"next\" rel=\"next\" href=\"{href(current + 1)}\">next →</a>"
+                     if current < n_pages else "<span class=\"muted\">next →</span>")
+    return f"<nav class=\"pager\">{' '.join(parts)}</nav>"
+
+
+def _class_table(flagged: pl.DataFrame, reasons: list[_Group]) -> dict[str, dict[str, int]]:
+    """given label -> reason -> flagged samples."""
+    counts = (flagged.select(S.LABEL, pl.col(S.REASONS)).explode(S.REASONS)
+              .group_by([S.LABEL, S.REASONS]).agg(pl.len().alias("n")))
+    table: dict[str, dict[str, int]] = {}
+    for label, reason, n in counts.iter_rows():
+        table.setdefault(label, {})[reason] = n
+    return table
+
+
+def _class_index(classes: list[_Group], table: dict[str, dict[str, int]], reasons: list[_Group],
+                 ctx: _Context, *, prefix: str) -> str:
+    head = "".join(f"<th class=\"num\"><a href=\"{ctx.href('reason', r.key, prefix=prefix)}\"><code>"
+                   f"{_e(r.key)}</code></a></th>" for r in reasons)
+    rows = []
+    for g in classes:
+        n_pages = g.pages(ctx.page_size)
+        pages = _pager(n_pages, 0, lambda q, g=g: ctx.href("class", g.key, q, prefix=prefix))
+        cells = "".join(f"<td class=\"num\">{_fmt(table.get(g.key, {}).get(r.key, 0)) or ''}</td>"
+                        if table.get(g.key, {}).get(r.key) else "<td class=\"num muted\">·</td>" for r in reasons)
+        rows.append(f"<tr><td><a href=\"{ctx.href('class', g.key, prefix=prefix)}\">{_e(g.key)}</a></td>"
+                    f"<td class=\"num\">{_fmt(g.count)}</td>{cells}<td>{pages}</td></tr>")
+    return (f"<table class=\"index\"><thead><tr><th>given label</th><th class=\"num\">flagged</th>{head}"
+            f"<th>pages</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -273,6 +509,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _reason_link(code: str, ctx: _Context) -> str:
+    href = ctx.href("reason", code)
+    return f"<a href=\"{_e(href)}\"><code>{_e(code)}</code></a>" if href else f"<code>{_e(code)}</code>"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{_fmt(n)} {noun}{'' if n == 1 else 's'}"
+
+
 def _label_issue_cutoff(summary: dict, manifest: pl.DataFrame) -> float | None:
     if isinstance(summary.get("label_issue_cutoff"), int | float):
         return float(summary["label_issue_cutoff"])
@@ -280,34 +525,31 @@ def _label_issue_cutoff(summary: dict, manifest: pl.DataFrame) -> float | None:
     return float(issues.max()) if issues.len() else None
 
 
-def _render_page(summary: dict, manifest: pl.DataFrame, labels: dict[str, str], gallery: pl.DataFrame,
-                 neighbour_ids: dict[str, list[tuple[str, float]]], groups: list[tuple[str, list[str]]],
-                 thumbs: dict[str, str], *, gallery_limit: int) -> str:
+def _render_page(summary: dict, manifest: pl.DataFrame, flagged: pl.DataFrame, groups: list[_Group],
+                 dup_groups: list[tuple[str, list[str]]], ctx: _Context) -> str:
     cutoff = _label_issue_cutoff(summary, manifest)
-    score_cols = [c for c in manifest.columns if c.startswith("score_")]
-    n_flagged = int(manifest.filter(pl.col(S.REASONS).list.len() > 0).height)
-    title = f"Winnow report: {summary.get('catalog', 'run')}"
+    title = f"Winnow report: {ctx.catalog}"
     parts = [
         f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>",
-        _header(summary, manifest),
-        _summary_section(summary, manifest, n_flagged, cutoff),
+        _header(summary),
+        _summary_section(summary, manifest, flagged.height, cutoff, ctx),
         _class_section(manifest),
         "<div class=\"pair\">",
-        _confusion_section(manifest),
-        _histogram_section(manifest, score_cols, cutoff),
+        _confusion_section(manifest, ctx),
+        _histogram_section(manifest, ctx.score_cols, cutoff),
         "</div>",
-        _gallery_section(gallery, labels, neighbour_ids, thumbs, score_cols, n_flagged, gallery_limit),
-        _duplicates_section(manifest, groups, thumbs),
-        _unusable_section(manifest),
+        _gallery_section(flagged, groups, ctx),
+        _duplicates_section(manifest, dup_groups, ctx),
+        _unusable_section(manifest, ctx),
         _details_section(summary),
         f"</main><script>{_JS}</script></body></html>\n",
     ]
     return "\n".join(parts)
 
 
-def _header(summary: dict, manifest: pl.DataFrame) -> str:
+def _header(summary: dict) -> str:
     bits = [f"<span>catalog <b>{_e(summary.get('catalog', '?'))}</b></span>"]
     for key, name in (("encoder", "encoder"), ("run_id", "run"), ("k", "k"), ("seconds", "took (s)")):
         if key in summary:
@@ -316,7 +558,8 @@ def _header(summary: dict, manifest: pl.DataFrame) -> str:
             f"</header>")
 
 
-def _summary_section(summary: dict, manifest: pl.DataFrame, n_flagged: int, cutoff: float | None) -> str:
+def _summary_section(summary: dict, manifest: pl.DataFrame, n_flagged: int, cutoff: float | None,
+                     ctx: _Context) -> str:
     n = manifest.height
     decisions = summary.get("decisions") or {
         d: int((manifest[S.DECISION] == d).sum()) for d in S.DECISIONS}
@@ -340,7 +583,7 @@ def _summary_section(summary: dict, manifest: pl.DataFrame, n_flagged: int, cuto
         vc = manifest.select(pl.col(S.REASONS).explode()).drop_nulls()[S.REASONS].value_counts(sort=True)
         reasons = dict(zip(vc[S.REASONS].to_list(), vc["count"].to_list(), strict=True))
     rows = "".join(
-        f"<tr><td><code>{_e(code)}</code></td><td class=\"num\">{_e(_fmt(count))}</td>"
+        f"<tr><td>{_reason_link(code, ctx)}</td><td class=\"num\">{_e(_fmt(count))}</td>"
         f"<td>{_e(S.REASON_CODES.get(code, ''))}</td></tr>"
         for code, count in reasons.items()
     ) or "<tr><td colspan=\"3\">No sample was flagged.</td></tr>"
@@ -377,32 +620,181 @@ def _class_section(manifest: pl.DataFrame) -> str:
             f"</figcaption>{noise}</figure></div></section>")
 
 
-def _confusion_section(manifest: pl.DataFrame) -> str:
-    pairs = manifest.filter(pl.col(S.SUGGESTED_LABEL).is_not_null()).group_by(
-        [S.LABEL, S.SUGGESTED_LABEL]).agg(pl.len().alias("n"))
-    if pairs.height == 0:
-        return ("<section id=\"confusion\"><h2>Given vs suggested label</h2>"
-                "<p class=\"note\">No sample has a suggested label.</p></section>")
+
+def _confusion_section(manifest: pl.DataFrame, ctx: _Context) -> str:
+    issues = manifest.filter(pl.col(S.REASONS).list.contains("label_issue"))
+    head = "<section id=\"confusion\"><h2>Label issues: given vs suggested label</h2>"
+    if issues.height == 0:
+        return head + "<p class=\"note\">No sample is flagged <code>label_issue</code>.</p></section>"
+    by_decision = {d: int((issues[S.DECISION] == d).sum()) for d in S.DECISIONS}
+    pairs = (issues.filter(pl.col(S.SUGGESTED_LABEL).is_not_null())
+             .group_by([S.LABEL, S.SUGGESTED_LABEL]).agg(pl.len().alias("n")))
+    no_suggestion = issues.height - int(pairs["n"].sum())
     classes = sorted(set(pairs[S.LABEL].to_list()) | set(pairs[S.SUGGESTED_LABEL].to_list()))
-    note = ""
+    notes = []
     if len(classes) > MAX_HEAT_CLASSES:
-        off = pairs.filter(pl.col(S.LABEL) != pl.col(S.SUGGESTED_LABEL))
         mass: dict[str, int] = {}
-        for g, s, c in off.iter_rows():
+        for g, s, c in pairs.iter_rows():
             mass[g] = mass.get(g, 0) + c
             mass[s] = mass.get(s, 0) + c
         classes = sorted(sorted(classes, key=lambda c: (-mass.get(c, 0), c))[:MAX_HEAT_CLASSES])
-        note = (f"<p class=\"note\">Showing the {MAX_HEAT_CLASSES} most confused classes of "
-                f"{len(set(pairs[S.LABEL].to_list()))}.</p>")
+        kept = set(classes)
+        outside = sum(c for g, s, c in pairs.iter_rows() if g not in kept or s not in kept)
+        notes.append(f"Showing the {MAX_HEAT_CLASSES} classes with the most label issues of "
+                     f"{len(mass):,}; {outside:,} flagged rows fall outside them (see the class pages).")
+    if no_suggestion:
+        notes.append(f"{no_suggestion:,} flagged rows have no suggested label and are not in the matrix.")
     index = {c: i for i, c in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
     for g, s, c in pairs.iter_rows():
         if g in index and s in index:
             matrix[index[g], index[s]] += c
-    return (f"<section id=\"confusion\"><h2>Given vs suggested label</h2>{note}<figure><figcaption>"
-            f"Rows: the given label; columns: the label the neighbours suggest. Off-diagonal cells are "
-            f"the suspected flips (red, darker = more); the diagonal (grey) agrees.</figcaption>"
-            f"{_heat_map(classes, matrix)}</figure></section>")
+    links = {c: ctx.href("class", c) for c in classes}
+    caption = (f"Every row flagged <code>label_issue</code> ({_fmt(issues.height)}: "
+               f"{_fmt(by_decision['relabel'])} relabelled, {_fmt(by_decision['drop'])} dropped, "
+               f"{_fmt(by_decision['keep'])} kept; all three are counted). Rows: the given label; columns: "
+               f"the suggested label (red, darker = more; a grey diagonal cell: flagged, but no other "
+               f"label is suggested). Rows not flagged are not counted, whatever their suggestion. A given "
+               f"label links to its flagged samples.")
+    note = "".join(f"<p class=\"note\">{_e(n)}</p>" for n in notes)
+    return (f"{head}{note}<figure><figcaption>{caption}</figcaption>"
+            f"{_heat_map(classes, matrix, row_links=links)}</figure></section>")
+
+
+def _thumb(sid: str | None, ctx: _Context, *, label: str, cls: str = "", prefix: str = "") -> str:
+    rel = ctx.thumbs.get(sid) if sid is not None else None
+    if rel is None:
+        return f"<div class=\"thumb missing {cls}\" title=\"{_e(label)}\">no image</div>"
+    return (f"<img class=\"thumb {cls}\" src=\"{_e(prefix + rel)}\" alt=\"{_e(label)}\" title=\"{_e(label)}\" "
+            f"loading=\"lazy\" onerror=\"this.classList.add('broken')\">")
+
+
+def _card(row: dict, ctx: _Context, *, prefix: str) -> str:
+    """One flagged sample: thumbnail (within the cap), labels, decision, scores, reasons, path, neighbours."""
+    sid = row[S.SAMPLE_ID]
+    given, suggested = row[S.LABEL], row[S.SUGGESTED_LABEL]
+    quality = row[S.LABEL_QUALITY]
+    scores = [(S.LABEL_QUALITY, quality)] + [
+        (c, row[c]) for c in ctx.score_cols if row.get(c) is not None and row[c] != quality]
+    if row.get("outlier_score") is not None and "outlier" in row[S.REASONS]:
+        scores.append(("outlier_score", row["outlier_score"]))
+    score_html = " ".join(f"<span class=\"score\">{_e(k)} <b>{_e(_fmt(v) if v is not None else '–')}</b></span>"
+                          for k, v in scores)
+    chips = "".join(
+        f"<a class=\"chip\" href=\"{_e(ctx.href('reason', r, prefix=prefix) or '')}\" "
+        f"title=\"{_e(S.REASON_CODES.get(r, ''))}\">{_e(r)}</a>" for r in row[S.REASONS])
+    given_html = f"<a class=\"given\" href=\"{_e(ctx.href('class', given, prefix=prefix) or '')}\">{_e(given)}</a>"
+    arrow = (f"{given_html} → <span class=\"suggested\">{_e(suggested)}</span>"
+             if suggested is not None and suggested != given else given_html)
+    copy_of = ""
+    keeper = row.get(S.DUPLICATE_OF)
+    if keeper is not None:
+        copy_of = (f"<div class=\"path\" title=\"{_e(ctx.keeper_paths.get(keeper, keeper))}\">copy of "
+                   f"{_e(ctx.keeper_paths.get(keeper, keeper))}</div>")
+    nbrs = "".join(
+        f"<figure class=\"nb\">{_thumb(n, ctx, label=ctx.labels.get(n, '?'), cls='small', prefix=prefix)}"
+        f"<figcaption class=\"{'agree' if ctx.labels.get(n) == suggested else ''}\">"
+        f"{_e(ctx.labels.get(n, '?'))}</figcaption></figure>"
+        for n, _sim in ctx.neighbour_ids.get(sid, []))
+    if sid in ctx.thumbs:
+        picture, compact = _thumb(sid, ctx, label=given, prefix=prefix), ""
+    elif row["_usable"]:
+        picture, compact = "", " compact"  # beyond the thumbnail cap: the page says so
+    else:
+        picture, compact = "<div class=\"thumb missing\">no image</div>", ""
+    return (
+        f"<article class=\"gallery-card decision-{_e(row[S.DECISION])}{compact}\" data-sample-id=\"{_e(sid)}\">"
+        f"<div class=\"main\">{picture}<div class=\"info\">"
+        f"<div class=\"labels\">{arrow}</div>"
+        f"<div class=\"decision\">{_e(row[S.DECISION])}</div>"
+        f"<div class=\"scores\">{score_html}</div><div class=\"chips\">{chips}</div>"
+        f"<div class=\"path\" title=\"{_e(row[S.PATH])}\">{_e(row[S.PATH])}</div>{copy_of}</div></div>"
+        + (f"<div class=\"nbs\"><div class=\"nbs-title\">nearest neighbours (their given labels)</div>"
+           f"<div class=\"nb-row\">{nbrs}</div></div>" if nbrs else "")
+        + "</article>")
+
+
+def _gallery_section(flagged: pl.DataFrame, groups: list[_Group], ctx: _Context) -> str:
+    head = "<section id=\"gallery\"><h2>Flagged samples</h2>"
+    if flagged.height == 0:
+        return head + "<p class=\"note\">No sample was flagged.</p></section>"
+    reasons = [g for g in groups if g.kind == "reason"]
+    classes = [g for g in groups if g.kind == "class"]
+    n_usable = flagged.filter(pl.col("_usable")).height
+    cap = (f"Thumbnails for the first {_fmt(ctx.thumb_limit)} flagged samples (each reason's worst first); "
+           f"the other {_fmt(n_usable - ctx.thumb_limit)} are listed without one." if ctx.capped
+           else "Every flagged sample with an image has a thumbnail.")
+    note = (f"{_fmt(flagged.height)} samples are flagged. Every one is listed on the pages below, by reason "
+            f"and by given label, {_fmt(ctx.page_size)} a page, the most telling first. {cap}")
+    reason_rows = "".join(
+        f"<tr><td><a href=\"{ctx.href('reason', g.key)}\"><code>{_e(g.key)}</code></a></td>"
+        f"<td class=\"num\">{_fmt(g.count)}</td><td>{_e(S.REASON_CODES.get(g.key, ''))}</td>"
+        f"<td>{_pager(g.pages(ctx.page_size), 0, lambda q, g=g: ctx.href('reason', g.key, q))}</td></tr>"
+        for g in reasons)
+    by_reason = (f"<h3>By reason</h3><table id=\"reason-index\" class=\"index\"><thead><tr><th>reason</th>"
+                 f"<th class=\"num\">samples</th><th>meaning</th><th>pages</th></tr></thead>"
+                 f"<tbody>{reason_rows}</tbody></table>")
+    more = (f"<p class=\"note\">The {INDEX_CLASSES} most flagged of {_fmt(len(classes))} classes; "
+            f"<a href=\"{GALLERY}/classes/1.html\">all classes</a>.</p>" if len(classes) > INDEX_CLASSES
+            else f"<p class=\"note\"><a href=\"{GALLERY}/classes/1.html\">the class index on its own page</a></p>")
+    by_class = (f"<h3>By given label</h3>{more}<div class=\"scroll\">"
+                + _class_index(classes[:INDEX_CLASSES], _class_table(flagged, reasons), reasons, ctx, prefix="")
+                + "</div>")
+    previews = []
+    for g in reasons:
+        rows = _group_rows(flagged, g).head(PREVIEW_CARDS)
+        cards = "".join(_card(row, ctx, prefix="") for row in rows.iter_rows(named=True))
+        previews.append(
+            f"<div class=\"preview\" data-reason=\"{_e(g.key)}\"><h3><code>{_e(g.key)}</code> "
+            f"<span class=\"muted\">{_plural(g.count, 'sample')}"
+            f"{f'; the first {PREVIEW_CARDS} shown' if g.count > PREVIEW_CARDS else ''}</span> "
+            f"<a href=\"{ctx.href('reason', g.key)}\">all {_fmt(g.count)} →</a></h3>"
+            f"<div class=\"gallery\">{cards}</div></div>")
+    return (f"{head}<p class=\"note\">{_e(note)} A neighbour's label in green agrees with the suggestion.</p>"
+            f"{by_reason}{by_class}{''.join(previews)}</section>")
+
+
+def _duplicates_section(manifest: pl.DataFrame, groups: list[tuple[str, list[str]]], ctx: _Context) -> str:
+    if not groups:
+        return ("<section id=\"duplicates\"><h2>Duplicate groups</h2>"
+                "<p class=\"note\">No duplicates were found.</p></section>")
+    info = {r[S.SAMPLE_ID]: r for r in manifest.filter(
+        pl.col(S.SAMPLE_ID).is_in([k for k, m in groups] + [x for _, m in groups for x in m])
+    ).select(S.SAMPLE_ID, S.PATH, S.LABEL, S.DECISION, S.REASONS).iter_rows(named=True)}
+    n_groups = manifest[S.DUPLICATE_OF].drop_nulls().n_unique()
+
+    def member(sid: str, role: str) -> str:
+        r = info.get(sid, {S.PATH: sid, S.LABEL: "?", S.DECISION: "?", S.REASONS: []})
+        tags = " ".join(r[S.REASONS] or [])
+        return (f"<figure class=\"dup {role}\">{_thumb(sid, ctx, label=r[S.LABEL])}"
+                f"<figcaption><b>{_e(r[S.LABEL])}</b> · {_e(role)} · {_e(r[S.DECISION])}"
+                f"<br><span class=\"path\" title=\"{_e(r[S.PATH])}\">{_e(r[S.PATH])}</span>"
+                f"{'<br><small>' + _e(tags) + '</small>' if tags else ''}</figcaption></figure>")
+
+    rows = "".join(
+        f"<div class=\"dup-group\">{member(keeper, 'kept')}{''.join(member(m, 'copy') for m in members)}</div>"
+        for keeper, members in groups)
+    every = ", ".join(f"<a href=\"{ctx.href('reason', code)}\"><code>{code}</code></a>"
+                      for code in ("exact_duplicate", "near_duplicate") if ctx.href("reason", code))
+    return (f"<section id=\"duplicates\"><h2>Duplicate groups</h2><p class=\"note\">{len(groups)} of "
+            f"{_fmt(n_groups)} groups, largest first; each row is the kept sample and its copies. Every copy "
+            f"is listed under {every or 'its reason'}.</p>{rows}</section>")
+
+
+def _unusable_section(manifest: pl.DataFrame, ctx: _Context) -> str:
+    bad = manifest.filter(pl.col(S.REASONS).list.eval(pl.element().is_in(list(S.UNUSABLE_REASONS))).list.any())
+    if bad.height == 0:
+        return ""
+    rows = "".join(f"<tr data-sample-id=\"{_e(sid)}\"><td class=\"path\">{_e(p)}</td><td>{_e(lab)}</td>"
+                   f"<td>{_e(', '.join(r))}</td></tr>"
+                   for sid, p, lab, r in bad.select(S.SAMPLE_ID, S.PATH, S.LABEL, S.REASONS)
+                   .head(UNUSABLE_ROWS).iter_rows())
+    codes = sorted(set(bad[S.REASONS].explode().to_list()) & S.UNUSABLE_REASONS)
+    every = ", ".join(f"<a href=\"{ctx.href('reason', c)}\"><code>{_e(c)}</code></a>" for c in codes)
+    more = (f"<p class=\"note\">The first {UNUSABLE_ROWS}; all {bad.height:,} are listed under {every}.</p>"
+            if bad.height > UNUSABLE_ROWS else f"<p class=\"note\">Also listed under {every}.</p>")
+    return (f"<section id=\"unusable\"><h2>Unusable files ({bad.height:,})</h2>{more}<table><thead><tr>"
+            f"<th>path</th><th>label</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table></section>")
 
 
 def _histogram_section(manifest: pl.DataFrame, score_cols: list[str], cutoff: float | None) -> str:
@@ -428,86 +820,6 @@ def _histogram_section(manifest: pl.DataFrame, score_cols: list[str], cutoff: fl
             f"given label.</p><div class=\"charts2\">{''.join(charts)}</div></section>")
 
 
-def _thumb(sid: str | None, thumbs: dict[str, str], *, label: str, cls: str = "") -> str:
-    rel = thumbs.get(sid) if sid is not None else None
-    if rel is None:
-        return f"<div class=\"thumb missing {cls}\" title=\"{_e(label)}\">no image</div>"
-    return f"<img class=\"thumb {cls}\" src=\"{_e(rel)}\" alt=\"{_e(label)}\" title=\"{_e(label)}\" onerror=\"this.classList.add('broken')\">"
-
-
-def _gallery_section(gallery: pl.DataFrame, labels: dict[str, str], neighbour_ids: dict, thumbs: dict[str, str],
-                     score_cols: list[str], n_flagged: int, gallery_limit: int) -> str:
-    cards = []
-    for row in gallery.iter_rows(named=True):
-        sid = row[S.SAMPLE_ID]
-        given, suggested = row[S.LABEL], row[S.SUGGESTED_LABEL]
-        scores = [(S.LABEL_QUALITY, row[S.LABEL_QUALITY])] + [
-            (c, row[c]) for c in score_cols if row[c] is not None and row[c] != row[S.LABEL_QUALITY]]
-        score_html = " ".join(f"<span class=\"score\">{_e(k)} <b>{_e(_fmt(v) if v is not None else '–')}</b></span>"
-                              for k, v in scores)
-        reasons = "".join(f"<span class=\"chip\" title=\"{_e(S.REASON_CODES.get(r, ''))}\">{_e(r)}</span>"
-                          for r in row[S.REASONS])
-        nbrs = "".join(
-            f"<figure class=\"nb\">{_thumb(n, thumbs, label=labels.get(n, '?'), cls='small')}"
-            f"<figcaption class=\"{'agree' if labels.get(n) == suggested else ''}\">"
-            f"{_e(labels.get(n, '?'))}</figcaption></figure>"
-            for n, _sim in neighbour_ids.get(sid, []))
-        arrow = (f"<span class=\"given\">{_e(given)}</span> → <span class=\"suggested\">{_e(suggested)}</span>"
-                 if suggested is not None and suggested != given else f"<span class=\"given\">{_e(given)}</span>")
-        cards.append(
-            f"<article class=\"gallery-card decision-{_e(row[S.DECISION])}\" data-sample-id=\"{_e(sid)}\">"
-            f"<div class=\"main\">{_thumb(sid, thumbs, label=given)}<div class=\"info\">"
-            f"<div class=\"labels\">{arrow}</div>"
-            f"<div class=\"decision\">{_e(row[S.DECISION])}</div>"
-            f"<div class=\"scores\">{score_html}</div><div class=\"chips\">{reasons}</div>"
-            f"<div class=\"path\" title=\"{_e(row[S.PATH])}\">{_e(row[S.PATH])}</div></div></div>"
-            + (f"<div class=\"nbs\"><div class=\"nbs-title\">nearest neighbours (their given labels)</div>"
-               f"<div class=\"nb-row\">{nbrs}</div></div>" if nbrs else "")
-            + "</article>")
-    n_candidates = gallery.height
-    note = (f"Showing {n_candidates} flagged samples (at most {gallery_limit}), label issues first, lowest "
-            f"label quality first; {_fmt(n_flagged)} samples are flagged in all. A neighbour's label in "
-            f"green agrees with the suggestion.")
-    body = "".join(cards) or "<p class=\"note\">No sample to show.</p>"
-    return (f"<section id=\"gallery\"><h2>Flagged samples</h2><p class=\"note\">{_e(note)}</p>"
-            f"<div class=\"gallery\">{body}</div></section>")
-
-
-def _duplicates_section(manifest: pl.DataFrame, groups: list[tuple[str, list[str]]],
-                        thumbs: dict[str, str]) -> str:
-    if not groups:
-        return ("<section id=\"duplicates\"><h2>Duplicate groups</h2>"
-                "<p class=\"note\">No duplicates were found.</p></section>")
-    info = {r[S.SAMPLE_ID]: r for r in manifest.filter(
-        pl.col(S.SAMPLE_ID).is_in([k for k, m in groups] + [x for _, m in groups for x in m])
-    ).select(S.SAMPLE_ID, S.PATH, S.LABEL, S.DECISION, S.REASONS).iter_rows(named=True)}
-    n_groups = manifest[S.DUPLICATE_OF].drop_nulls().n_unique()
-
-    def member(sid: str, role: str) -> str:
-        r = info.get(sid, {S.PATH: sid, S.LABEL: "?", S.DECISION: "?", S.REASONS: []})
-        tags = " ".join(r[S.REASONS] or [])
-        return (f"<figure class=\"dup {role}\">{_thumb(sid, thumbs, label=r[S.LABEL])}"
-                f"<figcaption><b>{_e(r[S.LABEL])}</b> · {_e(role)} · {_e(r[S.DECISION])}"
-                f"<br><span class=\"path\" title=\"{_e(r[S.PATH])}\">{_e(r[S.PATH])}</span>"
-                f"{'<br><small>' + _e(tags) + '</small>' if tags else ''}</figcaption></figure>")
-
-    rows = "".join(
-        f"<div class=\"dup-group\">{member(keeper, 'kept')}{''.join(member(m, 'copy') for m in members)}</div>"
-        for keeper, members in groups)
-    return (f"<section id=\"duplicates\"><h2>Duplicate groups</h2><p class=\"note\">{len(groups)} of "
-            f"{_fmt(n_groups)} groups, largest first; each row is the kept sample and its copies.</p>{rows}</section>")
-
-
-def _unusable_section(manifest: pl.DataFrame) -> str:
-    bad = manifest.filter(pl.col(S.REASONS).list.eval(pl.element().is_in(list(S.UNUSABLE_REASONS))).list.any())
-    if bad.height == 0:
-        return ""
-    rows = "".join(f"<tr><td class=\"path\">{_e(p)}</td><td>{_e(lab)}</td><td>{_e(', '.join(r))}</td></tr>"
-                   for p, lab, r in bad.select(S.PATH, S.LABEL, S.REASONS).head(UNUSABLE_ROWS).iter_rows())
-    more = (f"<p class=\"note\">and {bad.height - UNUSABLE_ROWS:,} more (see manifest.parquet).</p>"
-            if bad.height > UNUSABLE_ROWS else "")
-    return (f"<section id=\"unusable\"><h2>Unusable files ({bad.height:,})</h2><table><thead><tr><th>path</th>"
-            f"<th>label</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>{more}</section>")
 
 
 def _details_section(summary: dict) -> str:
@@ -582,7 +894,7 @@ def _bar_chart(categories: list[str], series: list[tuple[str, list[float], str]]
     return "".join(out)
 
 
-def _heat_map(classes: list[str], matrix: np.ndarray) -> str:
+def _heat_map(classes: list[str], matrix: np.ndarray, *, row_links: dict[str, str | None] | None = None) -> str:
     n = len(classes)
     cell = max(16, min(44, 560 // max(n, 1)))
     longest = max((min(len(c), 12) for c in classes), default=1)
@@ -600,8 +912,10 @@ def _heat_map(classes: list[str], matrix: np.ndarray) -> str:
            f"text-anchor=\"middle\">given label →</text>"]
     for i, c in enumerate(classes):
         short = c if len(c) <= 12 else c[:11] + "…"
-        out.append(f"<text class=\"tick\" x=\"{pad_l - 6}\" y=\"{pad_t + i * cell + cell / 2 + 4:.1f}\" "
-                   f"text-anchor=\"end\">{_e(short)}<title>{_e(c)}</title></text>")
+        tick = (f"<text class=\"tick\" x=\"{pad_l - 6}\" y=\"{pad_t + i * cell + cell / 2 + 4:.1f}\" "
+                f"text-anchor=\"end\">{_e(short)}<title>{_e(c)}</title></text>")
+        link = (row_links or {}).get(c) if matrix[i].sum() else None
+        out.append(f"<a class=\"row-link\" href=\"{_e(link)}\">{tick}</a>" if link else tick)
         out.append(f"<text class=\"tick\" transform=\"translate({pad_l + i * cell + cell / 2 + 4:.1f},{pad_t - 6}) "
                    f"rotate(-60)\">{_e(short)}<title>{_e(c)}</title></text>")
     for i in range(n):
@@ -778,4 +1092,18 @@ figure.nb figcaption.agree { color:#15803d; font-weight:650; }
 figure.dup { border:none; padding:0; width:150px; flex:none; }
 figure.dup.kept .thumb { outline:3px solid #16a34a; }
 figure.dup figcaption { font-size:12px; margin-top:4px; }
+h3 { font-size:15px; margin:18px 0 8px; } h3 .muted { font-weight:400; font-size:13px; }
+a { color:#1d4ed8; text-decoration:none; } a:hover { text-decoration:underline; }
+a.given { color:#b91c1c; }
+a.chip:hover { background:#fecaca; text-decoration:none; }
+.crumbs { padding:6px 0 10px; border-bottom:1px solid var(--line); margin-bottom:10px; }
+.pager { display:flex; flex-wrap:wrap; gap:4px 10px; margin:10px 0; align-items:baseline; }
+.pager b { background:#1d4ed8; color:#fff; border-radius:4px; padding:0 6px; }
+table.index { margin-top:4px; } table.index td, table.index th { padding:3px 8px; }
+table.index thead th { max-width:120px; overflow-wrap:anywhere; vertical-align:bottom; }
+table.index .pager { margin:0; gap:2px 6px; font-size:12px; }
+.gallery-card.compact .main { display:block; }
+.gallery-card.compact .labels { font-size:15px; }
+.preview { margin-bottom:10px; } .scroll { overflow-x:auto; max-width:100%; }
+svg a.row-link text { fill:#1d4ed8; }
 """

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-# CI replays the same examples every run (a red CI must mean a regression, not a new draw);
-# HYPOTHESIS_PROFILE=explore searches fresh examples locally.
-settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("explore", deadline=None, max_examples=200)
+# These profiles govern every property test (no test sets max_examples; test_promise.py checks).
+# CI replays the same 50 examples per property every run (derandomized: a red CI must mean a
+# regression, not a new draw); HYPOTHESIS_PROFILE=explore searches 500 fresh examples per
+# property locally and keeps the failures it finds in .hypothesis/.
+CI_EXAMPLES = 50
+settings.register_profile("ci", max_examples=CI_EXAMPLES, derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", max_examples=500, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -288,7 +288,7 @@ def duplicated_sets(draw):
     return emb, labels, hashes, rng.permutation(len(emb))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(deadline=None)
 @given(duplicated_sets())
 def test_one_representative_per_group_and_row_order_does_not_matter(case):
     emb, labels, hashes, perm = case

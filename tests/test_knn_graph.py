@@ -56,7 +56,7 @@ def test_knn_graph_rejects_bad_arrays():
         build_knn_graph(np.zeros(5, dtype=np.float32))
 
 
-@settings(max_examples=15, deadline=None)
+@settings(deadline=None)
 @given(n=st.integers(2, 60), d=st.integers(1, 12), k=st.integers(1, 8), seed=st.integers(0, 2**16))
 def test_knn_graph_property_matches_brute_force(n, d, k, seed):
     x = normalised(np.random.default_rng(seed), n, d)

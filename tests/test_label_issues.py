@@ -146,7 +146,7 @@ def test_noise_free_well_separated_flags_almost_nothing():
     assert f["is_label_issue"].sum() <= 3
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), k=st.integers(2, 4), rate=st.floats(0.0, 0.4))
 def test_scores_in_unit_interval(seed, k, rate):
     x, y, _ = mixture(n=90, k=k, d=8, sep=1.0, seed=seed)
@@ -158,7 +158,7 @@ def test_scores_in_unit_interval(seed, k, rate):
     assert f["suggested_label"].min() >= 0 and f["suggested_label"].max() < k
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000))
 def test_permuting_samples_permutes_results(seed):
     x, y, _ = mixture(n=200, k=4, d=16, sep=1.0, seed=seed)

@@ -105,7 +105,7 @@ def test_score_skips_missing_neighbours_and_validates():
         find_outliers(graph, expected_false=0)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(st.integers(20, 200), st.integers(0, 2**16), st.booleans())
 def test_outliers_do_not_depend_on_row_order(n, seed, local):
     rng = np.random.default_rng(seed)

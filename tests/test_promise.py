@@ -7,6 +7,7 @@ through a link out of it; a second run on the same output gives the same manifes
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from catalogs import schemas as S
 from flows.clean import clean_dataset
 from flows.config import RunConfig
 from tests.test_faults import FAULTS, ODD_NAMES, check_promise, make_faulty_folder
+from tests.test_report import crawl
 
 FAULT_KINDS = sorted(FAULTS) + ["vanish"]
 
@@ -65,8 +67,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in folder.rglob("*") if p.is_symlink() or not p.is_dir()} if folder.exists() else {}
 
 
-@settings(max_examples=10, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(spec=datasets())
 def test_every_sample_exactly_once_with_its_reason(prefect_harness, monkeypatch, spec):
     import embeddings.embed as embed_mod
@@ -83,10 +84,15 @@ def test_every_sample_exactly_once_with_its_reason(prefect_harness, monkeypatch,
 
         monkeypatch.setattr(embed_mod, "read_file", read)
         before = {name: snapshot(base / name) for name in ("data", "outside")}
-        config = RunConfig(target=str(root), out=str(base / "out"), encoder="pixels:16", k=5)
+        # pixels:8 (192-d) rather than 16: the faults live in the files, not in the embedding, and
+        # the probe's cost grows with the dimension (a third of each example at 768-d).
+        config = RunConfig(target=str(root), out=str(base / "out"), encoder="pixels:8", k=5)
         paths = clean_dataset(config)
         manifest = pl.read_parquet(paths["manifest"])
         check_promise(manifest, expected)
+        # The report, from OUT/, reaches every flagged sample.
+        reached = set().union(*(p.ids for p in crawl(base / "out" / "report.html").values()))
+        assert reached == set(manifest.filter(pl.col(S.REASONS).list.len() > 0)[S.SAMPLE_ID])
         assert pl.read_parquet(base / "out" / "manifest.parquet").equals(manifest)
         # Nothing was written into the dataset or beside it; only the vanished files changed.
         gone = {Path(p).relative_to(root).as_posix() for p in vanish}
@@ -116,3 +122,22 @@ def test_fault_catalogue_reasons_are_known(kind):
         assert reason is None or reason in S.UNUSABLE_REASONS
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_every_property_runs_the_profiles_examples():
+    """The profiles in conftest.py govern every property test: none sets its own example count,
+    so CI runs at least 50 examples of each and HYPOTHESIS_PROFILE=explore widens them all."""
+    from tests.conftest import CI_EXAMPLES
+
+    properties = {}
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        module = importlib.import_module(f"tests.{path.stem}")
+        for name, fn in vars(module).items():
+            if name.startswith("test_") and hasattr(fn, "hypothesis"):
+                properties[f"{path.name}::{name}"] = fn._hypothesis_internal_use_settings
+    assert len(properties) >= 10, sorted(properties)  # the ones this suite has today, at least
+    loaded = settings.default
+    assert loaded.max_examples >= CI_EXAMPLES
+    wrong = {name: (s.max_examples, s.derandomize) for name, s in properties.items()
+             if (s.max_examples, s.derandomize) != (loaded.max_examples, loaded.derandomize)}
+    assert not wrong, f"property tests that override the profile (max_examples, derandomize): {wrong}"

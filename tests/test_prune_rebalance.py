@@ -112,7 +112,7 @@ def test_difficulty_enters_the_ranking():
 # --- quotas, caps, targets ------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=8), st.integers(0, 400),
        st.sampled_from([None, "sqrt", "random"]), st.integers(0, 1000))
 def test_water_fill_is_exact_and_capped(capacity, total, shares_kind, seed):
@@ -152,7 +152,7 @@ def rebalance_cases(draw):
     return labels, k, eligible, cap, target, dist, balanced, [fine, top], priority, rng.permutation(n)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(deadline=None)
 @given(rebalance_cases())
 def test_caps_and_targets_are_met_exactly_and_row_order_does_not_matter(case):
     labels, k, eligible, cap, target, dist, balanced, levels, priority, perm = case
@@ -230,7 +230,7 @@ def test_resolve_target():
 # --- weights -----------------------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(st.lists(st.integers(0, 4), min_size=1, max_size=200),
        st.sampled_from(["none", "inverse_frequency", "effective_number"]), st.floats(0.0, 0.9999))
 def test_weights_are_positive_finite_and_zero_for_unselected(labels, scheme, beta):

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import polars as pl
 import pytest
 
 import flows.clean
+import flows.tasks
 from embeddings.images import hash_bytes
 from flows.clean import clean_dataset
 from flows.config import RunConfig
+from flows.io import load_knn_graph
 from tests.conftest import digit_images, write_image_folder
 
 
@@ -73,12 +78,179 @@ def test_failed_run_resumes_without_redoing_finished_stages(prefect_harness, dig
     assert a.equals(b)
 
 
-def test_changed_parameter_reruns_downstream_stages(prefect_harness, digit_folder, tmp_path):
+def test_changed_parameter_builds_a_new_version_with_it(prefect_harness, digit_folder, tmp_path):
+    """A finished run is never reused for other parameters: k=3 gives a new version whose
+    graph has 3 neighbours a sample, while the k=5 version stays as it was."""
     out = tmp_path / "out"
-    run(digit_folder, out)
-    shutil.rmtree(out / "latest" / "work" / "knn.npz", ignore_errors=True)
+    first = run(digit_folder, out)
+    first_graph = load_knn_graph(os.path.join(first["run"], "work", "knn.npz"))
     second = clean_dataset(RunConfig(target=str(digit_folder), out=str(out), encoder="pixels:16", k=3))
-    assert json.loads(open(second["summary"]).read())["k"] == 3
+    assert second["run"] != first["run"]
+    assert load_knn_graph(os.path.join(second["run"], "work", "knn.npz")).indices.shape == (120, 3)
+    assert load_knn_graph(os.path.join(first["run"], "work", "knn.npz")).indices.shape == (120, 5)
+    assert np.array_equal(load_knn_graph(os.path.join(first["run"], "work", "knn.npz")).indices,
+                          first_graph.indices)
+
+
+def test_deleted_stage_output_is_rebuilt_on_resume(prefect_harness, digit_folder, tmp_path, monkeypatch):
+    """A stage whose key matches but whose output is gone runs again -- what the old test meant
+    by removing knn.npz. Only that stage: its inputs did not change, so neither does its key,
+    and the stages after it (whose outputs are still there) stay valid."""
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        m.setattr(flows.clean, "write_manifests", _crash)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run(digit_folder, out)
+        [incomplete] = list((out / "runs").iterdir())
+        before = _stamps(incomplete)
+        (incomplete / "work" / "knn.npz").unlink()  # errors not ignored: the file must exist
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run(digit_folder, out)
+    assert _reran(before, _stamps(incomplete)) == {"knn"}
+    assert load_knn_graph(incomplete / "work" / "knn.npz").indices.shape == (120, 5)
+
+
+# --- stage keys: a changed parameter re-runs exactly the stages downstream of it ---------------
+# Stage keys matter when a run resumes: an interrupted run folder is picked up by the next run
+# on the same OUT whatever its parameters, and every finished stage whose key still matches is
+# reused. Each test resumes an interrupted run with one parameter changed and watches which
+# stages rewrote their <stage>.done.json.
+
+STAGE_CHANGES: dict[str, tuple[dict, set[str]]] = {
+    "encoder": ({"encoder": "pixels:8"}, {"embed", "knn", "curate"}),
+    "k": ({"k": 3}, {"knn", "curate"}),
+    "policy": ({"policy": {"on_label_issue": "keep"}}, {"curate"}),
+    "methods": ({"methods": "knn_vote"}, {"curate"}),
+    "seed": ({"seed": 1}, {"curate"}),
+    "holdout": ({"holdout": ("HOLDOUT",)}, {"holdout-0/samples", "holdout-0/embed", "curate"}),
+    "batch_size": ({"batch_size": 7}, set()),  # changes no result: nothing re-runs
+}
+
+
+def _crash(*args, **kwargs):
+    raise RuntimeError("simulated crash while writing manifests")
+
+
+def _stamps(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """Each stage's done-file (holdout stages as holdout-<i>/<stage>) -> (inode, mtime):
+    a stage that ran rewrote its done-file (atomically: a new inode)."""
+    work = run_dir / "work"
+    return {p.relative_to(work).as_posix().removesuffix(".done.json"): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in work.rglob("*.done.json")}
+
+
+def _reran(before: dict, after: dict) -> set[str]:
+    return {stage for stage, stamp in after.items() if before.get(stage) != stamp}
+
+
+def _config(target: Path, out: Path, **changes) -> RunConfig:
+    return RunConfig(target=str(target), out=str(out), **{"encoder": "pixels:16", "k": 5, **changes})
+
+
+def _resume_with(target: Path, out: Path, monkeypatch, **changes) -> set[str]:
+    """Resume the interrupted run in `out` with `changes`; the stages that ran again."""
+    [incomplete] = list((out / "runs").iterdir())
+    before = _stamps(incomplete)
+    with monkeypatch.context() as m:
+        m.setattr(flows.clean, "write_manifests", _crash)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            clean_dataset(_config(target, out, **changes))
+    assert [p.name for p in (out / "runs").iterdir()] == [incomplete.name]  # resumed, not a new run
+    return _reran(before, _stamps(incomplete))
+
+
+def _check_reruns(param: str, ran: set[str]) -> None:
+    expected = STAGE_CHANGES[param][1]
+    assert ran == expected, f"changing {param} re-ran {sorted(ran)}; expected exactly {sorted(expected)}"
+
+
+@pytest.fixture(scope="module")
+def interrupted(prefect_harness, tmp_path_factory) -> tuple[Path, Path, Path, dict]:
+    """(data, holdout, OUT holding a run interrupted after its last stage, the parameters each
+    stage key was given), built once."""
+    base = tmp_path_factory.mktemp("stages")
+    data, holdout = base / "data", base / "holdout"
+    write_image_folder(data, [(img, label % 3) for img, label in digit_images(60, seed=5)])
+    write_image_folder(holdout, [(img, label % 3) for img, label in digit_images(12, seed=6)])
+    real, given = flows.tasks.stage_key, {}
+
+    def spy(work, stage, *, upstream=(), params=None):
+        given[stage] = dict(params or {})
+        return real(work, stage, upstream=upstream, params=params)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(flows.clean, "write_manifests", _crash)
+        m.setattr(flows.tasks, "stage_key", spy)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            clean_dataset(_config(data, base / "out"))
+    [incomplete] = list((base / "out" / "runs").iterdir())
+    assert set(_stamps(incomplete)) == {"samples", "embed", "knn", "curate"}
+    return data, holdout, base / "out", given
+
+
+def _changes(param: str, holdout: Path) -> dict:
+    changes = dict(STAGE_CHANGES[param][0])
+    if param == "holdout":
+        changes["holdout"] = (str(holdout),)
+    return changes
+
+
+@pytest.mark.parametrize("param", sorted(STAGE_CHANGES))
+def test_changing_a_parameter_reruns_exactly_the_stages_downstream(param, interrupted, tmp_path, monkeypatch):
+    data, holdout, base_out, _ = interrupted
+    out = tmp_path / "out"
+    shutil.copytree(base_out, out, symlinks=True)
+    _check_reruns(param, _resume_with(data, out, monkeypatch, **_changes(param, holdout)))
+
+
+@pytest.mark.parametrize("param", sorted(set(STAGE_CHANGES) - {"batch_size"}))
+def test_the_rerun_check_fails_when_stage_keys_ignore_the_parameter(param, interrupted, tmp_path, monkeypatch):
+    """The check above can fail: when stage keys ignore `param` (hash the value the interrupted
+    run had, whatever it is now), it does."""
+    data, holdout, base_out, given = interrupted
+    out = tmp_path / "out"
+    shutil.copytree(base_out, out, symlinks=True)
+    real = flows.tasks.stage_key
+
+    def blind(work, stage, *, upstream=(), params=None):
+        params = dict(params or {})
+        if param in params:
+            params[param] = given[stage][param]
+        return real(work, stage, upstream=upstream, params=params)
+
+    monkeypatch.setattr(flows.tasks, "stage_key", blind)
+    ran = _resume_with(data, out, monkeypatch, **_changes(param, holdout))
+    with pytest.raises(AssertionError, match=f"changing {param} re-ran"):
+        _check_reruns(param, ran)
+
+
+def _edit_one_file(data: Path, source: int) -> None:
+    files = sorted(data.glob("*/*.png"))
+    files[0].write_bytes(files[source].read_bytes())  # same path, new content (and size / mtime)
+
+
+def _check_every_stage_reran(ran: set[str]) -> None:
+    assert ran == {"samples", "embed", "knn", "curate"}, f"editing a file re-ran only {sorted(ran)}"
+
+
+def test_editing_a_file_in_place_reruns_every_stage(prefect_harness, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    write_image_folder(data, [(img, label % 3) for img, label in digit_images(60, seed=5)])
+    for out, blind in ((tmp_path / "out", False), (tmp_path / "blind", True)):
+        if blind:  # the samples key ignores the files' size and mtime, in both runs
+            monkeypatch.setattr(flows.tasks, "os", SimpleNamespace(
+                stat=lambda path: SimpleNamespace(st_size=0, st_mtime_ns=0)))
+        with monkeypatch.context() as m:
+            m.setattr(flows.clean, "write_manifests", _crash)
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                clean_dataset(_config(data, out))
+        _edit_one_file(data, source=-1 if not blind else -2)
+        ran = _resume_with(data, out, monkeypatch)
+        if not blind:
+            _check_every_stage_reran(ran)
+        else:  # then the same check fails
+            with pytest.raises(AssertionError, match="editing a file re-ran only"):
+                _check_every_stage_reran(ran)
 
 
 def test_serve_registers_a_cron_deployment(prefect_harness, tmp_path):
