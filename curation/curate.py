@@ -100,7 +100,8 @@ def curate(
         plan = plan_prune(embeddings, hierarchy.centroids[0], hierarchy.finest, difficulty=difficulty,
                           eligible=eligible, min_similarity=policy.semdedup_min_similarity,
                           keep_end=policy.prune_keep, keys=keys_u)
-        priority = scatter_rows(rows, plan.priority, n, -np.inf)
+        # Unusable rows are dropped before pruning and capping: they have no rank (NaN).
+        priority = scatter_rows(rows, plan.priority, n, np.nan)
 
     decisions = decide(
         labels, unusable_reason=unusable_reason, is_label_issue=issue, suggested_label=suggested,

@@ -221,7 +221,8 @@ def decide(
     `hierarchical_kmeans(...)` result, or (N,) cluster arrays finest first (-1 = none);
     needed for `policy.cluster_balanced`, reported in `Decisions.cluster`. prune_priority:
     (N,) `plan_prune(...).priority` (higher kept first) used to meet `policy.keep` and
-    `policy.class_cap`; without it the rows kept are the first by `keys`. keys: (N,)
+    `policy.class_cap`, read only on the rows still kept after the findings (the others,
+    unusable ones included, may hold NaN); without it the rows kept are the first by `keys`. keys: (N,)
     unique sortable ids (sample ids) so that tie-breaks, and so all decisions, do not
     depend on row order. n_classes: K, for class counts (default max label + 1).
     """

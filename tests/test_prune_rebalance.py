@@ -252,3 +252,16 @@ def test_inverse_frequency_equalises_class_totals_and_effective_number_sits_betw
     assert 1.0 < ratio < 9.0
     with pytest.raises(InvalidArray, match="beta"):
         compute_weights(labels, scheme="effective_number", beta=1.0)
+
+
+def test_priority_is_read_on_eligible_rows_only():
+    # Rows out of play (unusable files, rows dropped for a finding) have no rank: NaN / -inf
+    # there is fine, while a non-finite priority on a row in play is an error quoting it.
+    labels = np.zeros(6, dtype=np.int64)
+    eligible = np.array([True, False, True, False, True, True])
+    priority = np.array([0.4, np.nan, 0.1, -np.inf, 0.9, 0.2])
+    sel = plan_rebalance(labels, eligible=eligible, target_size=2, priority=priority)
+    assert np.flatnonzero(sel.selected).tolist() == [0, 4]
+    priority[2] = -np.inf
+    with pytest.raises(InvalidArray, match=r"priority\[2\] is -inf"):
+        plan_rebalance(labels, eligible=eligible, target_size=2, priority=priority)
