@@ -19,7 +19,7 @@ from curation.outliers import find_outliers
 from curation.policy import DecisionPolicy, Decisions, decide
 from curation.prune import plan_prune
 from curation.rebalance import hierarchical_kmeans
-from curation.validation import check_same_length, rank_keys, scatter_rows
+from curation.validation import check_cosine_graph, check_same_length, check_unit_embeddings, rank_keys, scatter_rows
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,20 @@ def curate(
 ) -> Curation:
     """Run every detector and decide.
 
-    labels: (N,) class indices of all input rows. embeddings: (M, D) of the M usable rows;
-    graph: their kNN graph; rows: (M,) which input row each embedding belongs to.
+    labels: (N,) class indices of all input rows. embeddings: (M, D) of the M usable rows,
+    L2-normalised (other rows are normalised with a UserWarning; zero, NaN or inf rows are
+    errors quoting the row); graph: their kNN graph (built from the normalised rows); rows: (M,) which input row each embedding belongs to.
     unusable_reason: N entries (a reason code, or None for the embedded rows). keys: (N,)
     stable sample ids (tie-breaks never depend on row order). holdout_embeddings: (H, D)
     of a validation / test catalog, to flag leaks.
     """
     labels = np.asarray(labels, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
+    # Once, here: every step below compares rows by inner product (cosine on unit rows).
+    embeddings = check_unit_embeddings(embeddings)
+    check_cosine_graph(graph.similarities)
+    if holdout_embeddings is not None:
+        holdout_embeddings = check_unit_embeddings(holdout_embeddings, name="holdout_embeddings")
     n = len(labels)
     check_same_length(labels=labels, unusable_reason=unusable_reason, keys=np.asarray(keys))
     # Rank the sample ids once; every step below breaks ties by these ranks (same order).

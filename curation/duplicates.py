@@ -29,10 +29,10 @@ import numpy as np
 from curation.errors import InvalidArray
 from curation.knn_graph import KnnGraph, search_knn
 from curation.validation import (
-    check_embeddings,
     check_labels,
     check_rows,
     check_same_length,
+    check_unit_embeddings,
     rank_keys,
     scatter_rows,
 )
@@ -184,12 +184,13 @@ def find_leaks(
     threshold: a leak is a duplicate that crosses the split) or the same content hash.
     """
     _check_similarity(min_similarity, "min_similarity")
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     n = len(emb)
     check_same_length(embeddings=emb, content_hashes=content_hashes)
     hold = np.asarray(holdout_embeddings)
     if hold.ndim == 2 and hold.shape[0] == 0:
         return Leaks(np.zeros(n, dtype=bool), np.full(n, -1, dtype=np.int64), np.full(n, -np.inf, dtype=np.float32))
+    hold = check_unit_embeddings(hold, name="holdout_embeddings")
     nn = search_knn(hold, emb, k=1)
     index, sim = nn.indices[:, 0], nn.similarities[:, 0]
     leak = sim >= min_similarity

@@ -12,7 +12,7 @@ import numpy as np
 
 from curation.errors import InvalidArray
 from curation.knn_graph import KnnGraph
-from curation.validation import check_embeddings, check_labels, check_same_length
+from curation.validation import check_labels, check_same_length, check_unit_embeddings
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def find_simifeat_label_issues(
     candidates (not a new search per round) keeps a round at O(N k D).
     """
     labels = check_labels(labels, n_classes=n_classes)
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     check_same_length(labels=labels, embeddings=emb, knn_graph=graph.indices)
     if not 0.0 < feature_fraction <= 1.0:
         raise InvalidArray(f"feature_fraction must be in (0, 1], got {feature_fraction!r}")

@@ -21,11 +21,12 @@ from curation.knn_graph import KnnGraph, build_knn_graph
 from curation.knn_noise import find_knn_label_issues, find_simifeat_label_issues, flag_lowest
 from curation.small_loss import ProbeResult, fit_probe, split_small_loss
 from curation.validation import (
-    check_embeddings,
+    check_cosine_graph,
     check_every_class_present,
     check_labels,
     check_pred_probs,
     check_same_length,
+    check_unit_embeddings,
 )
 from curation.zero_shot import CLIP_TEMPERATURE, zero_shot_pred_probs
 
@@ -173,7 +174,8 @@ def detect_label_issues(
     """Run the detectors the inputs allow and their ensemble; see find_label_issues.
 
     labels: (N,); pred_probs: (N, K) out-of-fold probabilities (optional); embeddings:
-    (N, D) L2-normalised (optional); knn: a KnnGraph of the same N rows (built from the
+    (N, D) L2-normalised (optional; other rows are normalised with a UserWarning, and a zero,
+    NaN or inf row is an error quoting it); knn: a KnnGraph of the same N rows (built from the
     embeddings with `knn_k` neighbours when absent); class_text_embeddings: (K, D) for
     zero_shot. methods: "auto" or detector names from list_detectors(). n_classes
     defaults to pred_probs' columns, else max(labels) + 1. Deterministic for a seed.
@@ -185,9 +187,11 @@ def detect_label_issues(
     if pred_probs is not None:
         pred_probs = check_pred_probs(pred_probs)
     if embeddings is not None:
-        embeddings = check_embeddings(embeddings)
+        embeddings = check_unit_embeddings(embeddings)
+    if knn is not None:
+        check_cosine_graph(knn.similarities)
     if class_text_embeddings is not None:
-        class_text_embeddings = check_embeddings(class_text_embeddings, name="class_text_embeddings")
+        class_text_embeddings = check_unit_embeddings(class_text_embeddings, name="class_text_embeddings", warn=False)
     k = _resolve_n_classes(labels, n_classes, pred_probs, class_text_embeddings)
     labels = check_labels(labels, n_classes=k)
     check_same_length(
@@ -242,6 +246,7 @@ def detect_label_issues(
 def out_of_fold_pred_probs(embeddings, labels, *, n_classes: int | None = None, n_folds: int = 5,
                            seed: int = 0) -> np.ndarray:
     """(N, K) out-of-fold pred_probs of the softmax-regression probe on (N, D) embeddings."""
+    embeddings = check_unit_embeddings(embeddings)
     labels_arr = check_labels(labels)
     k = n_classes if n_classes is not None else int(labels_arr.max()) + 1
     return fit_probe(embeddings, labels_arr, n_classes=k, n_folds=n_folds, seed=seed).pred_probs

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.errors import InvalidArray
-from curation.validation import check_embeddings, check_same_length, rank_keys
+from curation.validation import check_embeddings, check_same_length, check_unit_embeddings, rank_keys
 
 PRUNE_KEEP = ("hard", "easy")
 
@@ -51,7 +51,7 @@ def score_prototypicality(embeddings, centroids, clusters) -> np.ndarray:
     clusters: (N,) the row's cluster in 0..C-1 (-1: no cluster, distance nan).
     Small = prototypical (easy), large = atypical (hard).
     """
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     cent = check_embeddings(centroids, name="centroids")
     clusters = _check_clusters(clusters, len(cent))
     check_same_length(embeddings=emb, clusters=clusters)
@@ -79,7 +79,7 @@ def find_semantic_duplicates(
     rows that take part (default all). Cost is sum over clusters of m^2 * D, computed in
     column blocks of `block_size`, so memory is m * block_size per cluster, never N x N.
     """
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     n = len(emb)
     clusters = _check_clusters(clusters, None)
     proto = np.asarray(prototypicality, dtype=np.float64)

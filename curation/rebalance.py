@@ -23,7 +23,7 @@ import numpy as np
 
 from curation.errors import InvalidArray
 from curation.knn_graph import kmeans
-from curation.validation import check_embeddings, check_labels, check_same_length, rank_keys
+from curation.validation import check_labels, check_same_length, check_unit_embeddings, rank_keys
 
 CLASS_DISTRIBUTIONS = ("original", "uniform", "sqrt")
 WEIGHTINGS = ("none", "inverse_frequency", "effective_number")
@@ -66,7 +66,7 @@ def hierarchical_kmeans(
     empty = `default_cluster_levels(N)`. Level 0 clusters the points; level l clusters the
     centroids of level l-1 and a point belongs to the parent of its level-(l-1) cluster.
     """
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     levels = tuple(int(c) for c in levels) or default_cluster_levels(len(emb))
     if any(c < 1 for c in levels) or any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
         raise InvalidArray(f"levels must be positive and strictly decreasing (finest first), got {levels!r}")

@@ -15,10 +15,10 @@ import numpy as np
 
 from curation.errors import InvalidArray
 from curation.validation import (
-    check_embeddings,
     check_every_class_present,
     check_labels,
     check_same_length,
+    check_unit_embeddings,
 )
 
 
@@ -77,7 +77,7 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
                weight_decay, max_dim, seed) -> ProbeResult:
     import torch
 
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     labels = check_labels(labels, n_classes=n_classes)
     check_same_length(labels=labels, embeddings=emb)
     check_every_class_present(labels, n_classes)
