@@ -10,7 +10,7 @@ never shrinks or reweights the data unless asked (no target size, no caps, weigh
 Label issues follow `on_label_issue` ("auto": relabel only on strong evidence).
 
 Order of the decision for one sample (a drop stops nothing: every finding is listed):
-unusable -> leak -> outlier -> label issue -> duplicate (one representative per group,
+unusable -> leak -> outlier -> rare class -> label issue -> duplicate (one representative per group,
 re-picked among the members that survive the steps before) -> per-class cap ("over_cap")
 -> target size ("pruned") -> weight.
 """
@@ -78,6 +78,10 @@ class DecisionPolicy:
     outlier_local: bool = False
     # "drop" outliers, or "keep" (flag only; they stay in clean.parquet).
     on_outlier: str = "drop"
+    # Rows of a class with fewer than max(5, k) usable samples (k: the kNN graph's): too
+    # rare for the label detectors to judge (a typo'd label, say). "keep" them with the
+    # reason `rare_class`, or "drop" them.
+    on_rare_class: str = "keep"
 
     # --- pruning and rebalancing -------------------------------------------------------
     # Target size of the kept set: a float in (0, 1] is a fraction of all N input rows,
@@ -111,7 +115,7 @@ class DecisionPolicy:
         choices = {
             "on_label_issue": ON_LABEL_ISSUE, "duplicate_representative": REPRESENTATIVE_RULES,
             "on_duplicate": ON_FINDING, "on_duplicate_label_conflict": ON_LABEL_CONFLICT,
-            "on_leak": ON_FINDING, "on_outlier": ON_FINDING, "prune_keep": PRUNE_KEEP,
+            "on_leak": ON_FINDING, "on_outlier": ON_FINDING, "on_rare_class": ON_FINDING, "prune_keep": PRUNE_KEEP,
             "class_distribution": CLASS_DISTRIBUTIONS, "weighting": WEIGHTINGS,
         }
         for name, allowed in choices.items():
@@ -208,6 +212,7 @@ def decide(
     prune_priority: np.ndarray | None = None,
     keys=None,
     n_classes: int | None = None,
+    is_rare_class: np.ndarray | None = None,
 ) -> Decisions:
     """One decision per sample.
 
@@ -225,15 +230,18 @@ def decide(
     unusable ones included, may hold NaN); without it the rows kept are the first by `keys`. keys: (N,)
     unique sortable ids (sample ids) so that tie-breaks, and so all decisions, do not
     depend on row order. n_classes: K, for class counts (default max label + 1).
+    is_rare_class: (N,) bool, rows of classes too rare to judge (reason `rare_class`,
+    `policy.on_rare_class`).
     """
     n = len(labels)
     labels = np.asarray(labels, dtype=np.int64)
     is_leak = _flags(leaks, "is_leak")
     is_outlier = _flags(outliers, "is_outlier")
+    is_rare = _flags(is_rare_class, "is_rare_class")
     levels = as_cluster_levels(clusters)
     check_same_length(labels=labels, unusable_reason=unusable_reason, is_label_issue=is_label_issue,
                       suggested_label=suggested_label, suggestion_confidence=suggestion_confidence,
-                      leaks=is_leak, outliers=is_outlier, prune_priority=prune_priority, keys=keys,
+                      leaks=is_leak, outliers=is_outlier, is_rare_class=is_rare, prune_priority=prune_priority, keys=keys,
                       duplicates=None if duplicates is None else duplicates.group,
                       **{f"clusters[{i}]": a for i, a in enumerate(levels)})
     decision = np.array(["keep"] * n, dtype=object)
@@ -250,7 +258,8 @@ def decide(
     for i in np.flatnonzero(~usable):
         reasons[i].append(unusable_reason[i])
         drop(i)
-    for flag, code, action in ((is_leak, "leak", policy.on_leak), (is_outlier, "outlier", policy.on_outlier)):
+    for flag, code, action in ((is_leak, "leak", policy.on_leak), (is_outlier, "outlier", policy.on_outlier),
+                               (is_rare, "rare_class", policy.on_rare_class)):
         if flag is None:
             continue
         for i in np.flatnonzero(flag & usable):

@@ -123,7 +123,8 @@ def plan_prune(
     """Keep-first priority for pruning: SemDeDup within clusters, then hardness.
 
     embeddings: (N, D); centroids: (C, D) and clusters: (N,) from `kmeans` (or the finest
-    level of `hierarchical_kmeans`); difficulty: (N,) larger = harder, optional. eligible:
+    level of `hierarchical_kmeans`); difficulty: (N,) larger = harder, optional; NaN where
+    unknown (e.g. rows of a class too rare for the probe): those rank by prototypicality alone. eligible:
     (N,) bool, the rows still in play (not dropped for another reason). Pass the priority
     to `plan_rebalance` / `decide`, which take exactly the target size by it.
     """
@@ -136,10 +137,11 @@ def plan_prune(
     if difficulty is not None:
         diff = np.asarray(difficulty, dtype=np.float64)
         check_same_length(embeddings=proto, difficulty=diff)
-        if diff.ndim != 1 or not np.all(np.isfinite(diff)):
-            bad = int(np.flatnonzero(~np.isfinite(diff))[0]) if diff.ndim == 1 else -1
-            raise InvalidArray(f"difficulty must be a finite (N,) array; difficulty[{bad}] is {diff[bad] if bad >= 0 else diff.shape!r}")
-        hardness = (hardness + _percentile_rank(diff)) / 2.0
+        if diff.ndim != 1 or np.isinf(diff).any():
+            bad = int(np.flatnonzero(np.isinf(diff))[0]) if diff.ndim == 1 else -1
+            raise InvalidArray(f"difficulty must be a finite (N,) array (NaN = unknown); difficulty[{bad}] is {diff[bad] if bad >= 0 else diff.shape!r}")
+        diff_rank = _percentile_rank(diff)
+        hardness = np.where(np.isfinite(diff_rank), (hardness + diff_rank) / 2.0, hardness)
     # In [0, 1]; nan (no cluster) ranks as the middle.
     hardness = np.where(np.isfinite(hardness), hardness, 0.5)
     priority = hardness if keep_end == "hard" else 1.0 - hardness

@@ -102,4 +102,7 @@ def test_cli_run_keep_with_a_corrupt_png(tmp_path):
     assert sorted(manifest["path"].to_list()) == listed  # every input row, exactly once
     bad = manifest.filter(pl.col("path") == corrupt.relative_to(folder).as_posix())
     assert bad["decision"].to_list() == ["drop"] and bad["reasons"].to_list() == [["unreadable"]]
-    assert (manifest["decision"] != "drop").sum() == round(0.7 * 60)
+    kept = int((manifest["decision"] != "drop").sum())
+    pruned = int(manifest["reasons"].list.contains("pruned").sum())
+    # The target is met exactly unless the findings alone leave fewer rows than it.
+    assert kept == round(0.7 * 60) if pruned else kept <= round(0.7 * 60), (kept, pruned)
