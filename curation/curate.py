@@ -19,7 +19,13 @@ from curation.outliers import find_outliers
 from curation.policy import DecisionPolicy, Decisions, decide
 from curation.prune import plan_prune
 from curation.rebalance import hierarchical_kmeans
-from curation.validation import check_cosine_graph, check_same_length, check_unit_embeddings, rank_keys, scatter_rows
+from curation.validation import (
+    check_cosine_graph,
+    check_same_length,
+    check_unit_embeddings,
+    rank_keys,
+    scatter_rows,
+)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ INDEX_KINDS = ("auto", "exact", "ivf")
 @dataclass(frozen=True)
 class IndexConfig:
     kind: str = "auto"  # "auto": exact up to `exact_below` samples, IVF above; or force "exact" / "ivf"
-    exact_below: int = 20_000  # exact costs N^2 D: 1.9 s at 20k, 11 s at 50k (IVF: 0.3 s, 0.9 s) on 2 cores
+    # exact costs N^2 D: 1.9 s at 20k, 11 s at 50k (IVF: 0.3 s, 0.9 s) on 2 cores; measured on
+    # benchmarks/scale.py's seeded 512-d synthetic embeddings (a speed choice, not a quality one)
+    exact_below: int = 20_000
     nlist: int | None = None  # IVF cells; None: sqrt(N) (cells of ~sqrt(N) members keep each product square)
     nprobe: int | None = None  # cells probed per query; None: tuned until sampled recall >= target_recall
     target_recall: float = 0.97  # recall@k the nprobe tuner aims for (margin over the 0.95 we promise)

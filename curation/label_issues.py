@@ -20,7 +20,12 @@ from curation.duplicates import find_duplicates, near_duplicate_threshold
 from curation.ensemble import EnsembleVerdict, combine_detectors
 from curation.errors import InvalidArray
 from curation.knn_graph import KnnGraph, build_knn_graph
-from curation.knn_noise import build_voter_graph, find_knn_label_issues, find_simifeat_label_issues, flag_lowest
+from curation.knn_noise import (
+    build_voter_graph,
+    find_knn_label_issues,
+    find_simifeat_label_issues,
+    flag_lowest,
+)
 from curation.small_loss import ProbeResult, fit_probe, split_small_loss
 from curation.validation import (
     check_cosine_graph,
@@ -137,6 +142,7 @@ class LabelIssueReport:
 # A class needs at least this many samples (and at least the kNN graph's k) for the
 # detectors to judge its labels: fewer, and its own members cannot outvote a neighbourhood,
 # the probe sees about one example per fold, and each sample moves the noise estimate.
+# (The rule max(5, k) comes from issue 11's first-hour report; not tuned on data.)
 RARE_CLASS_MIN_SAMPLES = 5
 
 

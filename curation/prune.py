@@ -27,7 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.errors import InvalidArray
-from curation.validation import check_embeddings, check_same_length, check_unit_embeddings, rank_keys
+from curation.validation import (
+    check_embeddings,
+    check_same_length,
+    check_unit_embeddings,
+    rank_keys,
+)
 
 PRUNE_KEEP = ("hard", "easy")
 

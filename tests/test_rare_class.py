@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from curation import DecisionPolicy, build_knn_graph, curate, detect_label_issues
-from curation.rebalance import resolve_target
 from curation.noise import noise_transition_matrix, plant_label_noise
+from curation.rebalance import resolve_target
 from tests.test_curate import digits_world
 
 
