@@ -393,7 +393,11 @@ def _restrict_probs(pred_probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def _unjudged_report(labels: np.ndarray, k: int, rare_classes: dict[int, int], pred_probs) -> LabelIssueReport:
-    """Fewer than two classes are common enough to judge: nothing is flagged, nothing estimated."""
+    """Fewer than two classes are common enough to judge: nothing is flagged, nothing estimated.
+
+    With rare classes set aside, a lone remaining class has nothing to be confused with:
+    its rows get label_quality 1 (every judged neighbour agrees); rare rows get NaN.
+    """
     import polars as pl
 
     n = len(labels)
@@ -401,9 +405,10 @@ def _unjudged_report(labels: np.ndarray, k: int, rare_classes: dict[int, int], p
                    k - len(rare_classes))
     rare = np.zeros(k, dtype=bool)
     rare[list(rare_classes)] = True
+    unjudged = np.where(rare[labels], np.nan, 1.0)
     frame = pl.DataFrame({
-        "is_label_issue": np.zeros(n, dtype=bool), "label_quality": np.full(n, np.nan), "suggested_label": labels,
-        "suggestion_confidence": np.full(n, np.nan), "is_rare_class": rare[labels],
+        "is_label_issue": np.zeros(n, dtype=bool), "label_quality": unjudged, "suggested_label": labels,
+        "suggestion_confidence": unjudged, "is_rare_class": rare[labels],
     })
     return LabelIssueReport(frame=frame, noise_rate=0.0, confident_joint=np.zeros((k, k), dtype=np.int64),
                             pred_probs=pred_probs, weights={}, methods=(), rare_classes=rare_classes)

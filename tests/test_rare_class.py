@@ -91,3 +91,13 @@ def test_a_rare_class_goes_through_pruning_and_caps(noisy_digits):
         d = _curate(typo, emb, rows, reasons, keys, 11, policy=policy).decisions
         assert (d.decision != "drop").sum() == resolve_target(policy.keep, len(typo))
         assert all("rare_class" in d.reasons[i] for i in range(len(typo) - 3, len(typo)) if reasons[i] is None)
+
+
+def test_one_class_left_after_the_rare_ones_is_unflagged_with_full_quality():
+    labels, emb, rows, reasons, keys = digits_world(n=60, n_unusable=0, seed=2)
+    y = labels[rows].copy()
+    y[:] = np.where(np.arange(len(y)) < 54, 0, 1 + np.arange(len(y)) % 2)  # class 0: 54, classes 1 and 2: 3 each
+    rep = detect_label_issues(y, embeddings=emb, knn=build_knn_graph(emb, k=10), n_classes=3)
+    f = rep.frame
+    assert rep.rare_classes == {1: 3, 2: 3} and rep.noise_rate == 0.0 and not f["is_label_issue"].any()
+    assert (f["label_quality"].to_numpy()[y == 0] == 1.0).all() and np.isnan(f["label_quality"].to_numpy()[y > 0]).all()
