@@ -57,7 +57,8 @@ def curate(
 
     labels: (N,) class indices of all input rows. embeddings: (M, D) of the M usable rows,
     L2-normalised (other rows are normalised with a UserWarning; zero, NaN or inf rows are
-    errors quoting the row); graph: their kNN graph (built from the normalised rows); rows: (M,) which input row each embedding belongs to.
+    errors quoting the row); graph: their kNN graph (built from the normalised rows);
+    rows: (M,) which input row each embedding belongs to.
     unusable_reason: N entries (a reason code, or None for the embedded rows). keys: (N,)
     stable sample ids (tie-breaks never depend on row order). holdout_embeddings: (H, D)
     of a validation / test catalog, to flag leaks. class_names: K names, to name the rare

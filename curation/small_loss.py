@@ -108,13 +108,13 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
     if sample_weight is None:
         x -= x.mean(0)  # in place: at 1M x 512 every extra copy is 2 GB
     else:
-        x -= (sample_weight[:, None] * x).sum(0) / sample_weight.sum()
+        x -= (sample_weight @ x) / sample_weight.sum()  # a weighted mean, still no (N, D) temporary
     if max_dim is not None and x.shape[1] > max_dim:
         x = x @ _principal_axes(x, max_dim, seed=seed, weights=sample_weight)
     if sample_weight is None:
         x = x / (x.std(0) + 1e-6)
     else:  # the weighted analogue of the unbiased std (its weights sum to the distinct samples)
-        x = x / (((sample_weight[:, None] * x * x).sum(0) / (sample_weight.sum() - 1)).sqrt() + 1e-6)
+        x = x / ((sample_weight @ x.square()) / (sample_weight.sum() - 1)).sqrt().add(1e-6)
     y = torch.from_numpy(labels)
     probs = np.zeros((n, n_classes), dtype=np.float64)
     aum_sum = np.zeros(n, dtype=np.float64)
@@ -259,9 +259,10 @@ def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int, groups=
     Rows are ordered within their class by a seeded random projection of their embedding,
     not by position, so permuting the samples permutes the folds with them. The projection
     is of the row alone (before centring, PCA and scaling, which depend on every row), so
-    adding samples (copies, say) or grouping some moves no other row to another fold. A duplicate
-    group (groups: (N,) ids, -1 = none) takes one place in that order, its leader's (the
-    member first by projection, then label), and all its members go to the leader's fold.
+    adding samples (copies, say) or grouping some moves no other row to another fold.
+    A duplicate group (groups: (N,) ids, -1 = none) takes one place in that order, its
+    leader's (the member first by projection, then label), and all its members go to the
+    leader's fold.
     """
     import torch
 

@@ -129,3 +129,19 @@ def test_voter_graph_rules_against_brute_force():
     # Without embeddings, nothing is refilled: the rules only remove.
     short = build_voter_graph(g, groups=groups, exclude=exclude)
     assert ((short.indices >= 0).sum(axis=1) <= k).all() and not exclude[short.indices[short.indices >= 0]].any()
+
+
+def test_the_probe_sees_a_group_as_one_sample(digits):
+    # Exact copies in one group: same folds, same feature statistics and the same loss as
+    # the folder without them, so the original rows get the same out-of-fold predictions.
+    from curation.small_loss import fit_probe
+
+    x, noisy, _, flips = digits
+    alone = fit_probe(x, noisy, n_classes=10, seed=0)
+    src = np.repeat(flips, 3)
+    groups = np.full(len(noisy) + len(src), -1)
+    groups[flips] = np.arange(len(flips))
+    groups[len(noisy):] = [int(np.flatnonzero(flips == s)[0]) for s in src]
+    copied = fit_probe(np.vstack([x, x[src]]), np.r_[noisy, noisy[src]], n_classes=10, seed=0, groups=groups)
+    np.testing.assert_allclose(copied.pred_probs[: len(noisy)], alone.pred_probs, atol=1e-4)
+    np.testing.assert_allclose(copied.aum[: len(noisy)], alone.aum, atol=1e-3)
