@@ -87,6 +87,8 @@ REASON_CODES: dict[str, str] = {
     "duplicate_label_conflict": "duplicates of each other carry different labels",
     "leak": "duplicates a sample of a holdout catalog",
     "outlier": "far from every other sample (kNN distance beyond the robust cut-off)",
+    "rare_class": "its class has fewer samples than the label detectors need (max(5, k)): its labels are not "
+    "judged and it is left out of the noise estimate; kept unless the policy drops it",
     "pruned": "dropped to reach the target size",
     "over_cap": "dropped to respect a per-class or per-cluster cap",
 }

@@ -69,46 +69,49 @@ def find_confident_learning_issues(
 
 
 def compute_confident_joint(labels: np.ndarray, pred_probs: np.ndarray, *, calibrate: bool = True,
-                            return_off_diagonal: bool = False):
+                            return_off_diagonal: bool = False, weights: np.ndarray | None = None):
     """(K, K) confident joint, rows = given label, columns = guessed true label.
 
     labels (N,) int64 and pred_probs (N, K) must already be validated. With
     `return_off_diagonal`, also returns the (N,) bool mask of confidently counted samples
-    whose guessed true label differs from the given one.
+    whose guessed true label differs from the given one. weights: (N,) positive sample
+    weights (e.g. 1 / size of a duplicate group, so copies count once) for the thresholds
+    and the counts; the calibrated joint is then in units of weight. None: every sample 1.
     """
     n, k = pred_probs.shape
-    thresholds = confident_thresholds(labels, pred_probs)
+    thresholds = confident_thresholds(labels, pred_probs, weights=weights)
     confident = pred_probs >= thresholds - _EPS
     n_confident = confident.sum(axis=1)
     # Among several confident classes take the most probable; with one, that one.
     guess = np.where(n_confident > 1, pred_probs.argmax(axis=1), confident.argmax(axis=1))
     counted = n_confident > 0
-    cj = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cj, (labels[counted], guess[counted]), 1)
+    cj = np.zeros((k, k), dtype=np.int64 if weights is None else np.float64)
+    np.add.at(cj, (labels[counted], guess[counted]), 1 if weights is None else weights[counted])
     # Every class keeps at least one correctly labelled sample.
     np.fill_diagonal(cj, np.maximum(cj.diagonal(), 1))
     if calibrate:
-        cj = calibrate_confident_joint(cj, labels)
+        cj = calibrate_confident_joint(cj, labels, weights=weights)
     if return_off_diagonal:
         return cj, counted & (guess != labels)
     return cj
 
 
-def confident_thresholds(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """(K,) per-class average self-confidence: mean p_k over samples labelled k."""
+def confident_thresholds(labels: np.ndarray, pred_probs: np.ndarray, *, weights: np.ndarray | None = None) -> np.ndarray:
+    """(K,) per-class average self-confidence: mean p_k over samples labelled k (weighted by `weights`)."""
     k = pred_probs.shape[1]
-    counts = np.bincount(labels, minlength=k)
+    counts = np.bincount(labels, weights=weights, minlength=k)
     sums = np.zeros(k)
-    np.add.at(sums, labels, pred_probs[np.arange(len(labels)), labels])
+    own = pred_probs[np.arange(len(labels)), labels]
+    np.add.at(sums, labels, own if weights is None else own * weights)
     # A class nobody carries gets an unreachable threshold: nothing is counted into it.
     thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), 2.0)
     return np.maximum(thresholds, 2 * _EPS)
 
 
-def calibrate_confident_joint(cj: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Rescale rows to the given label counts, then round keeping row totals."""
+def calibrate_confident_joint(cj: np.ndarray, labels: np.ndarray, *, weights: np.ndarray | None = None) -> np.ndarray:
+    """Rescale rows to the given label counts (summed `weights`), then round keeping row totals."""
     k = cj.shape[0]
-    label_counts = np.bincount(labels, minlength=k).astype(np.float64)
+    label_counts = np.bincount(labels, weights=weights, minlength=k).astype(np.float64)
     row_sums = np.clip(cj.sum(axis=1), 1e-100, None)
     cal = (cj.T / row_sums * label_counts).T
     cal = cal / np.clip(cal.sum(), 1e-100, None) * label_counts.sum()

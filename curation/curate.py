@@ -19,7 +19,13 @@ from curation.outliers import find_outliers
 from curation.policy import DecisionPolicy, Decisions, decide
 from curation.prune import plan_prune
 from curation.rebalance import hierarchical_kmeans
-from curation.validation import check_same_length, rank_keys, scatter_rows
+from curation.validation import (
+    check_cosine_graph,
+    check_same_length,
+    check_unit_embeddings,
+    rank_keys,
+    scatter_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -45,17 +51,31 @@ def curate(
     holdout_embeddings=None,
     holdout_hashes: list[str | None] | None = None,
     class_text_embeddings=None,
+    class_names=None,
 ) -> Curation:
     """Run every detector and decide.
 
-    labels: (N,) class indices of all input rows. embeddings: (M, D) of the M usable rows;
-    graph: their kNN graph; rows: (M,) which input row each embedding belongs to.
+    labels: (N,) class indices of all input rows. embeddings: (M, D) of the M usable rows,
+    L2-normalised (other rows are normalised with a UserWarning; zero, NaN or inf rows are
+    errors quoting the row); graph: their kNN graph (built from the normalised rows);
+    rows: (M,) which input row each embedding belongs to.
     unusable_reason: N entries (a reason code, or None for the embedded rows). keys: (N,)
     stable sample ids (tie-breaks never depend on row order). holdout_embeddings: (H, D)
-    of a validation / test catalog, to flag leaks.
+    of a validation / test catalog, to flag leaks. class_names: K names, to name the rare
+    classes in the facts (default: the class index).
+
+    Duplicate groups (equal content hashes, near duplicates at the policy's cut) are found
+    first: the label detectors count each group as one voter. A class with fewer usable
+    samples than max(5, the graph's k) is rare: left out of label detection and the noise
+    estimate, its rows get reason `rare_class` (facts["rare_classes"]: name -> count).
     """
     labels = np.asarray(labels, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
+    # Once, here: every step below compares rows by inner product (cosine on unit rows).
+    embeddings = check_unit_embeddings(embeddings)
+    check_cosine_graph(graph.similarities)
+    if holdout_embeddings is not None:
+        holdout_embeddings = check_unit_embeddings(holdout_embeddings, name="holdout_embeddings")
     n = len(labels)
     check_same_length(labels=labels, unusable_reason=unusable_reason, keys=np.asarray(keys))
     # Rank the sample ids once; every step below breaks ties by these ranks (same order).
@@ -64,6 +84,12 @@ def curate(
     hashes_u = [content_hashes[i] for i in rows] if content_hashes is not None else None
     keys_u = keys[rows]
 
+    near = policy.near_duplicate_min_similarity
+    if near is None:
+        near = near_duplicate_threshold(graph)
+    # The groups alone (no representative yet): the label detectors count each as one voter.
+    groups_u = find_duplicates(graph, min_similarity=near, content_hashes=hashes_u, keys=keys_u).group
+
     # Label issues on the usable rows. A class whose every sample is unusable has no
     # evidence: detect over the classes present and map back.
     present = np.unique(labels[rows])
@@ -71,19 +97,19 @@ def curate(
     remap[present] = np.arange(len(present))
     text = class_text_embeddings[present] if class_text_embeddings is not None else None
     report = detect_label_issues(remap[labels[rows]], embeddings=embeddings, knn=graph, methods=methods,
-                                 n_classes=len(present), seed=seed, class_text_embeddings=text)
+                                 n_classes=len(present), seed=seed, class_text_embeddings=text,
+                                 duplicate_groups=groups_u)
     frame = report.frame
     issue = scatter_rows(rows, frame["is_label_issue"].to_numpy(), n, False)
+    rare = scatter_rows(rows, frame["is_rare_class"].to_numpy(), n, False)
     suggested = scatter_rows(rows, present[frame["suggested_label"].to_numpy()], n, -1)
-    confidence = scatter_rows(rows, frame["suggestion_confidence"].to_numpy(), n, 0.0)
+    confidence = scatter_rows(rows, np.nan_to_num(frame["suggestion_confidence"].to_numpy()), n, 0.0)
     quality_u = frame["label_quality"].to_numpy()
 
-    near = policy.near_duplicate_min_similarity
-    if near is None:
-        near = near_duplicate_threshold(graph)
+    # Rows of rare classes have no label quality: the last choice as a group's representative.
     dup = find_duplicates(graph, min_similarity=near, content_hashes=hashes_u,
-                          labels=labels[rows], label_quality=quality_u, keep=policy.duplicate_representative,
-                          keys=keys_u)
+                          labels=labels[rows], label_quality=np.nan_to_num(quality_u, nan=0.0),
+                          keep=policy.duplicate_representative, keys=keys_u)
     out = find_outliers(graph, expected_false=policy.outlier_expected_false, local=policy.outlier_local)
     leaks = None
     if holdout_embeddings is not None:
@@ -100,13 +126,14 @@ def curate(
         plan = plan_prune(embeddings, hierarchy.centroids[0], hierarchy.finest, difficulty=difficulty,
                           eligible=eligible, min_similarity=policy.semdedup_min_similarity,
                           keep_end=policy.prune_keep, keys=keys_u)
-        priority = scatter_rows(rows, plan.priority, n, -np.inf)
+        # Unusable rows are dropped before pruning and capping: they have no rank (NaN).
+        priority = scatter_rows(rows, plan.priority, n, np.nan)
 
     decisions = decide(
         labels, unusable_reason=unusable_reason, is_label_issue=issue, suggested_label=suggested,
         suggestion_confidence=confidence, policy=policy, duplicates=dup.scatter(rows, n),
         outliers=out.scatter(rows, n), leaks=leaks, clusters=clusters, prune_priority=priority,
-        keys=keys, n_classes=n_classes,
+        keys=keys, n_classes=n_classes, is_rare_class=rare,
     )
     scores = {
         "label_quality": scatter_rows(rows, quality_u, n, np.nan),
@@ -118,9 +145,13 @@ def curate(
         if col.startswith("score_") or col == "probe_margin":
             scores[col] = scatter_rows(rows, frame[col].to_numpy(), n, np.nan)
     flagged_quality = quality_u[frame["is_label_issue"].to_numpy()]
+    names = list(class_names) if class_names is not None else None
+    rare_classes = {(names[int(present[c])] if names is not None else str(int(present[c]))): int(count)
+                    for c, count in sorted(report.rare_classes.items())}
     facts = {
         "label_detectors": list(report.methods),
         "estimated_noise_rate": round(float(report.noise_rate), 4),
+        "rare_classes": rare_classes,  # class too rare to judge -> its usable samples
         "label_issue_cutoff": float(flagged_quality.max()) if flagged_quality.size else None,
         "detector_weights": {k: round(float(v), 4) for k, v in report.weights.items()},
         "outlier_threshold": float(out.threshold),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.errors import InvalidArray, MissingDependency
-from curation.validation import check_embeddings
+from curation.validation import check_embeddings, check_unit_embeddings
 
 INDEX_KINDS = ("auto", "exact", "ivf")
 
@@ -32,7 +32,9 @@ INDEX_KINDS = ("auto", "exact", "ivf")
 @dataclass(frozen=True)
 class IndexConfig:
     kind: str = "auto"  # "auto": exact up to `exact_below` samples, IVF above; or force "exact" / "ivf"
-    exact_below: int = 20_000  # exact costs N^2 D: 1.9 s at 20k, 11 s at 50k (IVF: 0.3 s, 0.9 s) on 2 cores
+    # exact costs N^2 D: 1.9 s at 20k, 11 s at 50k (IVF: 0.3 s, 0.9 s) on 2 cores; measured on
+    # benchmarks/scale.py's seeded 512-d synthetic embeddings (a speed choice, not a quality one)
+    exact_below: int = 20_000
     nlist: int | None = None  # IVF cells; None: sqrt(N) (cells of ~sqrt(N) members keep each product square)
     nprobe: int | None = None  # cells probed per query; None: tuned until sampled recall >= target_recall
     target_recall: float = 0.97  # recall@k the nprobe tuner aims for (margin over the 0.95 we promise)
@@ -68,13 +70,14 @@ def build_knn_graph(embeddings, *, k: int = 10, index: IndexConfig | None = None
                     block_size: int = 16384, progress: Callable[[int, int], None] | None = None) -> KnnGraph:
     """kNN graph of `embeddings` (N, D), excluding each sample itself.
 
-    Rows should be L2-normalised (then similarity is cosine). Data are read and searched
+    Rows should be L2-normalised (then similarity is cosine); others are normalised with a
+    warning (validation.check_unit_embeddings). Data are read and searched
     in blocks of `block_size` rows, so a memory-mapped array is never copied whole. When
     N <= k, missing neighbours are -1 / -inf. See `IndexConfig` for the index choice.
     progress(done, total) is called as the search advances (query blocks or IVF cells).
     """
     cfg = index or IndexConfig()
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     n = emb.shape[0]
     if k < 1:
         raise InvalidArray(f"k must be at least 1, got {k}")
@@ -229,8 +232,8 @@ def search_knn(base, queries, *, k: int = 1, block_size: int = 16384) -> KnnGrap
     sets (a training catalog against a holdout one, for leakage). Returns a (Q, k) graph
     whose indices are rows of `base`; when M < k the missing columns are -1 / -inf.
     """
-    base = check_embeddings(base, name="base")
-    queries = check_embeddings(queries, name="queries")
+    base = check_unit_embeddings(base, name="base")
+    queries = check_unit_embeddings(queries, name="queries")
     if base.shape[1] != queries.shape[1]:
         raise InvalidArray(f"queries has {queries.shape[1]} dimensions but base has {base.shape[1]}")
     if k < 1:
@@ -251,7 +254,7 @@ def kmeans(
     """
     import faiss
 
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings) if spherical else check_embeddings(embeddings)
     if n_clusters < 1:
         raise InvalidArray(f"n_clusters must be at least 1, got {n_clusters}")
     n, d = emb.shape

@@ -12,7 +12,7 @@ import numpy as np
 
 from curation.errors import InvalidArray
 from curation.knn_graph import KnnGraph
-from curation.validation import check_embeddings, check_labels, check_same_length
+from curation.validation import check_labels, check_same_length, check_unit_embeddings
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,113 @@ class KnnVotes:
     label_quality: np.ndarray  # (N,) float64 in [0, 1]: share of the vote that agrees with the given label
     suggested_label: np.ndarray  # (N,) int64: the neighbourhood's weighted majority
     is_label_issue: np.ndarray  # (N,) bool: the majority disagrees with the given label
+
+
+def build_voter_graph(graph: KnnGraph, *, groups=None, exclude=None, embeddings=None,
+                      block_size: int | None = None) -> KnnGraph:
+    """The kNN graph as the label detectors' voters: (N, k), the same rows, three rules.
+
+    1. A duplicate group is one voter: its members never vote for each other (a mislabelled
+       image and its byte copy would otherwise shelter each other), and of a group's members
+       among a row's neighbours only the nearest votes. All members share one list of voters
+       (the union of their neighbours outside the group), so copies get one verdict.
+    2. Excluded rows (e.g. rows of rare classes) vote for no one.
+    3. A list these rules shorten is refilled from the neighbours' neighbours (their exact
+       cosines from `embeddings`), so a row keeps k voters; without embeddings it stays
+       shorter (-1 / -inf at the end).
+    Rows that no rule touches keep their neighbours exactly (the same graph is returned
+    when no row is touched). groups: (N,) int duplicate group ids, -1 = none (e.g.
+    `find_duplicates(...).group`); exclude: (N,) bool; embeddings: (N, D) L2-normalised.
+    """
+    n, k = graph.indices.shape
+    group = np.full(n, -1, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64).copy()
+    excl = np.zeros(n, dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
+    emb = None if embeddings is None else check_unit_embeddings(embeddings)
+    check_same_length(knn_graph=graph.indices, groups=group, exclude=excl, embeddings=emb)
+    group[excl] = -1
+    if (group >= 0).any():  # a group left with one member (the others excluded) is no group
+        sizes = np.bincount(group[group >= 0])
+        group[(group >= 0) & (sizes[np.maximum(group, 0)] < 2)] = -1
+    voter = np.where(group >= 0, n + group, np.arange(n))
+    idx = graph.indices
+    valid = idx >= 0
+    safe = np.maximum(idx, 0)
+    nb_voter = np.where(valid, voter[safe], -1 - np.arange(k)[None, :])  # invalid slots: distinct negatives
+    srt = np.sort(nb_voter, axis=1)
+    repeated = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+    bad_neighbour = valid & (excl[safe] | (nb_voter == voter[:, None]))
+    redo = ((group >= 0) | bad_neighbour.any(axis=1) | repeated) & ~excl
+    if not redo.any():
+        return graph
+    rows = np.flatnonzero(redo)
+    if emb is not None:
+        cand, sims = _two_hop_candidates(graph, rows, emb, block_size)
+    else:
+        cand, sims = idx[rows].copy(), graph.similarities[rows].astype(np.float32)
+    cand_voter = np.where(cand >= 0, voter[np.maximum(cand, 0)], -1)
+    dead = (cand < 0) | excl[np.maximum(cand, 0)] | (cand_voter == voter[rows][:, None])
+    cand[dead], sims[dead] = -1, -np.inf
+    out_i, out_s = idx.copy(), graph.similarities.copy()
+    alone = group[rows] < 0
+    out_i[rows[alone]], out_s[rows[alone]] = _top_distinct(cand[alone], sims[alone], cand_voter[alone], k)
+    members = np.flatnonzero(~alone)
+    if len(members):
+        members = members[np.argsort(group[rows[members]], kind="stable")]
+        g = group[rows[members]]
+        bounds = np.flatnonzero(np.r_[True, g[1:] != g[:-1], True])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            part = members[a:b]  # one group: the union of its members' candidates
+            top_i, top_s = _top_distinct(cand[part].reshape(1, -1), sims[part].reshape(1, -1),
+                                         cand_voter[part].reshape(1, -1), k)
+            out_i[rows[part]], out_s[rows[part]] = top_i, top_s
+    return KnnGraph(indices=out_i, similarities=out_s, method=f"{graph.method}+voters", recall=graph.recall)
+
+
+def _two_hop_candidates(graph: KnnGraph, rows: np.ndarray, emb: np.ndarray, block_size: int | None):
+    """(R, k + k^2) candidates of `rows`: their neighbours (graph cosines) and, once each,
+    their neighbours' neighbours (exact cosines from emb), in blocks of rows."""
+    n, k = graph.indices.shape
+    direct = graph.indices[rows]
+    hop = np.full((len(rows), k * k), -1, dtype=np.int64)
+    hop_sims = np.full(hop.shape, -np.inf, dtype=np.float32)
+    step = block_size or max(1, (1 << 24) // max(1, k * k * emb.shape[1]))
+    for start in range(0, len(rows), step):
+        d = direct[start : start + step]
+        h = graph.indices[np.maximum(d, 0)].reshape(len(d), k * k)
+        h[np.repeat(d < 0, k, axis=1)] = -1
+        # Not the row itself, not a direct neighbour (its graph cosine is kept), each once.
+        h[(h == rows[start : start + step, None]) | (h[:, :, None] == d[:, None, :]).any(axis=2)] = -1
+        order = np.argsort(h, axis=1, kind="stable")
+        srt = np.take_along_axis(h, order, axis=1)
+        again = np.zeros(h.shape, dtype=bool)
+        np.put_along_axis(again, order[:, 1:], srt[:, 1:] == srt[:, :-1], axis=1)
+        h[again] = -1
+        q = np.asarray(emb[rows[start : start + step]], dtype=np.float32)
+        near = np.asarray(emb[np.maximum(h, 0).ravel()], dtype=np.float32).reshape(*h.shape, -1)
+        hop[start : start + step] = h
+        hop_sims[start : start + step] = np.where(h >= 0, np.einsum("rd,rmd->rm", q, near), -np.inf)
+    cand = np.concatenate([direct, hop], axis=1)
+    sims = np.concatenate([graph.similarities[rows].astype(np.float32), hop_sims], axis=1)
+    return cand, sims
+
+
+def _top_distinct(cand: np.ndarray, sims: np.ndarray, voters: np.ndarray, k: int):
+    """Per row, the k most similar candidates with distinct voters (-1 / -inf pads)."""
+    r, m = cand.shape
+    order = np.argsort(-sims, axis=1, kind="stable")
+    c, s, v = (np.take_along_axis(a, order, axis=1) for a in (cand, sims, voters))
+    by_voter = np.argsort(v, axis=1, kind="stable")  # stable: the most similar of a voter first
+    vs = np.take_along_axis(v, by_voter, axis=1)
+    repeat = np.zeros((r, m), dtype=bool)
+    np.put_along_axis(repeat, by_voter, np.c_[np.zeros((r, 1), dtype=bool), vs[:, 1:] == vs[:, :-1]], axis=1)
+    s = np.where(repeat | (c < 0), -np.inf, s)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    ti, ts = np.take_along_axis(c, top, axis=1), np.take_along_axis(s, top, axis=1)
+    ti = np.where(np.isfinite(ts), ti, -1)
+    if ti.shape[1] < k:
+        ti = np.c_[ti, np.full((r, k - ti.shape[1]), -1, dtype=ti.dtype)]
+        ts = np.c_[ts, np.full((r, k - ts.shape[1]), -np.inf, dtype=ts.dtype)]
+    return ti.astype(np.int64), ts.astype(np.float32)
 
 
 def find_knn_label_issues(labels, graph: KnnGraph, *, n_classes: int, noise_rate: float | None = None) -> KnnVotes:
@@ -59,10 +166,11 @@ def find_simifeat_label_issues(
     graph neighbours by their similarity on those features alone, and lets the nearest
     `k_vote` (default k // 2 + 1) vote one each. vote_probs averages the rounds, so a
     label that survives every view of the features scores high. Re-ranking the graph's
-    candidates (not a new search per round) keeps a round at O(N k D).
+    candidates (not a new search per round) keeps a round at O(N k D). The defaults
+    (5 rounds, half the features) predate the benchmarks and were not tuned on them.
     """
     labels = check_labels(labels, n_classes=n_classes)
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     check_same_length(labels=labels, embeddings=emb, knn_graph=graph.indices)
     if not 0.0 < feature_fraction <= 1.0:
         raise InvalidArray(f"feature_fraction must be in (0, 1], got {feature_fraction!r}")

@@ -9,25 +9,36 @@ K-fold for out-of-fold pred_probs), or both.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from curation.confident_learning import find_confident_learning_issues
+from curation.duplicates import find_duplicates, near_duplicate_threshold
 from curation.ensemble import EnsembleVerdict, combine_detectors
 from curation.errors import InvalidArray
 from curation.knn_graph import KnnGraph, build_knn_graph
-from curation.knn_noise import find_knn_label_issues, find_simifeat_label_issues, flag_lowest
+from curation.knn_noise import (
+    build_voter_graph,
+    find_knn_label_issues,
+    find_simifeat_label_issues,
+    flag_lowest,
+)
 from curation.small_loss import ProbeResult, fit_probe, split_small_loss
 from curation.validation import (
-    check_embeddings,
+    check_cosine_graph,
     check_every_class_present,
     check_labels,
     check_pred_probs,
     check_same_length,
+    check_unit_embeddings,
+    scatter_rows,
 )
 from curation.zero_shot import CLIP_TEMPERATURE, zero_shot_pred_probs
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,7 @@ class DetectionInputs:
     n_classes: int  # K
     pred_probs: np.ndarray | None  # (N, K) out-of-fold probabilities: the user's, else the probe's
     embeddings: np.ndarray | None  # (N, D) float32, L2-normalised rows
-    knn: KnnGraph | None  # (N, k) graph of the embeddings
+    knn: KnnGraph | None  # (N, k) the voters: the kNN graph with duplicates collapsed (knn_noise.build_voter_graph)
     probe: ProbeResult | None  # the K-fold probe, when it ran
     class_text_embeddings: np.ndarray | None  # (K, D) text-tower embeddings of class prompts
     zero_shot_temperature: float  # softmax temperature for zero-shot priors
@@ -119,12 +130,25 @@ def list_detectors() -> list[str]:
 @dataclass(frozen=True)
 class LabelIssueReport:
     frame: object  # polars.DataFrame, one row per sample in input order (see find_label_issues)
-    noise_rate: float  # the ensemble's estimated share of wrong labels
+    noise_rate: float  # the ensemble's estimated share of wrong labels (rows of rare classes left out)
     confident_joint: np.ndarray  # (K, K) int64 calibrated joint of the blend, row = given, column = true
-    pred_probs: np.ndarray | None  # (N, K) the out-of-fold pred_probs used (user's or the probe's)
+    pred_probs: np.ndarray | None  # (N, K) the out-of-fold pred_probs used (user's or the probe's; probe: NaN rows for rare classes)
     weights: dict[str, float]  # detector -> weight in the ensemble blend
     detector_flags: dict[str, np.ndarray] = field(default_factory=dict)  # detector -> (N,) bool own flags
     methods: tuple[str, ...] = ()  # detectors that ran, in registry order
+    rare_classes: dict[int, int] = field(default_factory=dict)  # class index -> samples, for classes too rare to judge
+
+
+# A class needs at least this many samples (and at least the kNN graph's k) for the
+# detectors to judge its labels: fewer, and its own members cannot outvote a neighbourhood,
+# the probe sees about one example per fold, and each sample moves the noise estimate.
+# (The rule max(5, k) comes from issue 11's first-hour report; not tuned on data.)
+RARE_CLASS_MIN_SAMPLES = 5
+
+
+def rare_class_min_samples(graph_k: int | None) -> int:
+    """Samples a class needs not to be rare: max(RARE_CLASS_MIN_SAMPLES, the kNN graph's k)."""
+    return max(RARE_CLASS_MIN_SAMPLES, int(graph_k or 0))
 
 
 def find_label_issues(
@@ -140,19 +164,24 @@ def find_label_issues(
     class_text_embeddings=None,
     zero_shot_temperature: float = CLIP_TEMPERATURE,
     probe_folds: int = 5,
+    duplicate_groups="auto",
+    content_hashes=None,
 ):
     """Label issues as a polars DataFrame, one row per sample in input order.
 
     labels: (N,) int class indices in 0..K-1; the options are detect_label_issues'.
     Columns: is_label_issue (bool), label_quality (float in [0, 1], low = likely wrong),
     suggested_label (int), suggestion_confidence (float in [0, 1]), score_<detector>
-    for every detector that ran, and probe_margin (float in [-1, 1], out-of-fold
-    p[given] - max p[other]; low = hard or wrong) when the probe was trained.
+    for every detector that ran, probe_margin (float in [-1, 1], out-of-fold
+    p[given] - max p[other]; low = hard or wrong) when the probe was trained, and
+    is_rare_class (bool). Rows of a rare class are not judged: never flagged, NaN scores,
+    their given label as the suggestion.
     """
     return detect_label_issues(
         labels, pred_probs=pred_probs, embeddings=embeddings, knn=knn, methods=methods, n_classes=n_classes,
         seed=seed, knn_k=knn_k, class_text_embeddings=class_text_embeddings,
         zero_shot_temperature=zero_shot_temperature, probe_folds=probe_folds,
+        duplicate_groups=duplicate_groups, content_hashes=content_hashes,
     ).frame
 
 
@@ -169,14 +198,29 @@ def detect_label_issues(
     class_text_embeddings=None,
     zero_shot_temperature: float = CLIP_TEMPERATURE,
     probe_folds: int = 5,
+    duplicate_groups="auto",
+    content_hashes=None,
 ) -> LabelIssueReport:
     """Run the detectors the inputs allow and their ensemble; see find_label_issues.
 
     labels: (N,); pred_probs: (N, K) out-of-fold probabilities (optional); embeddings:
-    (N, D) L2-normalised (optional); knn: a KnnGraph of the same N rows (built from the
+    (N, D) L2-normalised (optional; other rows are normalised with a UserWarning, and a zero,
+    NaN or inf row is an error quoting it); knn: a KnnGraph of the same N rows (built from the
     embeddings with `knn_k` neighbours when absent); class_text_embeddings: (K, D) for
     zero_shot. methods: "auto" or detector names from list_detectors(). n_classes
     defaults to pred_probs' columns, else max(labels) + 1. Deterministic for a seed.
+
+    Duplicates are one voter: the members of a duplicate group never vote for each other in
+    the kNN detectors and share one fold of the probe (`knn_noise.build_voter_graph`,
+    `small_loss.fit_probe`), so a mislabelled image and its copies cannot shelter each other.
+    duplicate_groups: (N,) int group ids (-1 = none, e.g. `find_duplicates(...).group`);
+    "auto": near duplicates on the kNN graph at the data-driven cut that curate() uses
+    (`duplicates.near_duplicate_threshold`) plus equal `content_hashes` (N strings or None);
+    None: no grouping.
+
+    Rare classes: a class with fewer than max(5, k) samples (k = the kNN graph's k, 0 without
+    a graph) is left out of every detector, of the classes they vote over, and of the noise
+    estimate; its rows come back unjudged (`is_rare_class`, `rare_classes`).
     """
     import polars as pl
 
@@ -185,16 +229,19 @@ def detect_label_issues(
     if pred_probs is not None:
         pred_probs = check_pred_probs(pred_probs)
     if embeddings is not None:
-        embeddings = check_embeddings(embeddings)
+        embeddings = check_unit_embeddings(embeddings)
+    if knn is not None:
+        check_cosine_graph(knn.similarities)
     if class_text_embeddings is not None:
-        class_text_embeddings = check_embeddings(class_text_embeddings, name="class_text_embeddings")
+        class_text_embeddings = check_unit_embeddings(class_text_embeddings, name="class_text_embeddings", warn=False)
     k = _resolve_n_classes(labels, n_classes, pred_probs, class_text_embeddings)
     labels = check_labels(labels, n_classes=k)
-    check_same_length(
+    n = check_same_length(
         labels=labels,
         pred_probs=pred_probs,
         embeddings=embeddings,
         knn=None if knn is None else knn.indices,
+        content_hashes=content_hashes,
     )
     check_every_class_present(labels, k)
     names = _resolve_methods(methods, pred_probs=pred_probs, embeddings=embeddings, knn=knn,
@@ -203,45 +250,174 @@ def detect_label_issues(
     needs = {need for name in names for need in DETECTORS[name].needs}
     if "knn" in needs and knn is None:
         knn = build_knn_graph(embeddings, k=knn_k)
+    groups = _resolve_groups(duplicate_groups, knn=knn, content_hashes=content_hashes, n=n)
+
+    counts = np.bincount(labels, minlength=k)
+    rare = counts < rare_class_min_samples(knn.k if knn is not None else None)
+    rare_classes = {int(c): int(counts[c]) for c in np.flatnonzero(rare)}
+    if rare_classes:
+        logger.info("rare classes left out of label-issue detection (class: samples): %s", rare_classes)
+    judged = ~rare[labels]
+    classes = np.flatnonzero(~rare)
+    if len(classes) < 2:
+        return _unjudged_report(labels, k, rare_classes, pred_probs)
+    rows = np.flatnonzero(judged)
+    sub = len(rows) < n  # rare rows to leave out: solve on the judged rows, over the judged classes
+    voters = None
+    if knn is not None:
+        voters = build_voter_graph(knn, groups=groups, exclude=~judged, embeddings=embeddings)
+        if sub:
+            voters = _subgraph(voters, rows, n)
+    remap = np.full(k, -1, dtype=np.int64)
+    remap[classes] = np.arange(len(classes))
+    sub_labels = remap[labels[rows]]
+    sub_probs = None if pred_probs is None else _restrict_probs(pred_probs[rows], classes)
+    sub_emb = embeddings if embeddings is None or not sub else embeddings[rows]
+    sub_text = None if class_text_embeddings is None else class_text_embeddings[classes]
+    sub_groups = None if groups is None else _restrict_groups(groups[rows])
+
     probe = None
-    if "probe" in needs or ("pred_probs" in needs and pred_probs is None):
-        probe = fit_probe(embeddings, labels, n_classes=k, n_folds=probe_folds, seed=seed)
-    used_probs = pred_probs if pred_probs is not None else (probe.pred_probs if probe is not None else None)
+    if "probe" in needs or ("pred_probs" in needs and sub_probs is None):
+        probe = fit_probe(sub_emb, sub_labels, n_classes=len(classes), n_folds=probe_folds, seed=seed, groups=sub_groups)
+    used_probs = sub_probs if sub_probs is not None else (probe.pred_probs if probe is not None else None)
     inputs = DetectionInputs(
-        labels=labels, n_classes=k, pred_probs=used_probs, embeddings=embeddings, knn=knn, probe=probe,
-        class_text_embeddings=class_text_embeddings, zero_shot_temperature=zero_shot_temperature, seed=seed,
+        labels=sub_labels, n_classes=len(classes), pred_probs=used_probs, embeddings=sub_emb, knn=voters,
+        probe=probe, class_text_embeddings=sub_text, zero_shot_temperature=zero_shot_temperature, seed=seed,
     )
     outputs = {name: DETECTORS[name].detect(inputs) for name in names}
     blended = {n: o.class_probs for n, o in outputs.items() if DETECTORS[n].blend == "probs"}
     mixed = {n: o.score for n, o in outputs.items() if DETECTORS[n].blend == "score"}
     if blended:
-        verdict = combine_detectors(labels, blended, scores=mixed)
+        verdict = combine_detectors(sub_labels, blended, scores=mixed, sample_weight=_group_weights(sub_groups))
     else:
-        verdict = _verdict_from_scores(labels, outputs, k)
+        verdict = _verdict_from_scores(sub_labels, outputs, len(classes))
+
+    def full(values, fill):
+        return scatter_rows(rows, values, n, fill) if sub else np.asarray(values)
 
     flags = {}
     for name, out in outputs.items():
-        flags[name] = out.is_label_issue if out.is_label_issue is not None else flag_lowest(out.score, verdict.noise_rate)
+        own = out.is_label_issue if out.is_label_issue is not None else flag_lowest(out.score, verdict.noise_rate)
+        flags[name] = full(own, False)
     columns = {
-        "is_label_issue": verdict.is_label_issue,
-        "label_quality": verdict.label_quality,
-        "suggested_label": verdict.suggested_label,
-        "suggestion_confidence": verdict.suggestion_confidence,
+        "is_label_issue": full(verdict.is_label_issue, False),
+        "label_quality": full(verdict.label_quality, np.nan),
+        "suggested_label": np.where(judged, classes[full(verdict.suggested_label, 0)], labels),
+        "suggestion_confidence": full(verdict.suggestion_confidence, np.nan),
     }
     for name, out in outputs.items():
-        columns[f"score_{name}"] = np.clip(out.score, 0.0, 1.0)
+        columns[f"score_{name}"] = full(np.clip(out.score, 0.0, 1.0), np.nan)
     if probe is not None:
-        columns["probe_margin"] = probe.margin
-    frame = pl.DataFrame(columns)
+        columns["probe_margin"] = full(probe.margin, np.nan)
+    columns["is_rare_class"] = ~judged
+    cj = verdict.confident_joint
+    if sub:
+        cj = np.zeros((k, k), dtype=np.int64)
+        cj[np.ix_(classes, classes)] = verdict.confident_joint
+    if pred_probs is not None:
+        report_probs = pred_probs
+    elif used_probs is not None and sub:
+        report_probs = np.full((n, k), np.nan)
+        report_probs[np.ix_(rows, classes)] = used_probs
+        report_probs[rows[:, None], np.flatnonzero(rare)[None, :]] = 0.0
+    else:
+        report_probs = used_probs
     return LabelIssueReport(
-        frame=frame, noise_rate=verdict.noise_rate, confident_joint=verdict.confident_joint,
-        pred_probs=used_probs, weights=verdict.weights, detector_flags=flags, methods=tuple(names),
+        frame=pl.DataFrame(columns), noise_rate=verdict.noise_rate, confident_joint=cj, pred_probs=report_probs,
+        weights=verdict.weights, detector_flags=flags, methods=tuple(names), rare_classes=rare_classes,
     )
+
+
+def _resolve_groups(duplicate_groups, *, knn: KnnGraph | None, content_hashes, n: int) -> np.ndarray | None:
+    """(N,) duplicate group ids (-1 = none), or None when no sample has a duplicate."""
+    if duplicate_groups is None:
+        return None
+    if isinstance(duplicate_groups, str):
+        if duplicate_groups != "auto":
+            raise InvalidArray(f"duplicate_groups must be 'auto', None or (N,) group ids, got {duplicate_groups!r}")
+        if knn is None and content_hashes is None:
+            return None
+        if knn is None:
+            knn = KnnGraph(indices=np.full((n, 1), -1, dtype=np.int64), similarities=np.full((n, 1), -np.inf, dtype=np.float32))
+            near = 1.0
+        else:
+            near = near_duplicate_threshold(knn)
+        groups = find_duplicates(knn, min_similarity=near, content_hashes=content_hashes).group
+    else:
+        groups = np.asarray(getattr(duplicate_groups, "group", duplicate_groups))
+        if groups.ndim != 1 or not np.issubdtype(groups.dtype, np.integer):
+            raise InvalidArray(f"duplicate_groups must be (N,) integer group ids, got shape {groups.shape} dtype {groups.dtype}")
+        check_same_length(labels=np.empty(n), duplicate_groups=groups)
+    groups = groups.astype(np.int64)
+    return groups if (groups >= 0).any() else None
+
+
+def _group_weights(groups: np.ndarray | None) -> np.ndarray | None:
+    """(N,) 1 / size of the row's duplicate group (1 outside groups); None without groups."""
+    if groups is None:
+        return None
+    sizes = np.bincount(groups[groups >= 0])
+    return np.where(groups >= 0, 1.0 / sizes[np.maximum(groups, 0)], 1.0)
+
+
+def _restrict_groups(groups: np.ndarray) -> np.ndarray | None:
+    """Group ids over a subset of rows: renumbered, a group left with one member is none."""
+    out = np.full(len(groups), -1, dtype=np.int64)
+    ok = groups >= 0
+    if ok.any():
+        ids, inverse, sizes = np.unique(groups[ok], return_inverse=True, return_counts=True)
+        keep = sizes[inverse] > 1
+        dense = np.cumsum(sizes > 1) - 1
+        out[np.flatnonzero(ok)[keep]] = dense[inverse[keep]]
+    return out if (out >= 0).any() else None
+
+
+def _subgraph(graph: KnnGraph, rows: np.ndarray, n: int) -> KnnGraph:
+    """The graph of `rows` (M of N), neighbours renumbered 0..M-1; other neighbours dropped."""
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[rows] = np.arange(len(rows))
+    idx = graph.indices[rows]
+    new = np.where(idx >= 0, remap[np.maximum(idx, 0)], -1)
+    sims = np.where(new >= 0, graph.similarities[rows], -np.inf).astype(np.float32)
+    # Dropped neighbours leave holes: move the survivors to the front, keeping their order.
+    order = np.argsort(new < 0, axis=1, kind="stable")
+    return KnnGraph(indices=np.take_along_axis(new, order, axis=1), similarities=np.take_along_axis(sims, order, axis=1),
+                    method=graph.method, recall=graph.recall)
+
+
+def _restrict_probs(pred_probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(M, K') the columns of the judged classes, rows renormalised (uniform where all mass was elsewhere)."""
+    probs = pred_probs[:, classes]
+    total = probs.sum(axis=1, keepdims=True)
+    return np.where(total > 0, probs / np.where(total > 0, total, 1.0), 1.0 / len(classes))
+
+
+def _unjudged_report(labels: np.ndarray, k: int, rare_classes: dict[int, int], pred_probs) -> LabelIssueReport:
+    """Fewer than two classes are common enough to judge: nothing is flagged, nothing estimated.
+
+    With rare classes set aside, a lone remaining class has nothing to be confused with:
+    its rows get label_quality 1 (every judged neighbour agrees); rare rows get NaN.
+    """
+    import polars as pl
+
+    n = len(labels)
+    logger.warning("only %d class(es) have enough samples to judge labels; no label-issue detection",
+                   k - len(rare_classes))
+    rare = np.zeros(k, dtype=bool)
+    rare[list(rare_classes)] = True
+    unjudged = np.where(rare[labels], np.nan, 1.0)
+    frame = pl.DataFrame({
+        "is_label_issue": np.zeros(n, dtype=bool), "label_quality": unjudged, "suggested_label": labels,
+        "suggestion_confidence": unjudged, "is_rare_class": rare[labels],
+    })
+    return LabelIssueReport(frame=frame, noise_rate=0.0, confident_joint=np.zeros((k, k), dtype=np.int64),
+                            pred_probs=pred_probs, weights={}, methods=(), rare_classes=rare_classes)
 
 
 def out_of_fold_pred_probs(embeddings, labels, *, n_classes: int | None = None, n_folds: int = 5,
                            seed: int = 0) -> np.ndarray:
     """(N, K) out-of-fold pred_probs of the softmax-regression probe on (N, D) embeddings."""
+    embeddings = check_unit_embeddings(embeddings)
     labels_arr = check_labels(labels)
     k = n_classes if n_classes is not None else int(labels_arr.max()) + 1
     return fit_probe(embeddings, labels_arr, n_classes=k, n_folds=n_folds, seed=seed).pred_probs
@@ -312,6 +488,6 @@ def _verdict_from_scores(labels: np.ndarray, outputs: dict[str, DetectorOutput],
 
 
 __all__ = [
-    "DETECTORS", "DetectionInputs", "Detector", "DetectorOutput", "LabelIssueReport",
-    "detect_label_issues", "find_label_issues", "list_detectors", "out_of_fold_pred_probs",
+    "DETECTORS", "RARE_CLASS_MIN_SAMPLES", "DetectionInputs", "Detector", "DetectorOutput", "LabelIssueReport",
+    "detect_label_issues", "find_label_issues", "list_detectors", "out_of_fold_pred_probs", "rare_class_min_samples",
 ]

@@ -47,6 +47,8 @@ from curation.errors import InvalidArray
 from curation.knn_graph import KnnGraph
 from curation.validation import check_rows, scatter_rows
 
+# The cut-offs' z is not tuned: it follows from `expected_false` and N (see above). The one
+# data-driven choice here is `local=False` by default, made on the images named above.
 # MAD of a normal distribution is 0.6745 sigma; this turns a MAD into a sigma estimate.
 MAD_TO_SIGMA = 1.4826
 # Keeps zero distances (exact copies) finite on the log scale and in ratios.

@@ -10,7 +10,7 @@ never shrinks or reweights the data unless asked (no target size, no caps, weigh
 Label issues follow `on_label_issue` ("auto": relabel only on strong evidence).
 
 Order of the decision for one sample (a drop stops nothing: every finding is listed):
-unusable -> leak -> outlier -> label issue -> duplicate (one representative per group,
+unusable -> leak -> outlier -> rare class -> label issue -> duplicate (one representative per group,
 re-picked among the members that survive the steps before) -> per-class cap ("over_cap")
 -> target size ("pruned") -> weight.
 """
@@ -49,6 +49,7 @@ class DecisionPolicy:
     on_label_issue: str = "auto"
     # Relabel only when the detectors give the suggested label at least this probability.
     # 0.8 is conservative: a wrong relabel is worse than a drop, since it teaches a wrong fact.
+    # (A judgement: not tuned on any benchmark.)
     relabel_min_confidence: float = 0.8
 
     # --- duplicates and leakage -------------------------------------------------------
@@ -70,14 +71,22 @@ class DecisionPolicy:
 
     # --- outliers ----------------------------------------------------------------------
     # The outlier cut-off is set so that a clean dataset would flag this many samples in
-    # expectation (see curation/outliers.py); larger flags more.
+    # expectation (see curation/outliers.py); larger flags more. (A design choice: the z of
+    # the cut follows from it and N by a normal model; not tuned on data.)
     outlier_expected_false: float = 1.0
     # Also flag samples far from their neighbours relative to the neighbours' own spread
     # (a local ratio, for data whose concepts differ much in density). Off by default: on
     # real images it adds a few false flags and the global score already finds the junk.
+    # Provenance: chosen on the MNIST images of tests/test_outliers.py and of
+    # benchmarks/duplicates_outliers.py (500 files, efficientnet-lite0 and pixels) against
+    # that benchmark's 100k synthetic mix; not validated on held-out data.
     outlier_local: bool = False
     # "drop" outliers, or "keep" (flag only; they stay in clean.parquet).
     on_outlier: str = "drop"
+    # Rows of a class with fewer than max(5, k) usable samples (k: the kNN graph's): too
+    # rare for the label detectors to judge (a typo'd label, say). "keep" them with the
+    # reason `rare_class`, or "drop" them.
+    on_rare_class: str = "keep"
 
     # --- pruning and rebalancing -------------------------------------------------------
     # Target size of the kept set: a float in (0, 1] is a fraction of all N input rows,
@@ -88,6 +97,7 @@ class DecisionPolicy:
     # SemDeDup: cosine within a k-means cluster above which a sample is redundant and is
     # pruned before any non-redundant one. Looser than near_duplicate_min_similarity on
     # purpose: it only orders the pruning, it drops nothing unless a target size is set.
+    # (Not tuned on any benchmark.)
     semdedup_min_similarity: float = 0.9
     # Hierarchical k-means clusters per level, finest first; () = sqrt(N), then its sqrt.
     cluster_levels: tuple[int, ...] = ()
@@ -111,7 +121,7 @@ class DecisionPolicy:
         choices = {
             "on_label_issue": ON_LABEL_ISSUE, "duplicate_representative": REPRESENTATIVE_RULES,
             "on_duplicate": ON_FINDING, "on_duplicate_label_conflict": ON_LABEL_CONFLICT,
-            "on_leak": ON_FINDING, "on_outlier": ON_FINDING, "prune_keep": PRUNE_KEEP,
+            "on_leak": ON_FINDING, "on_outlier": ON_FINDING, "on_rare_class": ON_FINDING, "prune_keep": PRUNE_KEEP,
             "class_distribution": CLASS_DISTRIBUTIONS, "weighting": WEIGHTINGS,
         }
         for name, allowed in choices.items():
@@ -208,6 +218,7 @@ def decide(
     prune_priority: np.ndarray | None = None,
     keys=None,
     n_classes: int | None = None,
+    is_rare_class: np.ndarray | None = None,
 ) -> Decisions:
     """One decision per sample.
 
@@ -221,18 +232,22 @@ def decide(
     `hierarchical_kmeans(...)` result, or (N,) cluster arrays finest first (-1 = none);
     needed for `policy.cluster_balanced`, reported in `Decisions.cluster`. prune_priority:
     (N,) `plan_prune(...).priority` (higher kept first) used to meet `policy.keep` and
-    `policy.class_cap`; without it the rows kept are the first by `keys`. keys: (N,)
+    `policy.class_cap`, read only on the rows still kept after the findings (the others,
+    unusable ones included, may hold NaN); without it the rows kept are the first by `keys`. keys: (N,)
     unique sortable ids (sample ids) so that tie-breaks, and so all decisions, do not
     depend on row order. n_classes: K, for class counts (default max label + 1).
+    is_rare_class: (N,) bool, rows of classes too rare to judge (reason `rare_class`,
+    `policy.on_rare_class`).
     """
     n = len(labels)
     labels = np.asarray(labels, dtype=np.int64)
     is_leak = _flags(leaks, "is_leak")
     is_outlier = _flags(outliers, "is_outlier")
+    is_rare = _flags(is_rare_class, "is_rare_class")
     levels = as_cluster_levels(clusters)
     check_same_length(labels=labels, unusable_reason=unusable_reason, is_label_issue=is_label_issue,
                       suggested_label=suggested_label, suggestion_confidence=suggestion_confidence,
-                      leaks=is_leak, outliers=is_outlier, prune_priority=prune_priority, keys=keys,
+                      leaks=is_leak, outliers=is_outlier, is_rare_class=is_rare, prune_priority=prune_priority, keys=keys,
                       duplicates=None if duplicates is None else duplicates.group,
                       **{f"clusters[{i}]": a for i, a in enumerate(levels)})
     decision = np.array(["keep"] * n, dtype=object)
@@ -249,7 +264,8 @@ def decide(
     for i in np.flatnonzero(~usable):
         reasons[i].append(unusable_reason[i])
         drop(i)
-    for flag, code, action in ((is_leak, "leak", policy.on_leak), (is_outlier, "outlier", policy.on_outlier)):
+    for flag, code, action in ((is_leak, "leak", policy.on_leak), (is_outlier, "outlier", policy.on_outlier),
+                               (is_rare, "rare_class", policy.on_rare_class)):
         if flag is None:
             continue
         for i in np.flatnonzero(flag & usable):

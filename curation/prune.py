@@ -27,7 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.errors import InvalidArray
-from curation.validation import check_embeddings, check_same_length, rank_keys
+from curation.validation import (
+    check_embeddings,
+    check_same_length,
+    check_unit_embeddings,
+    rank_keys,
+)
 
 PRUNE_KEEP = ("hard", "easy")
 
@@ -51,7 +56,7 @@ def score_prototypicality(embeddings, centroids, clusters) -> np.ndarray:
     clusters: (N,) the row's cluster in 0..C-1 (-1: no cluster, distance nan).
     Small = prototypical (easy), large = atypical (hard).
     """
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     cent = check_embeddings(centroids, name="centroids")
     clusters = _check_clusters(clusters, len(cent))
     check_same_length(embeddings=emb, clusters=clusters)
@@ -79,7 +84,7 @@ def find_semantic_duplicates(
     rows that take part (default all). Cost is sum over clusters of m^2 * D, computed in
     column blocks of `block_size`, so memory is m * block_size per cluster, never N x N.
     """
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     n = len(emb)
     clusters = _check_clusters(clusters, None)
     proto = np.asarray(prototypicality, dtype=np.float64)
@@ -123,7 +128,8 @@ def plan_prune(
     """Keep-first priority for pruning: SemDeDup within clusters, then hardness.
 
     embeddings: (N, D); centroids: (C, D) and clusters: (N,) from `kmeans` (or the finest
-    level of `hierarchical_kmeans`); difficulty: (N,) larger = harder, optional. eligible:
+    level of `hierarchical_kmeans`); difficulty: (N,) larger = harder, optional; NaN where
+    unknown (e.g. rows of a class too rare for the probe): those rank by prototypicality alone. eligible:
     (N,) bool, the rows still in play (not dropped for another reason). Pass the priority
     to `plan_rebalance` / `decide`, which take exactly the target size by it.
     """
@@ -136,10 +142,11 @@ def plan_prune(
     if difficulty is not None:
         diff = np.asarray(difficulty, dtype=np.float64)
         check_same_length(embeddings=proto, difficulty=diff)
-        if diff.ndim != 1 or not np.all(np.isfinite(diff)):
-            bad = int(np.flatnonzero(~np.isfinite(diff))[0]) if diff.ndim == 1 else -1
-            raise InvalidArray(f"difficulty must be a finite (N,) array; difficulty[{bad}] is {diff[bad] if bad >= 0 else diff.shape!r}")
-        hardness = (hardness + _percentile_rank(diff)) / 2.0
+        if diff.ndim != 1 or np.isinf(diff).any():
+            bad = int(np.flatnonzero(np.isinf(diff))[0]) if diff.ndim == 1 else -1
+            raise InvalidArray(f"difficulty must be a finite (N,) array (NaN = unknown); difficulty[{bad}] is {diff[bad] if bad >= 0 else diff.shape!r}")
+        diff_rank = _percentile_rank(diff)
+        hardness = np.where(np.isfinite(diff_rank), (hardness + diff_rank) / 2.0, hardness)
     # In [0, 1]; nan (no cluster) ranks as the middle.
     hardness = np.where(np.isfinite(hardness), hardness, 0.5)
     priority = hardness if keep_end == "hard" else 1.0 - hardness

@@ -23,7 +23,7 @@ import numpy as np
 
 from curation.errors import InvalidArray
 from curation.knn_graph import kmeans
-from curation.validation import check_embeddings, check_labels, check_same_length, rank_keys
+from curation.validation import check_labels, check_same_length, check_unit_embeddings, rank_keys
 
 CLASS_DISTRIBUTIONS = ("original", "uniform", "sqrt")
 WEIGHTINGS = ("none", "inverse_frequency", "effective_number")
@@ -66,7 +66,7 @@ def hierarchical_kmeans(
     empty = `default_cluster_levels(N)`. Level 0 clusters the points; level l clusters the
     centroids of level l-1 and a point belongs to the parent of its level-(l-1) cluster.
     """
-    emb = check_embeddings(embeddings)
+    emb = check_unit_embeddings(embeddings)
     levels = tuple(int(c) for c in levels) or default_cluster_levels(len(emb))
     if any(c < 1 for c in levels) or any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
         raise InvalidArray(f"levels must be positive and strictly decreasing (finest first), got {levels!r}")
@@ -154,7 +154,7 @@ def plan_rebalance(
     proportional to the eligible counts, i.e. stratified; "uniform"; "sqrt": proportional
     to their square roots), water-filled so that small classes are kept whole, and the rest
     are "pruned". Inside a class the kept rows are the ones of highest `priority` (N,)
-    (higher first; ties by `keys`), or, with `cluster_balanced`, balanced over the clusters
+    (higher first; ties by `keys`; read on eligible rows only, so the others may hold NaN), or, with `cluster_balanced`, balanced over the clusters
     of `hierarchy` (a `Hierarchy` or (N,) arrays finest first; -1 = no cluster) as in the
     module docstring. Caps and the target are met exactly whenever enough rows exist.
     """
@@ -169,9 +169,12 @@ def plan_rebalance(
         raise InvalidArray(f"class_distribution must be one of {CLASS_DISTRIBUTIONS}, got {class_distribution!r}")
     if class_cap is not None and (isinstance(class_cap, bool) or int(class_cap) < 0):
         raise InvalidArray(f"class_cap must be a non-negative count, got {class_cap!r}")
-    if not np.all(np.isfinite(prio)):
-        bad = int(np.flatnonzero(~np.isfinite(prio))[0])
-        raise InvalidArray(f"priority[{bad}] is {prio[bad]!r}; must be finite")
+    # Only rows in play are ranked: an ineligible row (unusable, or dropped for a finding)
+    # has no priority to check, and its value (NaN, -inf) is never read.
+    bad_prio = ok & ~np.isfinite(prio)
+    if bad_prio.any():
+        bad = int(np.flatnonzero(bad_prio)[0])
+        raise InvalidArray(f"priority[{bad}] is {float(prio[bad])!r}; must be finite for eligible rows")
     if cluster_balanced and not levels:
         raise InvalidArray("cluster_balanced needs a hierarchy (cluster assignments), got none")
     key_rank = rank_keys(keys, n)

@@ -6,9 +6,16 @@ Every check raises a named error whose message quotes the bad value, so a user s
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 import numpy as np
 
 from curation.errors import InvalidArray, LengthMismatch
+
+# A row whose L2 norm is off 1 by more than this is "not unit length" (float32 encoders
+# land within 1e-6; float16 storage within 1e-3).
+UNIT_NORM_ATOL = 1e-3
 
 
 def check_embeddings(embeddings, *, name: str = "embeddings") -> np.ndarray:
@@ -22,6 +29,63 @@ def check_embeddings(embeddings, *, name: str = "embeddings") -> np.ndarray:
         raise InvalidArray(f"{name} must be floating point, got dtype {arr.dtype}")
     _check_finite(arr, name)
     return arr.astype(np.float32, copy=False)
+
+
+def check_unit_embeddings(embeddings, *, name: str = "embeddings", warn: bool = True) -> np.ndarray:
+    """(N, D) float rows, finite, none all zero; returned L2-normalised as float32.
+
+    Every curation function compares rows by inner product, which is cosine only for unit
+    rows: raw encoder outputs would make "similar" mean "long". Rows already of unit length
+    (within UNIT_NORM_ATOL) pass through untouched (a memory map is not copied); otherwise
+    all rows are divided by their norms and, with `warn`, a UserWarning says how many were
+    off. A zero row has no direction: an error quoting the row, as for NaN / inf.
+    """
+    arr = check_embeddings(embeddings, name=name)
+    norms = _row_norms(arr)
+    zero = norms <= np.finfo(np.float32).tiny
+    if zero.any():
+        bad = int(np.flatnonzero(zero)[0])
+        raise InvalidArray(f"{name} row {bad} has L2 norm {float(norms[bad])!r} (all zeros): it has no direction "
+                           f"to compare; {int(zero.sum())} such row(s)")
+    off = np.abs(norms - 1.0) > UNIT_NORM_ATOL
+    if not off.any():
+        return arr
+    if warn:
+        warnings.warn(
+            f"{int(off.sum())} of {len(arr)} rows of {name} are not unit length (L2 norms {norms.min():.4g} to "
+            f"{norms.max():.4g}); normalised them. Pass L2-normalised rows to silence this.",
+            UserWarning, stacklevel=_caller_stacklevel(),
+        )
+    return (np.asarray(arr, dtype=np.float64) / norms[:, None]).astype(np.float32)
+
+
+def check_cosine_graph(similarities, *, name: str = "knn") -> None:
+    """A kNN graph's (N, k) similarities are cosines (at most 1): built from unit rows."""
+    sims = np.asarray(similarities)
+    finite = np.isfinite(sims)
+    if finite.any():
+        top = float(sims[finite].max())
+        if top > 1.0 + 10 * UNIT_NORM_ATOL:
+            r, c = np.argwhere(finite & (sims == top))[0]
+            raise InvalidArray(f"{name} similarity [{r}, {c}] is {top:.6g} > 1: the graph was built from rows that "
+                               f"are not L2-normalised; build it from the same normalised embeddings")
+
+
+def _row_norms(arr: np.ndarray) -> np.ndarray:
+    # Block-wise so a memory-mapped (N, D) array is never copied whole.
+    step = max(1, (1 << 24) // max(1, arr.shape[1]))
+    out = np.empty(arr.shape[0], dtype=np.float64)
+    for start in range(0, arr.shape[0], step):
+        out[start : start + step] = np.linalg.norm(np.asarray(arr[start : start + step], dtype=np.float64), axis=1)
+    return out
+
+
+def _caller_stacklevel() -> int:
+    """stacklevel for warnings.warn that names the first frame outside this package."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "curation":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_labels(labels, *, n_classes: int | None = None, name: str = "labels") -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from curation.errors import InvalidArray
-from curation.validation import check_embeddings
+from curation.validation import check_unit_embeddings
 
 # CLIP's learned logit scale is 100, i.e. temperature 0.01 on cosine similarities.
 CLIP_TEMPERATURE = 0.01
@@ -24,8 +24,10 @@ def zero_shot_pred_probs(image_embeddings, class_text_embeddings, *, temperature
     several prompts per class before passing them). Both are L2-normalised here, so raw
     encoder outputs are fine. Computed in blocks of `block_size` rows.
     """
-    img = check_embeddings(image_embeddings, name="image_embeddings")
-    txt = check_embeddings(class_text_embeddings, name="class_text_embeddings")
+    # Raw encoder outputs are documented as fine here (normalised below, no warning); a
+    # zero, NaN or inf row is still an error quoting it.
+    img = check_unit_embeddings(image_embeddings, name="image_embeddings", warn=False)
+    txt = check_unit_embeddings(class_text_embeddings, name="class_text_embeddings", warn=False)
     if img.shape[1] != txt.shape[1]:
         raise InvalidArray(
             f"image_embeddings have {img.shape[1]} dimensions but class_text_embeddings have {txt.shape[1]}"

@@ -183,7 +183,7 @@ def curate_samples(samples_path: str, embed_path: str, knn_path: str, work_dir: 
         unusable_reason=embed["reason"].to_list(), keys=embed[S.SAMPLE_ID].to_numpy(),
         content_hashes=embed[S.CONTENT_HASH].to_list(), policy=curation.policy_from_dict(policy),
         methods=methods, seed=seed, holdout_embeddings=holdout_emb, holdout_hashes=holdout_hashes,
-        class_text_embeddings=text,
+        class_text_embeddings=text, class_names=classes,
     )
     d = result.decisions
     ids = embed[S.SAMPLE_ID].to_numpy()

@@ -69,16 +69,19 @@ def test_detect_bad_arrays_exit_2_quoting_the_value(tmp_path):
 
 
 def test_evaluate_prints_every_detector_and_the_ensemble():
-    result = runner.invoke(app, ["evaluate", "digits", "--encoder", "pixels:16", "--noise", "symmetric:0.2",
+    # Pair flips (each class into the next) make the digit classes overlap: there no single
+    # detector is enough (kNN voting and confident learning each reach F1 ~0.83 at seed 3),
+    # so the ensemble's lead over every one of them is the ensemble's own doing.
+    result = runner.invoke(app, ["evaluate", "digits", "--encoder", "pixels:16", "--noise", "pair:0.3",
                                  "--seed", "3", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     names = [r["detector"] for r in data["detectors"]]
     assert names[-1] == "ensemble" and {"knn_vote", "confident_learning", "small_loss"} <= set(names)
-    assert abs(data["planted"] - 0.2 * 1797) < 12  # per-class rounding of 20%
+    assert abs(data["planted"] - 0.3 * 1797) < 12  # per-class rounding of 30%
     ens = data["detectors"][-1]
-    assert ens["f1"] >= max(r["f1"] for r in data["detectors"][:-1]) - 0.02
-    assert ens["f1"] > 0.85
+    assert ens["f1"] >= max(r["f1"] for r in data["detectors"][:-1]) + 0.05
+    assert ens["f1"] > 0.9
     bad = runner.invoke(app, ["evaluate", "digits", "--encoder", "pixels:16", "--noise", "gaussian:0.2"])
     assert bad.exit_code == 2 and "'gaussian'" in bad.output
 

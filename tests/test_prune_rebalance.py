@@ -79,24 +79,58 @@ def test_semantic_duplicates_match_brute_force():
         assert np.array_equal(sem.duplicate_of[rows] >= 0, best >= 0.9)
 
 
-def test_prune_drops_semantic_duplicates_first_then_keeps_the_hard_end():
+def _with_planted_copies():
+    """400 blob points and 40 planted near copies of the first 40 (cosine >= 0.998 to their
+    originals; distinct points here reach 0.989 at most)."""
     x, _ = _blobs(n=400, spread=0.3)
     rng = np.random.default_rng(5)
     copies = _unit(x[:40] + 0.01 * rng.standard_normal((40, 16)))
-    x = np.vstack([x, copies])
+    return np.vstack([x, copies])
+
+
+def check_planted_copies_pruned_first(x, plan):
+    """One of each planted pair, and nothing else, is redundant, names its twin, and goes first."""
+    redundant = plan.semantic.duplicate_of >= 0
+    assert (redundant[:40] ^ redundant[400:]).all(), "not exactly one member of every planted pair"
+    assert not redundant[40:400].any(), f"{int(redundant[40:400].sum())} distinct points called redundant"
+    flagged = np.flatnonzero(redundant)
+    assert np.array_equal(plan.semantic.duplicate_of[flagged], np.where(flagged < 400, flagged + 400, flagged - 400))
+    assert np.all(plan.priority[redundant] < 0) and np.all(plan.priority[~redundant] >= 0)
+    sel = plan_rebalance(np.zeros(len(x), dtype=np.int64), target_size=400, priority=plan.priority)
+    assert sel.selected.sum() == 400 and not sel.selected[redundant].any()
+
+
+def test_prune_drops_semantic_duplicates_first_then_keeps_the_hard_end():
+    x = _with_planted_copies()
     labels = np.zeros(len(x), dtype=np.int64)
     cent, assign = kmeans(x, 8)
-    plan = plan_prune(x, cent, assign, min_similarity=0.95)
-    redundant = plan.semantic.duplicate_of >= 0
-    assert redundant.sum() >= 40 and np.all(plan.priority[redundant] < 0) and np.all(plan.priority[~redundant] >= 0)
-    sel = plan_rebalance(labels, target_size=400, priority=plan.priority)
-    assert sel.selected.sum() == 400
-    assert not sel.selected[redundant].any() or redundant.sum() > 40
+    check_planted_copies_pruned_first(x, plan_prune(x, cent, assign, min_similarity=0.99))
     # Without copies to drop, "hard" keeps the atypical rows, "easy" the prototypical ones.
-    hard = plan_rebalance(labels, target_size=200, priority=plan_prune(x, cent, assign, min_similarity=1.0).priority)
+    plan = plan_prune(x, cent, assign, min_similarity=1.0)
+    hard = plan_rebalance(labels, target_size=200, priority=plan.priority)
     easy = plan_rebalance(labels, target_size=200,
                           priority=plan_prune(x, cent, assign, min_similarity=1.0, keep_end="easy").priority)
     assert plan.prototypicality[hard.selected].mean() > plan.prototypicality[easy.selected].mean()
+
+
+@pytest.mark.parametrize("fake", ["first_40", "random_40"])
+def test_the_planted_copy_check_fails_with_a_trivial_detector(monkeypatch, fake):
+    import curation.prune as prune
+
+    def trivial(embeddings, clusters, *, prototypicality, min_similarity=0.9, eligible=None, keys=None, **_):
+        n = len(embeddings)
+        rows = np.arange(40) if fake == "first_40" else np.random.default_rng(0).choice(n, 40, replace=False)
+        dup_of = np.full(n, -1, dtype=np.int64)
+        dup_of[rows] = (rows + 1) % n
+        sim = np.full(n, -np.inf, dtype=np.float32)
+        sim[rows] = 0.99
+        return prune.SemanticDuplicates(duplicate_of=dup_of, similarity=sim)
+
+    x = _with_planted_copies()
+    cent, assign = kmeans(x, 8)
+    monkeypatch.setattr(prune, "find_semantic_duplicates", trivial)
+    with pytest.raises(AssertionError):
+        check_planted_copies_pruned_first(x, plan_prune(x, cent, assign, min_similarity=0.99))
 
 
 def test_difficulty_enters_the_ranking():
@@ -252,3 +286,16 @@ def test_inverse_frequency_equalises_class_totals_and_effective_number_sits_betw
     assert 1.0 < ratio < 9.0
     with pytest.raises(InvalidArray, match="beta"):
         compute_weights(labels, scheme="effective_number", beta=1.0)
+
+
+def test_priority_is_read_on_eligible_rows_only():
+    # Rows out of play (unusable files, rows dropped for a finding) have no rank: NaN / -inf
+    # there is fine, while a non-finite priority on a row in play is an error quoting it.
+    labels = np.zeros(6, dtype=np.int64)
+    eligible = np.array([True, False, True, False, True, True])
+    priority = np.array([0.4, np.nan, 0.1, -np.inf, 0.9, 0.2])
+    sel = plan_rebalance(labels, eligible=eligible, target_size=2, priority=priority)
+    assert np.flatnonzero(sel.selected).tolist() == [0, 4]
+    priority[2] = -np.inf
+    with pytest.raises(InvalidArray, match=r"priority\[2\] is -inf"):
+        plan_rebalance(labels, eligible=eligible, target_size=2, priority=priority)
