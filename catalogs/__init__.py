@@ -2,6 +2,7 @@
 
 from catalogs import schemas
 from catalogs.errors import (
+    AmbiguousTable,
     CatalogError,
     CatalogNotFound,
     DuplicatePath,
@@ -14,6 +15,7 @@ from catalogs.errors import (
     UnknownLabel,
     UnreadableFolder,
     UnsafePath,
+    UnsupportedSource,
 )
 from catalogs.samples import classes_of, confinement_of, list_samples, make_sample_id
 from catalogs.spec import (
@@ -21,9 +23,11 @@ from catalogs.spec import (
     SourceSpec,
     cache_dir,
     catalog_from_folder,
+    catalog_from_table,
     list_catalogs,
     load_catalog,
     parse_catalog,
+    read_ground_truth,
     resolve_catalog,
 )
 
@@ -33,4 +37,6 @@ __all__ = [
     "UnknownLabel", "UnsafePath", "InvalidManifest", "UnreadableFolder", "cache_dir", "catalog_from_folder", "classes_of", "confinement_of",
     "list_catalogs", "list_samples", "load_catalog", "make_sample_id", "parse_catalog",
     "resolve_catalog", "schemas",
+    # tables as targets, sources not readable yet, ground truth
+    "AmbiguousTable", "UnsupportedSource", "catalog_from_table", "read_ground_truth",
 ]

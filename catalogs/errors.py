@@ -47,3 +47,12 @@ class UnreadableFolder(CatalogError):
 
 class InvalidManifest(CatalogError):
     """The manifest file cannot be read as a table (corrupt, malformed, not readable)."""
+
+
+class UnsupportedSource(CatalogError):
+    """The samples live where Winnow cannot read them yet: URLs (s3://, https://) or images
+    stored inside the table (a Hugging Face `Image` struct, raw bytes). Local files only."""
+
+
+class AmbiguousTable(CatalogError):
+    """A table of samples has no `path` column and several columns that could hold the paths."""

@@ -15,15 +15,15 @@ from catalogs.builders import ensure_built
 from catalogs.errors import (
     DuplicatePath,
     EmptyDataset,
-    InvalidManifest,
     MissingColumn,
     MissingRoot,
     TooFewClasses,
     UnknownLabel,
     UnreadableFolder,
     UnsafePath,
+    UnsupportedSource,
 )
-from catalogs.spec import IMAGE_EXTENSIONS, CatalogSpec
+from catalogs.spec import _URL, IMAGE_EXTENSIONS, CatalogSpec, read_table, row_name, rows_name
 
 
 def make_sample_id(relative_path: str) -> str:
@@ -133,42 +133,43 @@ def _list_manifest(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
     assert path is not None
     if not path.is_file():
         raise MissingRoot(f"manifest {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise MissingRoot(f"manifest {str(path)!r} must be a .parquet or .csv file, got suffix {suffix!r}")
-    try:
-        if suffix == ".parquet":
-            frame = pl.read_parquet(path)
-        else:
-            frame = pl.read_csv(path, infer_schema_length=0)  # every column as text: labels stay as written
-    except Exception as exc:  # polars / arrow / OS errors vary by version: one named error for all
-        raise InvalidManifest(f"manifest {str(path)!r} cannot be read as {suffix[1:]}: {exc}") from exc
+    frame = read_table(path)
     for col in (src.path_column, src.label_column):
         if col not in frame.columns:
             raise MissingColumn(f"manifest {str(path)!r} has no column {col!r}; its columns: {frame.columns}")
     if frame.height == 0:
         raise EmptyDataset(f"manifest {str(path)!r} has no rows")
+    _check_path_column(path, src.path_column, frame[src.path_column].dtype)
     paths = frame[src.path_column].cast(pl.String).to_list()
     labels = frame[src.label_column].cast(pl.String).to_list()
     real_root = src.root.resolve()
     rows, seen = [], {}
     for i, (p, label) in enumerate(zip(paths, labels, strict=True)):
+        where = f"manifest {str(path)!r} {row_name(path, i)}"
         if p is None or p == "":
-            raise MissingColumn(f"manifest {str(path)!r} row {i}: empty path")
-        if label is None:
-            raise MissingColumn(f"manifest {str(path)!r} row {i} ({p!r}): empty label")
+            raise MissingColumn(f"{where}: empty path")
+        if label is None or label == "":
+            raise MissingColumn(f"{where} ({p!r}): empty label")
         if "\x00" in p:
-            raise UnsafePath(f"manifest {str(path)!r} row {i}: path {p!r} contains a NUL byte")
+            raise UnsafePath(f"{where}: path {p!r} contains a NUL byte")
+        url = _URL.match(p)
+        if url:
+            # PurePosixPath would fold 's3://b/k' into the local path 's3:/b/k' and every read would fail.
+            raise UnsupportedSource(
+                f"{where}: path {p!r} is a {url.group(0)} URL; Winnow reads local image files only for now "
+                f"(paths relative to the manifest's folder, or absolute with allow_outside_root = true): "
+                f"copy or mount the data locally"
+            )
         rel = PurePosixPath(p.replace("\\", "/")).as_posix()
         if rel in seen:
-            raise DuplicatePath(f"manifest {str(path)!r}: path {p!r} appears at rows {seen[rel]} and {i}")
+            raise DuplicatePath(f"manifest {str(path)!r}: path {p!r} appears at {rows_name(path, [seen[rel], i])}")
         seen[rel] = i
         full = Path(rel) if Path(rel).is_absolute() else src.root / rel
         refused = None
         if not src.allow_outside_root:
             if Path(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
                 raise UnsafePath(
-                    f"manifest {str(path)!r} row {i}: path {p!r} leaves the dataset root "
+                    f"{where}: path {p!r} leaves the dataset root "
                     f"{str(src.root)!r}; set allow_outside_root = true in [source] to allow it"
                 )
             # realpath follows links anywhere along the path, not only the last component:
@@ -177,6 +178,24 @@ def _list_manifest(spec: CatalogSpec) -> list[tuple[str, str, str, str | None]]:
                 refused = "outside_root"
         rows.append((rel, str(full.absolute()), label, refused))
     return rows
+
+
+def _check_path_column(path: Path, column: str, dtype: pl.DataType) -> None:
+    """Paths are text; a column of images stored in the table is named, not cast to garbage."""
+    if dtype in (pl.String, pl.Categorical) or dtype.is_integer():
+        return
+    if isinstance(dtype, pl.Struct):
+        fields = [f.name for f in dtype.fields]
+        kind = (f"structs {{{', '.join(fields)}}} (images stored in the table, as a Hugging Face `Image` "
+                f"column is)")
+    elif dtype == pl.Binary:
+        kind = "raw bytes (images stored in the table)"
+    else:
+        kind = f"values of type {dtype}"
+    raise UnsupportedSource(
+        f"manifest {str(path)!r}: column {column!r} holds {kind}; Winnow reads images from local files "
+        f"only for now: give a column of file paths relative to the manifest's folder (path_column)"
+    )
 
 
 def _to_table(rows: list[tuple[str, str, str, str | None]], spec: CatalogSpec) -> pa.Table:

@@ -1,110 +1,74 @@
-"""The `clean_dataset` flow: catalog -> embed -> kNN graph -> detect -> manifests."""
+"""The `clean_dataset` Prefect flow: the stages of flows/tasks.py as Prefect tasks.
+
+For deployments (`winnow serve`), schedules, a Prefect server's UI and the Dask runner. A
+one-shot run does not need it: `flows.pipeline.run_clean` runs the same stages directly.
+"""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+import os
 
-import polars as pl
-from prefect import flow
+# Quiet by default when used from Python too: Prefect's per-task INFO lines and its telemetry
+# (which needs a network and only prints errors without one). Users can still ask for them.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from catalogs import resolve_catalog
-from curation import MissingDependency, policy_from_dict
-from embeddings import DEFAULT_ENCODER
-from flows.config import RunConfig
-from flows.io import locked
-from flows.report import write_report
-from flows.tasks import (
-    build_knn,
-    curate_samples,
-    embed_shard,
-    load_samples,
-    merge_embeddings,
-    read_json,
-    write_manifests,
-)
-from flows.versions import latest_run, prune_old_work, publish_run, start_run
+from prefect import flow, task  # noqa: E402
+
+from curation import MissingDependency  # noqa: E402
+from flows import tasks  # noqa: E402
+from flows.config import RunConfig  # noqa: E402
+from flows.pipeline import Stages, execute, run_clean, validate_run  # noqa: E402
+
+__all__ = ["clean_dataset", "run_clean", "run_flow"]
+
+load_samples = task(retries=2, retry_delay_seconds=1)(tasks.load_samples)
+embed_shard = task(tasks.embed_shard)
+merge_embeddings = task(tasks.merge_embeddings)
+build_knn = task(tasks.build_knn)
+curate_samples = task(tasks.curate_samples)
+write_manifests = task(retries=2, retry_delay_seconds=1)(tasks.write_manifests)
 
 
-@flow(name="clean-dataset", log_prints=True)
+@flow(name="clean-dataset")
 def clean_dataset(config: RunConfig) -> dict[str, str]:
     """Clean one dataset end to end into a new version under OUT/runs/; returns its output paths.
 
-    A run killed part-way leaves an incomplete version; the next run on the same OUT
-    resumes it, skipping the stages that had finished.
+    Validates everything first (each scheduled run re-reads the catalog). A run killed
+    part-way leaves an incomplete version; the next run on the same OUT resumes it,
+    skipping the stages that had finished.
     """
-    started = time.perf_counter()
-    spec = resolve_catalog(config.target)  # validates the catalog before any work
-    policy = {**spec.policy, **config.policy}
-    policy_from_dict(policy)  # a bad policy key fails now, not after embedding
-    encoder = config.encoder or spec.encoder or DEFAULT_ENCODER
-    out = Path(config.out).expanduser().resolve()
-    store = Path(config.store).expanduser().resolve() if config.store else out / "store"
-    with locked(out, wait=config.wait_for_lock):
-        previous = latest_run(out)
-        run = start_run(out)
-        work = run / "work"
-        work.mkdir(parents=True, exist_ok=True)
-        samples = load_samples(config.target, str(work))
-        embed = _embed_catalog(config.target, encoder, store, work, config, samples=samples)
-        knn = build_knn(str(work), k=config.k, device=config.device, progress=config.progress)
-        holdout = tuple(
-            _embed_catalog(target, encoder, store, work / f"holdout-{i}", config)
-            for i, target in enumerate(config.holdout)
-        )
-        curated = curate_samples(samples, embed, knn, str(work), encoder_name=encoder, policy=policy,
-                                 methods=config.methods, seed=config.seed, holdout_embed_paths=holdout)
-        run_info = {
-            "run_id": run.name,
-            "catalog": spec.name,
-            "encoder": encoder,
-            "embedding": read_json(work / "embed.json"),
-            "knn": read_json(work / "knn.json"),
-            "k": config.k,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        manifest = write_manifests(
-            samples, embed, curated, str(run), run_info=run_info,
-            previous_manifest=str(previous / "manifest.parquet") if previous else None,
-        )
-        write_report(run)
-        publish_run(out, run)
-        prune_old_work(out, keep=2)
-    return {
-        "run": str(run),
-        "manifest": manifest,
-        "clean": str(run / "clean.parquet"),
-        "summary": str(run / "summary.json"),
-        "diff": str(run / "diff.parquet"),
-        "latest": str(out / "latest"),
-        "ground_truth": str(spec.ground_truth) if spec.ground_truth else "",
-    }
+    return execute(validate_run(config, load_encoder=False), _prefect_stages())
 
 
-def _embed_catalog(target: str, encoder: str, store: Path, work: Path, config: RunConfig, *,
-                   samples: str | None = None) -> str:
-    """List (unless given) and embed one catalog into `work`, in shards; returns embed.parquet."""
-    work.mkdir(parents=True, exist_ok=True)
-    samples = samples or load_samples(target, str(work))
-    n_shards = max(1, config.shards)
-    shards = [
-        embed_shard.submit(samples, encoder, str(store), str(work), shard=i, n_shards=n_shards,
-                           batch_size=config.batch_size, device=config.device,
-                           progress=config.progress and n_shards == 1)
-        for i in range(n_shards)
-    ]
-    return merge_embeddings(samples, [s.result() for s in shards], encoder, str(store), str(work))
+def _prefect_stages() -> Stages:
+    # The task objects are looked up when the flow runs, so a patched module attribute is used.
+    # Prefect tasks take paths and small values only: the listed table and the loaded encoder
+    # stay behind (each task re-lists or loads its own, possibly on another worker).
+    def load(target, work_dir, *, table=None, **kw):
+        return load_samples(target, work_dir, **kw)
+
+    def embed_shards(samples, encoder_name, store, work, *, n_shards, encoder=None, **kw):
+        futures = [embed_shard.submit(samples, encoder_name, store, work, shard=i, n_shards=n_shards, **kw)
+                   for i in range(n_shards)]
+        return [f.result() for f in futures]
+
+    def curate(*args, encoder=None, **kw):
+        return curate_samples(*args, **kw)
+
+    return Stages(load_samples=load, embed_shards=embed_shards, merge_embeddings=merge_embeddings,
+                  build_knn=build_knn, curate_samples=curate, write_manifests=write_manifests)
 
 
-def run_clean(config: RunConfig) -> dict[str, str]:
-    """Run clean_dataset with the task runner the config asks for.
+def run_flow(config: RunConfig) -> dict[str, str]:
+    """Run clean_dataset with the Prefect task runner the config asks for.
 
-    "local": Prefect's default runner in this process. "dask": prefect-dask's
+    "prefect": Prefect's default runner in this process. "dask": prefect-dask's
     DaskTaskRunner on a new LocalCluster (one worker process per shard) or on the existing
     cluster at `config.dask_address`; embedding shards fan out across its workers and write
     into the shared store. (For GPU clusters, prefect-ray's RayTaskRunner plugs in the same way.)
     """
-    if config.runner == "local":
+    if config.runner != "dask":
         return clean_dataset(config)
     try:
         from prefect_dask import DaskTaskRunner
@@ -116,22 +80,3 @@ def run_clean(config: RunConfig) -> dict[str, str]:
         runner = DaskTaskRunner(cluster_kwargs={"n_workers": max(1, config.shards), "threads_per_worker": 1,
                                                 "processes": True, "dashboard_address": None})
     return clean_dataset.with_options(task_runner=runner)(config)
-
-
-def score_against_ground_truth(manifest_path: str | Path, ground_truth_path: str | Path) -> dict[str, float]:
-    """Precision / recall / F1 of the flagged label issues against a planted-noise table.
-
-    The ground truth has `path` and `is_flipped`; a sample counts as flagged when its
-    reasons include `label_issue`.
-    """
-    manifest = pl.read_parquet(manifest_path)
-    truth = pl.read_parquet(ground_truth_path).select("path", "is_flipped")
-    joined = manifest.join(truth, on="path", how="inner")
-    flagged = joined["reasons"].list.contains("label_issue").to_numpy()
-    actual = joined["is_flipped"].to_numpy()
-    tp = int((flagged & actual).sum())
-    precision = tp / max(int(flagged.sum()), 1)
-    recall = tp / max(int(actual.sum()), 1)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"flagged": int(flagged.sum()), "planted": int(actual.sum()), "true_positives": tp,
-            "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}

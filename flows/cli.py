@@ -1,9 +1,18 @@
-"""The `winnow` command line: each command builds a config and calls one flow or function."""
+"""The `winnow` command line: each command builds a config and calls one flow or function.
+
+A user's mistake (Winnow's own named errors) is one line on stderr, `error: ...` quoting the
+bad value, exit status 2, found before any orchestration starts; any other exception is a bug
+and keeps its traceback (exit 1). Commands import torch and Prefect only after their inputs
+are checked, so a mistake is reported in about a second.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,25 +25,61 @@ import typer  # noqa: E402
 
 from catalogs import CatalogError, list_catalogs, resolve_catalog  # noqa: E402
 from curation import InvalidArray, MissingDependency  # noqa: E402
-from embeddings import DEFAULT_ENCODER, EncoderError, list_encoders  # noqa: E402
-from flows.config import RunConfig  # noqa: E402
-from flows.export import FORMATS, ExportError  # noqa: E402
+from flows.config import RUNNERS, ConfigError, RunConfig  # noqa: E402
 from flows.io import RunLocked  # noqa: E402
 
+# Plain help (no <bool> on flags) and plain tracebacks for real bugs.
 app = typer.Typer(help="Winnow: find and fix label noise, duplicates and junk in ML datasets.",
-                  no_args_is_help=True, add_completion=False)
-catalogs_app = typer.Typer(help="Bundled dataset catalogs.", no_args_is_help=True)
-encoders_app = typer.Typer(help="Encoders that embed samples.", no_args_is_help=True)
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False)
+catalogs_app = typer.Typer(help="Bundled dataset catalogs.", no_args_is_help=True, rich_markup_mode=None)
+encoders_app = typer.Typer(help="Encoders that embed samples.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(catalogs_app, name="catalogs")
 app.add_typer(encoders_app, name="encoders")
 
-USER_ERRORS = (CatalogError, EncoderError, InvalidArray, RunLocked, FileNotFoundError, MissingDependency,
-               ExportError)
+# Named user errors of modules a command may not have imported (they import torch): an error
+# of a module that was never imported cannot have been raised.
+_LAZY_USER_ERRORS = (("embeddings.errors", "EncoderError"), ("flows.export", "ExportError"),
+                     ("flows.report", "RunNotFound"))
 
 
-def _fail(exc: BaseException) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(code=2)
+def _is_user_error(exc: BaseException, extra: tuple[type[BaseException], ...] = ()) -> bool:
+    kinds = [CatalogError, InvalidArray, MissingDependency, RunLocked, ConfigError, *extra]
+    for module, name in _LAZY_USER_ERRORS:
+        if module in sys.modules:
+            kinds.append(getattr(sys.modules[module], name))
+    return isinstance(exc, tuple(kinds))
+
+
+@contextmanager
+def _user_errors(*extra: type[BaseException]) -> Iterator[None]:
+    """Winnow's user errors (and `extra`) -> `error: ...` on stderr, exit 2; others propagate."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_user_error(exc, extra):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"winnow {version('winnow')}")
+        except PackageNotFoundError:
+            typer.echo("winnow (not installed: running from a source tree)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print Winnow's version and exit.")] = False,
+) -> None:
+    """Winnow: find and fix label noise, duplicates and junk in ML datasets."""
 
 
 def _parse_policy(items: list[str]) -> dict:
@@ -44,8 +89,8 @@ def _parse_policy(items: list[str]) -> dict:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidArray(f"--policy expects KEY=VALUE, got {item!r}")
+        if not sep or not key.strip():
+            raise ConfigError(f"--policy expects KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
@@ -53,24 +98,30 @@ def _parse_policy(items: list[str]) -> dict:
     return out
 
 
+TARGET_HELP = ("A catalog .toml file, a .csv / .parquet table of paths and labels, a bundled catalog name, "
+               "or a folder of class_name/<images>.")
+
+
 @app.command()
 def run(
-    target: Annotated[str, typer.Argument(help="A catalog .toml file, a bundled catalog name, or a folder of class_name/*.{png,jpg,jpeg,webp}.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help=TARGET_HELP)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for manifest.parquet, clean.parquet, summary.json.")],
-    encoder: Annotated[str | None, typer.Option(help=f"Encoder name (`winnow encoders list`). Default: the catalog's, else {DEFAULT_ENCODER}.")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder name (`winnow encoders list`). Default: the catalog's, else Winnow's default (open_clip ViT-B-32).")] = None,
     store: Annotated[Path | None, typer.Option(help="Embedding store folder, shared between runs. Default: OUT/store.")] = None,
     k: Annotated[int, typer.Option(min=1, help="Neighbours per sample in the kNN graph.")] = 10,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model forward pass.")] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N. Default: CUDA when present.")] = None,
-    methods: Annotated[str, typer.Option(help="Label-noise detectors, comma-separated, or 'auto'.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for the probe and every random choice.")] = 0,
+    methods: Annotated[str, typer.Option(help="Label-noise detectors, comma-separated (`winnow detectors`), or 'auto'.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for the probe, the IVF index and k-means (unless --policy kmeans_seed=N).")] = 0,
     policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable), e.g. on_label_issue=drop, class_cap=500, weighting=effective_number; see README 'Policy'.")] = None,
     keep: Annotated[str | None, typer.Option(help="Prune to a target size: a fraction (0.7) or a count (50000). Same as --policy keep=...")] = None,
     holdout: Annotated[list[str] | None, typer.Option(help="A validation/test catalog (repeatable): training samples that duplicate it are dropped as `leak`.")] = None,
+    path_column: Annotated[str | None, typer.Option(help="A table TARGET's column of sample paths (relative to the table's folder). Default: path.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="A table TARGET's column of labels. Default: label.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for another run on OUT to finish instead of failing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    runner: Annotated[str, typer.Option(help="Task runner: 'local', or 'dask' (prefect-dask; a LocalCluster unless --dask-address).")] = "local",
+    runner: Annotated[str, typer.Option(help=f"One of {', '.join(RUNNERS)}: 'direct' runs the stages in this process without Prefect; 'prefect' runs the Prefect flow (shown in the server PREFECT_API_URL names); 'dask' runs it on prefect-dask (a LocalCluster unless --dask-address).")] = "direct",
     dask_address: Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")] = None,
     shards: Annotated[int, typer.Option(min=1, help="Embedding shards; under --runner dask each runs on its own worker.")] = 1,
 ) -> None:
@@ -78,20 +129,20 @@ def run(
 
     Each run writes a new version under OUT/runs/<run id>/ and then points OUT/latest (and
     OUT/manifest.parquet, clean.parquet, summary.json, diff.parquet) at it. A re-run embeds
-    only new or changed files; a killed run resumes where it stopped.
+    only new or changed files; a killed run resumes where it stopped. Everything given is
+    checked before any work starts.
     """
-    from flows.clean import run_clean
+    with _user_errors():
+        from flows.pipeline import run_clean, validate_run
 
-    try:
         config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store) if store else None,
                            k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
                            policy=_parse_policy((policy or []) + ([f"keep={keep}"] if keep else [])),
                            wait_for_lock=wait, holdout=tuple(holdout or ()),
                            progress=not (quiet or as_json), runner=runner, dask_address=dask_address,
-                           shards=shards if runner == "local" or shards > 1 else 2)
-        paths = run_clean(config)
-    except USER_ERRORS as exc:
-        _fail(exc)
+                           shards=shards if runner != "dask" or shards > 1 else 2,
+                           path_column=path_column, label_column=label_column)
+        paths = run_clean(config, plan=validate_run(config))
     _print_summary(paths, as_json=as_json)
 
 
@@ -101,19 +152,12 @@ def demo(
     encoder: Annotated[str | None, typer.Option(help="Encoder (default: the digits catalog's, efficientnet-lite0).")] = None,
 ) -> None:
     """Clean the bundled `digits` catalog (real digits, 10% planted flips) and score the result."""
-    from flows.clean import clean_dataset, score_against_ground_truth
+    with _user_errors():
+        from flows.pipeline import run_clean, validate_run
 
-    try:
-        paths = clean_dataset(RunConfig(target="digits", out=str(out), encoder=encoder, progress=True))
-    except USER_ERRORS as exc:
-        _fail(exc)
+        config = RunConfig(target="digits", out=str(out), encoder=encoder, progress=True)
+        paths = run_clean(config, plan=validate_run(config))
     _print_summary(paths, as_json=False)
-    scores = score_against_ground_truth(paths["manifest"], paths["ground_truth"])
-    typer.echo(
-        f"\nDetection vs the planted flips: {scores['true_positives']} of {scores['flagged']} flagged are "
-        f"planted flips; {scores['planted']} planted.\n"
-        f"  precision {scores['precision']:.3f}   recall {scores['recall']:.3f}   F1 {scores['f1']:.3f}"
-    )
 
 
 @app.command()
@@ -142,14 +186,12 @@ def serve(
     """
     from flows.deploy import ServeError, check_serve, serve_plan
 
-    try:
+    with _user_errors(ServeError):
         config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store.resolve()) if store else None,
                            k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
                            policy=_parse_policy((policy or []) + ([f"keep={keep}"] if keep else [])),
                            holdout=tuple(holdout or ()))
         plan = check_serve(config, cron=cron, interval=interval, name=name)  # before Prefect is imported
-    except (*USER_ERRORS, ServeError) as exc:
-        _fail(exc)
     typer.echo(f"Serving {plan.name!r} {plan.schedule.describe()} on {plan.api_url}; Ctrl-C stops it.")
     serve_plan(plan)
 
@@ -165,10 +207,24 @@ def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
     typer.echo("Decisions: " + ", ".join(f"{d} {c}" for d, c in summary["decisions"].items()))
     if summary["reasons"]:
         typer.echo("Reasons:   " + ", ".join(f"{r} {c}" for r, c in summary["reasons"].items()))
+    if summary.get("rare_classes"):
+        typer.echo("Rare classes (left out of the noise estimate): "
+                   + ", ".join(f"{c} {n}" for c, n in summary["rare_classes"].items()))
     diff = summary.get("diff", {})
     if diff.get("previous_run"):
+        counts = {k: v for k, v in diff.items() if k not in ("previous_run", "thresholds")}
         typer.echo(f"Changes since run {diff['previous_run']}: " + ", ".join(
-            f"{k.replace('_', ' ')} {v}" for k, v in diff.items() if k != "previous_run"))
+            f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+        moved = {k: v for k, v in diff.get("thresholds", {}).items() if v["old"] != v["new"]}
+        if moved:
+            typer.echo("Cut-offs moved (they are estimated from the data): " + ", ".join(
+                f"{k} {_num(v['old'])} -> {_num(v['new'])}" for k, v in moved.items()))
+    truth = summary.get("ground_truth")
+    if truth:
+        typer.echo(f"Ground truth ({Path(truth['path']).name}): {truth['true_positives']} of {truth['n_flagged']} "
+                   f"flagged label issues are known flips; {truth['n_true_issues']} known flips among "
+                   f"{truth['scored']} scored samples.\n"
+                   f"  precision {truth['precision']:.3f}   recall {truth['recall']:.3f}   F1 {truth['f1']:.3f}")
     typer.echo(f"Run:       {paths['run']}  (now {paths['latest']})")
     typer.echo(f"Manifest:  {paths['manifest']}")
     typer.echo(f"Clean set: {paths['clean']}")
@@ -176,55 +232,64 @@ def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
     typer.echo(f"Report:    {Path(paths['run']) / 'report.html'}")
 
 
+def _num(value) -> str:
+    return "none" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 @app.command()
 def report(
-    out: Annotated[Path, typer.Argument(help="An output folder of `winnow run` (its latest run) or one run folder.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="An output folder of `winnow run` (its latest run) or one run folder.")],
 ) -> None:
     """Rebuild the HTML report (report.html + thumbs/) of a run; open it in any browser, offline."""
-    from flows.report import write_report
+    with _user_errors():
+        from flows.report import write_report
 
-    try:
         path = write_report(out)
-    except USER_ERRORS as exc:
-        _fail(exc)
     typer.echo(f"Report: {path}")
 
 
 @app.command()
 def export(
-    out: Annotated[Path, typer.Argument(help="An output folder of `winnow run` (its latest run) or one run folder.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="One of: " + "; ".join(f"{k} ({v})" for k, v in FORMATS.items()))] = "parquet",
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="An output folder of `winnow run` (its latest run) or one run folder.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="One of: parquet, csv, jsonl, imagefolder (see README 'Outputs').")] = "parquet",
     dest: Annotated[Path | None, typer.Option(help="File or folder to write. Default: OUT/export/ (a folder).")] = None,
 ) -> None:
     """Write the cleaned training set (final labels and weights) for a training job."""
-    from flows.export import export_clean
+    # FileNotFoundError: a run folder without clean.parquet (export names it).
+    with _user_errors(FileNotFoundError):
+        from flows.export import export_clean
 
-    try:
         path = export_clean(out, fmt=fmt, dest=dest or out / "export")
-    except USER_ERRORS as exc:
-        _fail(exc)
     typer.echo(f"Exported: {path}")
 
 
 @app.command()
 def detect(
-    labels: Annotated[Path, typer.Option(help="(N,) integer class indices, .npy or .csv.")],
+    labels: Annotated[Path, typer.Option(help="(N,) labels: integer class indices or class names; .npy, or a .csv / .parquet column (--label-column).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write: one row per sample.")],
-    pred_probs: Annotated[Path | None, typer.Option(help="(N, K) out-of-fold predicted probabilities, .npy or .csv.")] = None,
-    embeddings: Annotated[Path | None, typer.Option(help="(N, D) embeddings, .npy (rows are L2-normalised for you).")] = None,
+    pred_probs: Annotated[Path | None, typer.Option(help="(N, K) out-of-fold predicted probabilities: .npy, .csv or .parquet (numeric columns, in class order; named by class they set the order).")] = None,
+    embeddings: Annotated[Path | None, typer.Option(help="(N, D) embeddings: .npy, .csv (numeric columns) or .parquet (one list column, or numeric columns); rows are L2-normalised for you.")] = None,
+    class_text_embeddings: Annotated[Path | None, typer.Option(help="(K, D) text-tower embeddings of one prompt per class, in class order, for zero_shot (needs --embeddings from the same model).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column of --labels that holds the labels. Default: its only column, else 'label'.")] = None,
+    ids: Annotated[Path | None, typer.Option(help="(N,) sample ids carried to the output: .npy, or a .csv / .parquet column (--id-column).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column holding the ids: of --ids, or of --labels when --ids is not given (left out of the matrices).")] = None,
+    classes: Annotated[str | None, typer.Option(help="Class names in pred_probs' column order, comma-separated (text labels). Default: the pred_probs table's column names when they are the labels, else the sorted labels.")] = None,
     methods: Annotated[str, typer.Option(help="Detectors, comma-separated, or 'auto' (see `winnow detectors`).")] = "auto",
     k: Annotated[int, typer.Option(min=1, help="Neighbours per sample for the kNN detectors.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed for the probe.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
-    """Find label issues in arrays you already have (labels plus pred_probs and/or embeddings)."""
-    from flows.evaluate import detect_from_arrays
+    """Find label issues in arrays you already have (labels plus pred_probs and/or embeddings).
 
-    try:
+    .csv files have a header row naming their columns, unless every value is a number.
+    """
+    with _user_errors():
+        from flows.evaluate import detect_from_arrays
+
         frame = detect_from_arrays(labels, out, pred_probs_path=pred_probs, embeddings_path=embeddings,
-                                   methods=methods if methods == "auto" else methods.split(","), seed=seed, k=k)
-    except USER_ERRORS as exc:
-        _fail(exc)
+                                   class_text_path=class_text_embeddings, ids_path=ids, label_column=label_column,
+                                   id_column=id_column, classes=classes.split(",") if classes else None,
+                                   methods=methods, seed=seed, k=k)
     counts = {"samples": frame.height, "label_issues": int(frame["is_label_issue"].sum()), "out": str(out)}
     if as_json:
         typer.echo(json.dumps(counts))
@@ -234,25 +299,33 @@ def detect(
 
 @app.command()
 def evaluate(
-    target: Annotated[str, typer.Argument(help="A catalog .toml file, a bundled catalog name, or a class-folder tree.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help=TARGET_HELP)],
     noise: Annotated[str, typer.Option(help="Noise to plant: symmetric:RATE, pair:RATE or matrix:FILE (a K x K .npy/.csv transition matrix).")] = "symmetric:0.2",
-    seed: Annotated[int, typer.Option(help="Seed for the planted noise and the probe.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the planted noise, the probe and the index.")] = 0,
     encoder: Annotated[str | None, typer.Option(help="Encoder (default: the catalog's).")] = None,
     store: Annotated[Path | None, typer.Option(help="Embedding store folder (default: a temp folder shared by evaluations).")] = None,
     k: Annotated[int, typer.Option(min=1, help="Neighbours per sample in the kNN graph.")] = 10,
+    methods: Annotated[str, typer.Option(help="Detectors to score, comma-separated (`winnow detectors`), or 'auto'.")] = "auto",
+    path_column: Annotated[str | None, typer.Option(help="A table TARGET's column of sample paths. Default: path.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="A table TARGET's column of labels. Default: label.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Plant label noise on a catalog's clean labels and score every detector and the ensemble."""
-    from flows.evaluate import evaluate_catalog
+    """Plant label noise on a catalog's clean labels and score every detector and the ensemble.
 
-    try:
-        result = evaluate_catalog(target, noise, seed=seed, encoder=encoder, store=str(store) if store else None, k=k)
-    except USER_ERRORS as exc:
-        _fail(exc)
+    With a ground truth in the catalog (path plus is_flipped and/or true_label), the known
+    flips are undone where the true label is known and left out where it is not.
+    """
+    with _user_errors():
+        from flows.evaluate import evaluate_catalog
+
+        result = evaluate_catalog(target, noise, seed=seed, encoder=encoder, store=str(store) if store else None,
+                                  k=k, methods=methods, path_column=path_column, label_column=label_column)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"{result['catalog']} with {result['encoder']}: {result['samples']} samples, "
+    excluded = result["excluded_known_flips"]
+    typer.echo(f"{result['catalog']} with {result['encoder']}: {result['samples']} samples"
+               f"{f' ({excluded} known flips left out)' if excluded else ''}, "
                f"{result['planted']} planted flips ({noise}, seed {seed}); estimated noise rate "
                f"{result['estimated_noise_rate']:.3f}; detection took {result['seconds']} s")
     typer.echo(f"{'detector':<20} {'precision':>9} {'recall':>7} {'F1':>6} {'AUROC':>6} {'AP':>6}")
@@ -274,6 +347,8 @@ def detectors() -> None:
 @catalogs_app.command("list")
 def catalogs_list() -> None:
     """Show the bundled catalogs."""
+    from embeddings import DEFAULT_ENCODER
+
     for name in list_catalogs():
         spec = resolve_catalog(name)
         typer.echo(f"{name:<12} {spec.description}  [encoder: {spec.encoder or DEFAULT_ENCODER}]")
@@ -282,6 +357,8 @@ def catalogs_list() -> None:
 @encoders_app.command("list")
 def encoders_list() -> None:
     """Show the encoder families and how to name them."""
+    from embeddings import DEFAULT_ENCODER, list_encoders
+
     for name, usage in list_encoders():
         typer.echo(f"{name:<20} {usage}")
     typer.echo(f"\ndefault: {DEFAULT_ENCODER} (needs its weights cached or a network)")

@@ -1,7 +1,9 @@
-"""Thin Prefect tasks: read inputs by path, call one library function, write a file, return its path.
+"""The stages of a run: read inputs by path, call one library function, write a file, return its path.
 
-Each task skips itself when its recorded stage key matches (see flows/stages.py), so a run
-killed part-way resumes where it stopped.
+Plain functions, no Prefect: flows/pipeline.py calls them directly (the default runner) and
+flows/clean.py wraps each as a Prefect task for the flow (deployments, Dask). Each stage skips
+itself when its recorded stage key matches (see flows/stages.py), so a run killed part-way
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,22 +18,26 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import task
 
 import curation
-from catalogs import classes_of, confinement_of, list_samples, resolve_catalog
+from catalogs import classes_of, confinement_of, list_samples, read_ground_truth, resolve_catalog
 from catalogs import schemas as S
 from embeddings import EmbeddingStore, embed_files, get_encoder
+from flows.evaluate import score_against_ground_truth
 from flows.io import load_knn_graph, save_knn_graph, write_json, write_parquet
 from flows.stages import is_done, mark_done, stage_key
-from flows.versions import diff_manifests
+from flows.versions import DIFF_CHANGES, diff_manifests, moved_thresholds
 
 
-@task(retries=2, retry_delay_seconds=1)
-def load_samples(target: str, work_dir: str) -> str:
-    """Catalog -> samples.parquet (validated; one row per input sample)."""
+def load_samples(target: str, work_dir: str, *, path_column: str | None = None, label_column: str | None = None,
+                 table: pa.Table | None = None) -> str:
+    """Catalog -> samples.parquet (validated; one row per input sample).
+
+    `table`: the samples already listed (by the run's validation); None lists them here.
+    """
     work = Path(work_dir)
-    table = list_samples(resolve_catalog(target))
+    if table is None:
+        table = list_samples(resolve_catalog(target, path_column=path_column, label_column=label_column))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -55,14 +61,14 @@ def embed_stage_key(work: Path, encoder_name: str) -> str:
     return stage_key(work, "embed", upstream=("samples",), params={"encoder": encoder_name})
 
 
-@task
 def embed_shard(samples_path: str, encoder_name: str, store_dir: str, work_dir: str, *, shard: int = 0,
                 n_shards: int = 1, batch_size: int = 64, device: str | None = None,
-                progress: bool = False) -> str:
+                progress: bool = False, encoder=None) -> str:
     """Embed shard `shard` of `n_shards` (every n-th sample) into the store.
 
     Writes embed-shard-<i>.parquet (position, content_hash, reason) and its counts. Shards
-    can run on different workers at once: the store takes concurrent writers.
+    can run on different workers at once: the store takes concurrent writers. `encoder`:
+    the loaded `encoder_name` when the caller has it (None loads it here).
     """
     work = Path(work_dir)
     out = work / f"embed-shard-{shard}-of-{n_shards}.parquet"
@@ -72,7 +78,7 @@ def embed_shard(samples_path: str, encoder_name: str, store_dir: str, work_dir: 
     positions = list(range(shard, samples.num_rows, n_shards))
     paths = samples.column(S.ABS_PATH).to_pylist()
     refused = samples.column("refused").to_pylist()
-    encoder = get_encoder(encoder_name, device=device)
+    encoder = encoder or get_encoder(encoder_name, device=device)
     store = EmbeddingStore(store_dir, encoder_id=encoder.encoder_id, dim=encoder.dim)
     t0 = time.perf_counter()
     with _progress_bar("embedding", len(positions), enabled=progress) as update:
@@ -90,7 +96,6 @@ def embed_shard(samples_path: str, encoder_name: str, store_dir: str, work_dir: 
     return str(out)
 
 
-@task
 def merge_embeddings(samples_path: str, shard_paths: list[str], encoder_name: str, store_dir: str,
                      work_dir: str) -> str:
     """Shards -> embed.parquet (hash, reason, row per sample) and embeddings.npy (usable rows)."""
@@ -131,11 +136,11 @@ def merge_embeddings(samples_path: str, shard_paths: list[str], encoder_name: st
     return str(work / "embed.parquet")
 
 
-@task
-def build_knn(work_dir: str, *, k: int = 10, device: str | None = None, progress: bool = False) -> str:
-    """embeddings.npy -> knn.npz, the graph every detector reads."""
+def build_knn(work_dir: str, *, k: int = 10, device: str | None = None, seed: int = 0,
+              progress: bool = False) -> str:
+    """embeddings.npy -> knn.npz, the graph every detector reads (`seed`: the IVF index's samples)."""
     work = Path(work_dir)
-    key = stage_key(work, "knn", upstream=("embed",), params={"k": k})
+    key = stage_key(work, "knn", upstream=("embed",), params={"k": k, "seed": seed})
     if is_done(work, "knn", key, ("knn.npz", "knn.json")):
         return str(work / "knn.npz")
     emb = np.load(work / "embeddings.npy", mmap_mode="r")
@@ -143,8 +148,8 @@ def build_knn(work_dir: str, *, k: int = 10, device: str | None = None, progress
         raise curation.InvalidArray(f"only {emb.shape[0]} sample(s) could be embedded; need at least 2")
     t0 = time.perf_counter()
     with _progress_bar("indexing", emb.shape[0], enabled=progress, unit="steps") as update:
-        graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1), index=curation.IndexConfig(device=device),
-                                         progress=update)
+        graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1),
+                                         index=curation.IndexConfig(device=device, seed=seed), progress=update)
     save_knn_graph(graph, work / "knn.npz")
     write_json({"method": graph.method, "recall_at_k": graph.recall, "k": graph.k,
                 "seconds": round(time.perf_counter() - t0, 3)}, work / "knn.json")
@@ -152,12 +157,15 @@ def build_knn(work_dir: str, *, k: int = 10, device: str | None = None, progress
     return str(work / "knn.npz")
 
 
-@task
 def curate_samples(samples_path: str, embed_path: str, knn_path: str, work_dir: str, *, encoder_name: str,
-                   policy: dict, methods: str = "auto", seed: int = 0,
-                   holdout_embed_paths: tuple[str, ...] = ()) -> str:
-    """Every detector + the policy -> curation.parquet (one row per input sample) and curation.json."""
+                   policy: dict, methods: str | tuple[str, ...] = "auto", seed: int = 0,
+                   holdout_embed_paths: tuple[str, ...] = (), encoder=None) -> str:
+    """Every detector + the policy -> curation.parquet (one row per input sample) and curation.json.
+
+    methods: "auto" or detector names; zero_shot needs an open_clip encoder (its text tower).
+    """
     work = Path(work_dir)
+    methods = methods if isinstance(methods, str) else list(methods)
     holdout_keys = [read_json(Path(p).parent / "embed.done.json")["key"] for p in holdout_embed_paths]
     key = stage_key(work, "curate", upstream=("samples", "embed", "knn"),
                     params={"policy": policy, "methods": methods, "seed": seed, "holdout": holdout_keys})
@@ -174,7 +182,7 @@ def curate_samples(samples_path: str, embed_path: str, knn_path: str, work_dir: 
         holdout_hashes = [h for _, f in parts for h, r in zip(f[S.CONTENT_HASH], f["row"], strict=True) if r >= 0]
     text = None
     if encoder_name.startswith("open_clip:") and (methods == "auto" or "zero_shot" in methods):
-        encoder = get_encoder(encoder_name)
+        encoder = encoder or get_encoder(encoder_name)
         if encoder.has_text:
             text = encoder.encode_text([f"a photo of a {c}." for c in classes])
     result = curation.curate(
@@ -203,10 +211,13 @@ def curate_samples(samples_path: str, embed_path: str, knn_path: str, work_dir: 
     return str(work / "curation.parquet")
 
 
-@task(retries=2, retry_delay_seconds=1)
 def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_dir: str, *,
-                    run_info: dict, previous_manifest: str | None = None) -> str:
-    """Findings + decisions -> manifest.parquet, clean.parquet, diff.parquet, summary.json (each atomic)."""
+                    run_info: dict, previous_manifest: str | None = None, ground_truth: str | None = None) -> str:
+    """Findings + decisions -> manifest.parquet, clean.parquet, diff.parquet, summary.json (each atomic).
+
+    previous_manifest: the last complete run's manifest (its summary.json beside it), for the
+    diff. ground_truth: the catalog's truth table; the summary then scores the label issues.
+    """
     table = pq.read_table(samples_path)
     samples, classes = pl.from_arrow(table), classes_of(table)
     embed = pl.read_parquet(embed_path)
@@ -255,15 +266,23 @@ def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_
     write_parquet(manifest, run / "manifest.parquet")
     summary = summarise(manifest, run_info)
     summary.update(read_json(Path(curation_path).with_suffix(".json")))
+    if ground_truth:
+        summary["ground_truth"] = {"path": ground_truth,
+                                   **score_against_ground_truth(manifest, read_ground_truth(ground_truth))}
+    # A row counts once under every change it has: the counts are a group-by of diff.parquet.
+    counts = diff.explode("changes").group_by("changes").len()
+    counts = dict(zip(counts["changes"].to_list(), counts["len"].to_list(), strict=True))
     # issue 11 finding 1: hidden files (and files beside the class folders) are not rows; say how many.
     from catalogs.samples import skipped_files_of
 
     summary["skipped_files"] = skipped_files_of(table)
     summary["diff"] = {
         "previous_run": Path(previous_manifest).parent.name if previous_manifest else None,
-        **{c: int((diff["change"] == c).sum()) for c in
-           ("added", "removed", "newly_flagged", "no_longer_flagged", "decision_changed")},
+        **{c: int(counts.get(c, 0)) for c in DIFF_CHANGES},
     }
+    if previous_manifest and (Path(previous_manifest).parent / "summary.json").exists():
+        before = read_json(Path(previous_manifest).parent / "summary.json")
+        summary["diff"]["thresholds"] = moved_thresholds(before, summary)
     write_json(summary, run / "summary.json")
     return str(run / "manifest.parquet")
 

@@ -102,36 +102,45 @@ def prune_old_work(out: Path, *, keep: int = 2) -> list[Path]:
     return removed
 
 
-def diff_manifests(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
-    """What changed between two runs' manifests, one row per changed sample.
+DIFF_CHANGES = ("added", "removed", "decision_changed", "newly_flagged", "no_longer_flagged")
+# Data-driven cut-offs in the summary: when one moves, old rows can change without their data changing.
+THRESHOLD_FACTS = ("estimated_noise_rate", "label_issue_cutoff", "outlier_threshold", "near_duplicate_min_similarity")
 
-    change is one of: added, removed, newly_flagged, no_longer_flagged, decision_changed.
-    A sample is "flagged" when its reasons are non-empty.
+
+def diff_manifests(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
+    """What changed between two runs' manifests: one row per sample with any change.
+
+    `changes` lists every change of the row, in DIFF_CHANGES order: added, removed,
+    decision_changed (keep / drop / relabel differs), newly_flagged (no reasons before, some
+    now), no_longer_flagged (the reverse). One row can have several (a sample newly flagged
+    and now dropped is both), so counting rows per change never hides one behind another.
     """
     cols = ["sample_id", "path", "decision", "reasons"]
-    schema = {"sample_id": pl.String, "path": pl.String, "change": pl.String,
+    schema = {"sample_id": pl.String, "path": pl.String, "changes": pl.List(pl.String),
               "old_decision": pl.String, "new_decision": pl.String,
               "old_reasons": pl.List(pl.String), "new_reasons": pl.List(pl.String)}
     if old is None:
         return pl.DataFrame(schema=schema)
     joined = old.select(cols).join(new.select(cols), on="sample_id", how="full", suffix="_new", coalesce=True)
-    old_flag = joined["reasons"].list.len().fill_null(0) > 0
-    new_flag = joined["reasons_new"].list.len().fill_null(0) > 0
-    change = (
-        pl.when(pl.col("decision").is_null()).then(pl.lit("added"))
-        .when(pl.col("decision_new").is_null()).then(pl.lit("removed"))
-        .when(~pl.Series(old_flag) & pl.Series(new_flag)).then(pl.lit("newly_flagged"))
-        .when(pl.Series(old_flag) & ~pl.Series(new_flag)).then(pl.lit("no_longer_flagged"))
-        .when(pl.col("decision") != pl.col("decision_new")).then(pl.lit("decision_changed"))
-        .otherwise(None)
-    )
+    was, now = pl.col("decision"), pl.col("decision_new")
+    old_flag = pl.col("reasons").list.len().fill_null(0) > 0
+    new_flag = pl.col("reasons_new").list.len().fill_null(0) > 0
+    both = was.is_not_null() & now.is_not_null()
+    flags = {
+        "added": was.is_null(),
+        "removed": now.is_null(),
+        "decision_changed": both & (was != now),
+        "newly_flagged": both & ~old_flag & new_flag,
+        "no_longer_flagged": both & old_flag & ~new_flag,
+    }
+    changes = pl.concat_list([pl.when(flags[c]).then(pl.lit(c)).otherwise(None) for c in DIFF_CHANGES]).list.drop_nulls()
     return (
-        joined.with_columns(change.alias("change"))
-        .filter(pl.col("change").is_not_null())
+        joined.with_columns(changes.alias("changes"))
+        .filter(pl.col("changes").list.len() > 0)
         .select(
             "sample_id",
             pl.coalesce("path_new", "path").alias("path"),
-            "change",
+            "changes",
             pl.col("decision").alias("old_decision"),
             pl.col("decision_new").alias("new_decision"),
             pl.col("reasons").alias("old_reasons"),
@@ -140,3 +149,8 @@ def diff_manifests(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
         .sort("sample_id")
         .cast(schema)
     )
+
+
+def moved_thresholds(before: dict, after: dict) -> dict[str, dict[str, float | None]]:
+    """The data-driven cut-offs of two runs' summaries, old and new, by name."""
+    return {name: {"old": before.get(name), "new": after.get(name)} for name in THRESHOLD_FACTS}

@@ -152,3 +152,72 @@ def test_invalid_toml_quotes_the_bad_value(tmp_path, text, match):
 def test_unknown_target_lists_bundled(tmp_path):
     with pytest.raises(catalogs.CatalogNotFound, match="digits"):
         resolve_catalog(str(tmp_path / "nope"))
+
+
+# --- sources Winnow cannot read yet fail by name (issue 11 finding 8) -----------------------------
+
+
+def _manifest_catalog(tmp_path, frame, suffix="csv", extra=""):
+    path = tmp_path / f"m.{suffix}"
+    frame.write_csv(path) if suffix == "csv" else frame.write_parquet(path)
+    return write_toml(tmp_path / "c.toml", f'name = "x"\n[source]\nkind = "manifest"\npath = "m.{suffix}"\n{extra}')
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/train/a.png", "gs://bucket/a.png", "https://example.com/a.png"])
+def test_url_paths_are_named_not_mangled(tmp_path, url):
+    frame = pl.DataFrame({"path": ["b.png", url], "label": ["x", "y"]})
+    with pytest.raises(catalogs.CatalogError, match=url.replace(".", r"\.")) as info:
+        list_samples(load_catalog(_manifest_catalog(tmp_path, frame)))
+    assert type(info.value).__name__ == "UnsupportedSource"
+    assert "line 3" in str(info.value) and "local" in str(info.value)
+
+
+def test_hugging_face_image_struct_column_is_named(tmp_path):
+    frame = pl.DataFrame({"image": [{"bytes": b"\x89PNG", "path": "a.png"}, {"bytes": b"\x89PNG", "path": None}],
+                          "label": ["x", "y"]})
+    cat = _manifest_catalog(tmp_path, frame, "parquet", 'path_column = "image"\n')
+    with pytest.raises(catalogs.CatalogError, match="'image'") as info:
+        list_samples(load_catalog(cat))
+    assert type(info.value).__name__ == "UnsupportedSource" and "bytes" in str(info.value)
+
+
+# --- a table of paths and labels is a target by itself (issue 11 finding 12) ----------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_table_file_is_a_catalog(tmp_path, digit_folder, fmt):
+    rows = list_samples(resolve_catalog(str(digit_folder)))
+    frame = pl.DataFrame({"path": ["digits/" + p for p in rows.column(S.PATH).to_pylist()],
+                          "label": rows.column(S.LABEL).to_pylist()})
+    table = tmp_path / f"labels.{fmt}"
+    frame.write_csv(table) if fmt == "csv" else frame.write_parquet(table)
+    spec = resolve_catalog(table)
+    assert spec.name == "labels" and spec.source.kind == "manifest"
+    listed = list_samples(spec)
+    assert listed.num_rows == 120
+    assert listed.column(S.ABS_PATH).to_pylist() == [str(tmp_path / p) for p in frame["path"]]
+    # Other column names, named by the caller.
+    frame.rename({"path": "file", "label": "y"}).write_parquet(tmp_path / "other.parquet")
+    other = list_samples(resolve_catalog(tmp_path / "other.parquet", path_column="file", label_column="y"))
+    assert other.column(S.PATH).to_pylist() == listed.column(S.PATH).to_pylist()
+
+
+def test_table_without_path_column_picks_the_only_candidate_or_names_them(tmp_path, digit_folder):
+    rows = list_samples(resolve_catalog(str(digit_folder)))
+    paths = ["digits/" + p for p in rows.column(S.PATH).to_pylist()]
+    pl.DataFrame({"file": paths, "label": rows.column(S.LABEL).to_pylist()}).write_csv(tmp_path / "one.csv")
+    assert list_samples(resolve_catalog(tmp_path / "one.csv")).num_rows == 120
+    pl.DataFrame({"file": paths, "thumb": paths, "label": rows.column(S.LABEL).to_pylist()}).write_csv(
+        tmp_path / "two.csv")
+    with pytest.raises(catalogs.CatalogError, match="'file'.*'thumb'.*--path-column"):
+        resolve_catalog(tmp_path / "two.csv")
+
+
+def test_manifest_errors_give_the_line_an_editor_shows(tmp_path):
+    # header on line 1: the rows are on lines 2, 3, 4
+    pl.DataFrame({"path": ["a.png", "b.png", "a.png"], "label": ["x", "y", "x"]}).write_csv(tmp_path / "m.csv")
+    with pytest.raises(DuplicatePath, match="lines 2 and 4"):
+        list_samples(resolve_catalog(tmp_path / "m.csv"))
+    pl.DataFrame({"path": ["a.png", "b.png", "a.png"], "label": ["x", "y", "x"]}).write_parquet(tmp_path / "m.parquet")
+    with pytest.raises(DuplicatePath, match="rows 1 and 3"):
+        list_samples(resolve_catalog(tmp_path / "m.parquet"))

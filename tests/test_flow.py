@@ -1,17 +1,20 @@
-"""The whole flow under Prefect's test harness, and the CLI through typer's CliRunner."""
+"""The whole flow under Prefect's test harness, the CLI through typer's CliRunner, and quiet, parallel runs."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flows.clean import clean_dataset, score_against_ground_truth
+from flows.clean import clean_dataset
 from flows.cli import app
 from flows.config import RunConfig
+from flows.evaluate import score_against_ground_truth
 from flows.io import RunLocked, locked
+from tests.clirun import base_env, run_python, winnow_command
 
 runner = CliRunner()
 
@@ -63,7 +66,7 @@ def test_second_run_on_same_folder_is_refused_while_locked(tmp_path):
         pass
 
 
-def test_cli_run_json_and_lists(prefect_harness, digit_folder, tmp_path):
+def test_cli_run_json_and_lists(digit_folder, tmp_path):
     result = runner.invoke(app, ["run", str(digit_folder), "--out", str(tmp_path / "o"),
                                  "--encoder", "pixels:16", "--json"])
     assert result.exit_code == 0, result.output
@@ -78,12 +81,45 @@ def test_cli_run_json_and_lists(prefect_harness, digit_folder, tmp_path):
         assert option in helptext.output
 
 
-def test_cli_user_errors_exit_2_with_the_bad_value(prefect_harness, digit_folder, tmp_path, monkeypatch):
-    result = runner.invoke(app, ["run", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "nope" in result.output
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = runner.invoke(app, ["run", str(digit_folder), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "efficientnet-lite0" in result.output, result.output
-    result = runner.invoke(app, ["run", str(digit_folder), "--out", str(tmp_path / "o"),
-                                 "--encoder", "pixels", "--policy", "relabel_everything=1"])
-    assert result.exit_code == 2 and "relabel_everything" in result.output
+# --- quiet, and no shared Prefect database in one-shot runs (issue 11 finding 15) -----------------
+
+
+def _plain_env(tmp_path, **extra):
+    """A user's environment: none of the Prefect settings the test suite sets for itself."""
+    env = base_env(**extra)
+    for key in ("PREFECT_LOGGING_LEVEL", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_API_URL", "DO_NOT_TRACK"):
+        env.pop(key, None)
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # one shared home, as ~/.prefect is
+    return env
+
+
+def test_two_cli_runs_in_parallel_both_succeed(digit_folder, tmp_path):
+    env = _plain_env(tmp_path)
+    procs = [
+        subprocess.Popen([*winnow_command(), "run", str(digit_folder), "--out", str(tmp_path / f"o{i}"),
+                          "--encoder", "pixels:16", "--quiet"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stdout + stderr
+        assert "INFO" not in stdout + stderr and "Traceback" not in stderr, stdout + stderr
+    for i in range(2):
+        assert pl.read_parquet(tmp_path / f"o{i}" / "manifest.parquet").height == 120
+    # A one-shot run never touches the Prefect database.
+    assert not list((tmp_path / "prefect-home").rglob("*.db"))
+
+
+def test_python_api_is_quiet(digit_folder, tmp_path):
+    code = (
+        "from flows.clean import clean_dataset, run_clean\n"
+        "from flows.config import RunConfig\n"
+        f"run_clean(RunConfig(target={str(digit_folder)!r}, out={str(tmp_path / 'a')!r}, encoder='pixels:16'))\n"
+        f"clean_dataset(RunConfig(target={str(digit_folder)!r}, out={str(tmp_path / 'b')!r}, encoder='pixels:16'))\n"
+        "print('DONE')\n"
+    )
+    result = run_python(code, env=_plain_env(tmp_path))
+    assert result.returncode == 0, result.output
+    assert result.stdout == "DONE\n", result.output
+    assert "INFO" not in result.output and "telemetry" not in result.output, result.output

@@ -47,8 +47,8 @@ def test_grown_dataset_embeds_only_new_files_and_diffs(prefect_harness, digit_fo
     assert summary["diff"]["added"] == 15 and summary["diff"]["removed"] == 3
     assert summary["diff"]["previous_run"] == os.path.basename(first["run"])
     diff = pl.read_parquet(second["diff"])
-    assert set(diff.filter(pl.col("change") == "removed")["path"]) == {f"7/{p.name}" for p in removed}
-    assert diff.filter(pl.col("change") == "added")["path"].str.contains("grown").all()
+    assert set(diff.filter(pl.col("changes").list.contains("removed"))["path"]) == {f"7/{p.name}" for p in removed}
+    assert diff.filter(pl.col("changes").list.contains("added"))["path"].str.contains("grown").all()
     # latest points at the new version; the old one is intact.
     assert (out / "latest").resolve() == (out / "runs" / os.path.basename(second["run"])).resolve()
     assert pl.read_parquet(out / "manifest.parquet").height == 132
