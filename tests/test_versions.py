@@ -121,7 +121,7 @@ STAGE_CHANGES: dict[str, tuple[dict, set[str]]] = {
     "k": ({"k": 3}, {"knn", "curate"}),
     "policy": ({"policy": {"on_label_issue": "keep"}}, {"curate"}),
     "methods": ({"methods": "knn_vote"}, {"curate"}),
-    "seed": ({"seed": 1}, {"curate"}),
+    "seed": ({"seed": 1}, {"knn", "curate"}),
     "holdout": ({"holdout": ("HOLDOUT",)}, {"holdout-0/samples", "holdout-0/embed", "curate"}),
     "batch_size": ({"batch_size": 7}, set()),  # changes no result: nothing re-runs
 }
