@@ -45,12 +45,12 @@ test: $(VENV)/.installed chromium
 lock:
 	@test -x $(UV) || { test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	  $(PY) -m pip install -q -c $(LOCK) uv 2>/dev/null || $(PY) -m pip install -q uv; }
-	@tmp=$$(mktemp -d) && printf '%s\n' $(TORCH_PINS) $(LOCK_EXTRAS) > $$tmp/extras.in \
-	  && printf '%s\n' $(LOCK_EXCLUDES) > $$tmp/excludes.txt \
-	  && $(UV) pip compile -q pyproject.toml --extra dev $$tmp/extras.in --excludes $$tmp/excludes.txt \
+	@tmp=$$(mktemp -d) && printf '%s\n' $(LOCK_EXCLUDES) > $$tmp/excludes.txt \
+	  && printf '%s\n' $(TORCH_PINS) $(LOCK_EXTRAS) \
+	   | $(UV) pip compile -q pyproject.toml --extra dev - --excludes $$tmp/excludes.txt \
 	     --python $(PYTHON) --custom-compile-command 'make lock' -o $(LOCK) $(if $(UPGRADE),--upgrade) \
 	  ; status=$$?; rm -rf $$tmp; exit $$status
-	$(PYTHON) tests/test_lock.py stamp
+	$(PYTHON) tests/test_lock.py stamp $(TORCH_PINS) $(LOCK_EXTRAS) "(Makefile TORCH_PINS, LOCK_EXTRAS); excluded: $(LOCK_EXCLUDES)"
 	@echo "$(LOCK): $$(grep -cE '^[a-z0-9]' $(LOCK)) pins; now run make test (it reinstalls from the new lock)"
 
 # The report's test renders it in headless Chromium: Debian's package, installed when missing.
