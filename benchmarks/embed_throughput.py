@@ -4,14 +4,13 @@ The ceiling is the model's forward pass alone on the same preprocessed batches (
 reading, hashing, decoding, resizing or store writes). The pipeline must reach at least
 90% of it. Prints one table; run on whatever machine you want numbers for:
 
-    .venv/bin/python benchmarks/embed_throughput.py --encoder efficientnet-lite0 --images 512
-    .venv/bin/python benchmarks/embed_throughput.py --encoder open_clip:ViT-B-32/random --device cuda --images 20000
+    .venv/bin/python -m benchmarks.embed_throughput --encoder efficientnet-lite0 --images 512
+    .venv/bin/python -m benchmarks.embed_throughput --encoder open_clip:ViT-B-32/random --device cuda --images 20000
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from embeddings import EmbeddingStore, embed_files, get_encoder  # noqa: E402
+from benchmarks.common import emit, markdown_table
+from embeddings import EmbeddingStore, embed_files, get_encoder
 
 
 def write_images(folder: Path, n: int, size: int) -> list[str]:
@@ -51,6 +49,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     args = parser.parse_args()
     encoder = get_encoder(args.encoder, device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,12 +75,14 @@ def main() -> None:
         report = embed_files(paths, encoder, store, batch_size=args.batch_size, workers=args.workers)
         pipeline = len(paths) / (time.perf_counter() - t0)
     assert report.n_embedded == len(paths)
-    print(f"device: {encoder.device}  torch threads: {torch.get_num_threads()}  encoder: {args.encoder}")
-    print(f"{'what':<34} {'images/s':>10}")
-    print(f"{'bare model forward (ceiling)':<34} {bare:>10.1f}")
-    print(f"{'winnow pipeline (read..store)':<34} {pipeline:>10.1f}")
-    print(f"{'pipeline / ceiling':<34} {pipeline / bare:>10.1%}")
-    print("stage seconds (summed over threads): " + ", ".join(f"{k} {v:.2f}" for k, v in report.seconds.items()))
+    table = markdown_table(
+        ["what", "images/s"],
+        [["bare model forward (ceiling)", f"{bare:.1f}"], ["winnow pipeline (read .. store)", f"{pipeline:.1f}"],
+         ["pipeline / ceiling", f"{pipeline / bare:.1%}"]], align="lr")
+    note = (f"{args.encoder} on {encoder.device} ({torch.get_num_threads()} torch threads), {len(paths)} JPEGs of "
+            f"{args.size} x {args.size}, batch {args.batch_size}. Stage seconds (summed over threads): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in report.seconds.items()) + ".")
+    emit([table, note], args.markdown)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,28 @@
-"""Scale benchmark: kNN graph + full label-noise detection as N grows, side by side.
+"""Scale benchmark: kNN graph + label-noise detection as N grows, every tool side by side, like for like.
 
-For N = 20k, 100k, 300k, 1M seeded clustered embeddings (512-d, 200 concepts in 10
-classes, each concept a low-rank blob) with 20% planted symmetric label flips, it runs,
-each in its own process so peak RSS is measured per tool:
+For each N (default 20k and 100k) seeded clustered embeddings (512-d, 200 concepts in 10
+classes, each concept a low-rank blob) with 20% planted symmetric label flips. Each tool runs
+in its own process (imports excluded from the clock, peak RSS per process):
 
-- winnow:   curation.build_knn_graph (exact up to 20k, IVF above) + find_label_issues
-- datalab:  cleanlab Datalab's label check on the same embeddings (kNN + its detector)
-- sklearn:  scikit-learn NearestNeighbors (brute, cosine) for the kNN graph alone
+- winnow:         curation.build_knn_graph (exact up to 20k, IVF above) + find_label_issues
+- winnow-exact:   the same detector on FAISS's exact graph (IndexFlatIP): separates "our index
+                  is approximate" from "our detector is fast"
+- datalab:        cleanlab Datalab's label check from features (its own scikit-learn kNN)
+- datalab-graph:  Datalab's label check given Winnow's graph (the graph of the winnow row; its
+                  label check takes no graph, so it gets the pred_probs its kNN classifier would
+                  compute from that graph, see benchmarks.common.graph_pred_probs)
+- datalab-probs:  Datalab's label check given Winnow's out-of-fold pred_probs (the probe's)
+- sklearn:        scikit-learn NearestNeighbors (brute, cosine): the exact graph alone
 
-and prints one table: seconds, peak RSS, recall@10 of the graph (sampled against exact
-search), and F1 of the flagged samples against the planted flips. A tool that exceeds the
-time limit is reported as such, not extrapolated.
+and prints one table: seconds (graph, detection, total), CPU seconds, peak RSS, recall@10 of
+the graph (sampled against exact search) and F1 against the planted flips. Datalab given
+Winnow's graph counts the winnow row's graph time (in brackets) in its total; Datalab given
+Winnow's pred_probs counts only its own check (the probe is in the winnow row's detection). A tool that exceeds
+the time limit is reported as such, not extrapolated.
 
-    .venv/bin/python benchmarks/scale.py                       # all sizes
-    .venv/bin/python benchmarks/scale.py --sizes 20000 100000 --tools winnow datalab
+    .venv/bin/python -m benchmarks.scale                                  # 20k and 100k, every tool
+    .venv/bin/python -m benchmarks.scale --sizes 300000 1000000 --tools winnow
+    .venv/bin/python -m benchmarks.scale --markdown out/scale.md          # also as markdown
 """
 
 from __future__ import annotations
@@ -28,8 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import emit, graph_pred_probs, markdown_table
 
 DIM, CONCEPTS, CLASSES, RANK, NOISE_RATE = 512, 200, 10, 32, 0.20
 
@@ -77,96 +85,180 @@ def f1(flagged: np.ndarray, truth: np.ndarray) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
+TOOLS = ["winnow", "winnow-exact", "datalab", "datalab-graph", "datalab-probs", "sklearn"]
+FOLLOWERS = {"datalab-graph", "datalab-probs"}  # read the winnow row's graph / pred_probs
+
+
 def worker(tool: str, emb_path: str, labels_path: str, truth_path: str) -> dict:
     import resource
 
-    result = _work(tool, emb_path, labels_path, truth_path)
+    result = _work(tool, Path(emb_path), labels_path, truth_path)
     result["rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     return result
 
 
-def _work(tool: str, emb_path: str, labels_path: str, truth_path: str) -> dict:
+def _work(tool: str, emb_path: Path, labels_path: str, truth_path: str) -> dict:
     emb = np.load(emb_path, mmap_mode="r")
     labels, truth = np.load(labels_path), np.load(truth_path)
+    shared = emb_path.parent / "winnow-run"  # what the winnow row hands to the datalab-graph / -probs rows
     # Imports happen before the clock starts, for every tool: we time the work, not Python.
-    if tool == "winnow":
+    if tool.startswith("winnow"):
         import torch  # noqa: F401  (the probe's)
 
         import curation
-    elif tool == "datalab":
-        from cleanlab import Datalab
-    else:
+    elif tool.startswith("datalab"):
+        from benchmarks.common import datalab_label_issues
+    elif tool == "sklearn":
         from sklearn.neighbors import NearestNeighbors
-    t0 = time.perf_counter()
-    if tool == "winnow":
-        graph = curation.build_knn_graph(emb, k=10)
+    else:
+        raise SystemExit(f"unknown tool {tool!r}; choose from {TOOLS}")
+    if tool in FOLLOWERS:
+        given = json.loads((shared / "graph.json").read_text())
+        indices = np.load(shared / "indices.npy")
+        probs = np.load(shared / "pred_probs.npy")
+    t0, c0 = time.perf_counter(), time.process_time()
+
+    def done(**fields) -> dict:
+        return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, **fields}
+
+    if tool.startswith("winnow"):
+        index = curation.IndexConfig(kind="exact") if tool == "winnow-exact" else None
+        graph = curation.build_knn_graph(emb, k=10, index=index)
         t_graph = time.perf_counter() - t0
-        result = curation.find_label_issues(labels, embeddings=emb, knn=graph, n_classes=CLASSES)
-        flagged = result["is_label_issue"].to_numpy()
-        return {"seconds": time.perf_counter() - t0, "graph_seconds": t_graph, "recall": graph.recall,
-                "method": graph.method, "f1": f1(flagged, truth)}
+        report = curation.detect_label_issues(labels, embeddings=emb, knn=graph, n_classes=CLASSES)
+        flagged = report.frame["is_label_issue"].to_numpy()
+        out = done(graph_seconds=t_graph, recall=graph.recall, graph=graph.method, f1=f1(flagged, truth))
+        if tool == "winnow":
+            shared.mkdir(exist_ok=True)
+            np.save(shared / "indices.npy", graph.indices)
+            np.save(shared / "pred_probs.npy", report.pred_probs)
+            (shared / "graph.json").write_text(json.dumps({"graph": graph.method, "recall": graph.recall,
+                                                           "graph_seconds": t_graph}))
+        return out
     if tool == "datalab":
-        lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
-        lab.find_issues(features=np.asarray(emb), issue_types={"label": {"k": 10}})
-        flagged = lab.get_issues("label")["is_label_issue"].to_numpy()
-        return {"seconds": time.perf_counter() - t0, "recall": 1.0, "f1": f1(flagged, truth)}
-    if tool == "sklearn":
-        nn = NearestNeighbors(n_neighbors=11, algorithm="brute", metric="cosine").fit(np.asarray(emb))
-        nn.kneighbors(np.asarray(emb))
-        return {"seconds": time.perf_counter() - t0, "recall": 1.0, "f1": None}
-    raise SystemExit(f"unknown tool {tool!r}")
+        flagged, _, _ = datalab_label_issues(labels, features=np.asarray(emb), k=10)
+        return done(recall=1.0, graph="its own (scikit-learn)", f1=f1(flagged, truth))
+    if tool == "datalab-graph":
+        flagged, _, _ = datalab_label_issues(labels, pred_probs=graph_pred_probs(indices, labels, CLASSES))
+        return done(recall=given["recall"], graph=f"Winnow's ({given['graph']})", f1=f1(flagged, truth),
+                    given_graph_seconds=given["graph_seconds"])
+    if tool == "datalab-probs":
+        flagged, _, _ = datalab_label_issues(labels, pred_probs=probs)
+        return done(recall=None, graph="-", f1=f1(flagged, truth))
+    nn = NearestNeighbors(n_neighbors=11, algorithm="brute", metric="cosine").fit(np.asarray(emb))
+    nn.kneighbors(np.asarray(emb))
+    return done(recall=1.0, graph="exact (scikit-learn brute)", f1=None, graph_seconds=time.perf_counter() - t0)
 
 
 def run_worker(tool: str, paths, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--worker", tool, *map(str, paths)]
+    cmd = [sys.executable, "-m", "benchmarks.scale", "--worker", tool, *map(str, paths)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if proc.poll() is None:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         return {"timeout": timeout}
-    out, err = proc.communicate()
     if proc.returncode != 0:
         return {"error": err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"}
     return json.loads(out.strip().splitlines()[-1])
 
 
+DESCRIBE = {
+    "winnow": "Winnow (its default graph)",
+    "winnow-exact": "Winnow on FAISS exact (IndexFlatIP)",
+    "datalab": "Datalab from features",
+    "datalab-graph": "Datalab given Winnow's graph",
+    "datalab-probs": "Datalab given Winnow's pred_probs",
+    "sklearn": "scikit-learn brute kNN (graph only)",
+}
+
+
+def _cells(n: int, tool: str, r: dict) -> list[str]:
+    def num(key, fmt="{:.1f}"):
+        return fmt.format(r[key]) if r.get(key) is not None else "-"
+
+    if "timeout" in r:
+        return [f"{n:,}", DESCRIBE[tool], "", "", "", f"> {r['timeout']:.0f} (limit)", "", "", "", ""]
+    if "error" in r:
+        return [f"{n:,}", DESCRIBE[tool], "", "", "", "error: " + r["error"], "", "", "", ""]
+    detect = r["seconds"] - r["graph_seconds"] if r.get("graph_seconds") is not None and r.get("f1") is not None \
+        else (r["seconds"] if tool in FOLLOWERS else None)
+    graph_s, total = num("graph_seconds"), num("seconds")
+    if tool == "datalab-graph":  # the winnow row's graph, then Datalab's check on it
+        graph_s, total = f"({r['given_graph_seconds']:.1f})", f"{r['given_graph_seconds'] + r['seconds']:.1f}"
+    return [f"{n:,}", DESCRIBE[tool], r.get("graph", "-"), graph_s, "-" if detect is None else f"{detect:.1f}",
+            total, num("cpu_seconds"), num("rss_gib", "{:.2f}"), num("recall", "{:.3f}"),
+            num("f1", "{:.3f}")]
+
+
+def _ratios(n: int, by_tool: dict) -> str:
+    """One line per N that splits the end-to-end gap into the index and the detector."""
+    def get(tool, key="seconds"):
+        return by_tool.get(tool, {}).get(key)
+
+    parts = []
+    w, d = get("winnow"), get("datalab")
+    if w and d:
+        parts.append(f"end to end Winnow {w:.1f} s, Datalab from features {d:.1f} s ({d / w:.1f}x)")
+    wg, eg, sk = get("winnow", "graph_seconds"), get("winnow-exact", "graph_seconds"), get("sklearn")
+    graphs = [f"FAISS exact {eg:.1f} s" if eg else "", f"scikit-learn brute {sk:.1f} s" if sk else ""]
+    method = get("winnow", "graph") or ""
+    if wg is not None and not method.startswith("exact"):
+        graphs.append(f"Winnow's {method} {wg:.1f} s (recall {get('winnow', 'recall'):.3f})")
+    if any(graphs):
+        parts.append("the graph alone: " + ", ".join(filter(None, graphs)))
+    we = get("winnow-exact")
+    if w and we and not method.startswith("exact"):
+        parts.append(f"Winnow on the exact graph {we:.1f} s in all ({we / w:.1f}x its time on {method}, "
+                     f"F1 {get('winnow-exact', 'f1'):.3f} vs {get('winnow', 'f1'):.3f})")
+    dg = get("datalab-graph")
+    if w and wg is not None and dg:
+        parts.append(f"given the same graph, detection: Winnow {w - wg:.1f} s (5-fold probe and every detector), "
+                     f"Datalab {dg:.1f} s")
+    return f"{n:,}: " + "; ".join(parts) + "." if parts else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 300_000, 1_000_000])
-    parser.add_argument("--tools", nargs="+", default=["winnow", "datalab", "sklearn"])
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per tool and size")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
+    parser.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per tool and size")
     parser.add_argument("--baseline-max-n", type=int, default=100_000,
-                        help="skip datalab / sklearn above this N (they are quadratic: 100k already takes "
-                             "6-8 minutes on 2 cores, so 300k would take about an hour)")
+                        help="skip datalab / sklearn / winnow-exact above this N (they are quadratic)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "winnow" / "bench")
+    parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     parser.add_argument("--worker", nargs=4, metavar=("TOOL", "EMB", "LABELS", "TRUTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
-    rows = []
-    print(f"{'N':>9} {'tool':<8} {'seconds':>9} {'peak RSS GiB':>13} {'recall@10':>10} {'F1':>6}  note", flush=True)
+    tools = [t for t in TOOLS if t in args.tools]
+    if FOLLOWERS & set(tools) and "winnow" not in tools:
+        parser.error("datalab-graph and datalab-probs use the winnow row's graph and pred_probs: add --tools winnow")
+    rows, notes, raw = [], [], []
     for n in args.sizes:
         paths = make_data(n, args.cache)
-        for tool in args.tools:
-            if tool != "winnow" and n > args.baseline_max_n:
-                print(f"{n:>9} {tool:<8} {'skipped':>9} {'':>13} {'':>10} {'':>6}  quadratic: over 10 min "
-                      f"(see --baseline-max-n)", flush=True)
+        by_tool = {}
+        for tool in tools:
+            quadratic = tool in ("winnow-exact", "datalab", "sklearn")
+            if quadratic and n > args.baseline_max_n:
+                rows.append([f"{n:,}", DESCRIBE[tool], "", "", "", "skipped (--baseline-max-n)", "", "", "", ""])
                 continue
+            print(f"  {n:,} {tool} ...", file=sys.stderr, flush=True)
             r = run_worker(tool, paths, args.timeout)
-            rows.append({"n": n, "tool": tool, **r})
-            secs = f"{r['seconds']:.1f}" if "seconds" in r else (f">{r['timeout']:.0f}" if "timeout" in r else "error")
-            rec = f"{r['recall']:.3f}" if r.get("recall") is not None else "-"
-            score = f"{r['f1']:.3f}" if r.get("f1") is not None else "-"
-            note = r.get("method", "") + (f" graph {r['graph_seconds']:.1f}s" if "graph_seconds" in r else "")
-            note = r.get("error", note) if "error" in r else note
-            print(f"{n:>9} {tool:<8} {secs:>9} {r.get('rss_gib', float('nan')):>13.2f} {rec:>10} {score:>6}  {note}",
-                  flush=True)
-    out = args.cache / "scale-results.json"
-    out.write_text(json.dumps(rows, indent=2))
+            by_tool[tool] = r
+            raw.append({"n": n, "tool": tool, **r})
+            rows.append(_cells(n, tool, r))
+            print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+        notes.append(_ratios(n, by_tool))
+    header = ["N", "tool", "kNN graph", "graph s", "detect s", "total s", "CPU s", "peak RSS GiB", "recall@10", "F1"]
+    table = markdown_table(header, rows, align="rlllrrrrrr")
+    cpus = os.cpu_count()
+    preface = (f"Seconds are wall time on {cpus} cores (CPU s: all threads of the process, which shows how "
+               f"busy the machine was); the graph column of Datalab given Winnow's graph is the winnow row's.")
+    emit([table, preface, *filter(None, notes)], args.markdown)
+    (args.cache / "scale-results.json").write_text(json.dumps(raw, indent=2))
 
 
 if __name__ == "__main__":

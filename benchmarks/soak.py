@@ -8,9 +8,10 @@ every input exactly once, each fault with its reason. Every `--kill-every`-th ru
 first SIGKILLed mid-stage in a subprocess (embedding, indexing or manifest writing) and
 then resumed in the same output folder.
 
-    .venv/bin/python benchmarks/soak.py --runs 40 --kill-every 4 --seed 0
+    .venv/bin/python -m benchmarks.soak --runs 40 --kill-every 4 --seed 0
 
-Prints a Markdown table: runs, kills, faults injected, rows checked, rows lost, rows
+Run from the repository root (it reuses the test suite's fault writers and kill driver).
+Prints a Markdown table (--markdown PATH also writes it to a file): runs, kills, faults injected, rows checked, rows lost, rows
 duplicated, wrong reasons, crashes. Exit status 1 when anything was lost or wrong.
 """
 
@@ -27,13 +28,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # handed to the kill driver (the crash-safety test's)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import polars as pl  # noqa: E402
 
+from benchmarks.common import emit  # noqa: E402
 from catalogs import schemas as S  # noqa: E402
 from tests.test_crash_safety import DRIVER  # noqa: E402
 from tests.test_faults import FAULTS, ODD_NAMES, make_faulty_folder  # noqa: E402
@@ -157,6 +158,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seeds datasets, faults and kill points")
     parser.add_argument("--kill-every", type=int, default=4, help="SIGKILL every Nth run mid-stage, then resume (0: never)")
     parser.add_argument("--encoder", default="pixels:16")
+    parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     args = parser.parse_args()
     from prefect.testing.utilities import prefect_test_harness
 
@@ -164,15 +166,17 @@ def main() -> int:
     with prefect_test_harness(server_startup_timeout=120):
         t = soak(args.runs, args.seed, args.kill_every, args.encoder)
     seconds = time.perf_counter() - started
-    print(f"\nsoak: {args.runs} runs, seed {args.seed}, kill every {args.kill_every}, {args.encoder}, {seconds:.0f} s\n")
-    print("| runs | killed + resumed | faults injected | rows checked | rows lost | rows duplicated | wrong reasons | crashes |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {t['runs']} | {t['kills']} | {t['faults']} | {t['rows']} | {t['lost']} | {t['duplicated'] + t['invented']} "
-          f"| {t['wrong_reason']} | {t['crashes']} |")
+    table = ("| runs | killed + resumed | faults injected | rows checked | rows lost | rows duplicated | wrong reasons "
+             "| crashes |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+             f"| {t['runs']} | {t['kills']} | {t['faults']} | {t['rows']} | {t['lost']} | "
+             f"{t['duplicated'] + t['invented']} | {t['wrong_reason']} | {t['crashes']} |")
     kinds = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(t.items()) if k.startswith("fault:"))
-    print(f"\nfaults by kind: {kinds}")
+    note = (f"Seed {args.seed}, {args.runs} runs, every {args.kill_every}th killed, encoder {args.encoder}, "
+            f"{seconds:.0f} s wall on {os.cpu_count()} cores. Faults by kind: {kinds}.")
     if t["kill_not_reached"]:
-        print(f"kills that did not reach their stage: {t['kill_not_reached']}")
+        note += (f" {t['kill_not_reached']} scheduled kill(s) did not reach their stage (the dataset was too small "
+                 "to get there), so those runs simply completed.")
+    emit([table, note], args.markdown)
     bad = t["lost"] + t["duplicated"] + t["invented"] + t["wrong_reason"] + t["crashes"]
     return 1 if bad else 0
 
