@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import emit
-from curation import IndexConfig, build_knn_graph, find_duplicates, find_outliers
-from curation.duplicates import near_duplicate_threshold
+from winnow.curation import IndexConfig, build_knn_graph, find_duplicates, find_outliers
+from winnow.curation.duplicates import near_duplicate_threshold
 
 
 def datalab_flags(emb: np.ndarray, labels: np.ndarray, *, knn_graph=None):
@@ -82,8 +82,8 @@ def as_csr(graph):
 
 
 def real_images(n_base: int) -> list[str]:
-    from embeddings import decode_image, get_encoder, read_file
     from tests.test_duplicates import write_planted_folder
+    from winnow.embeddings import decode_image, get_encoder, read_file
 
     rows = ["| encoder | images | method | duplicates P / R | outliers P / R |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,7 +152,7 @@ def synthetic(n: int, d: int, seed: int = 0):
 def bundled_digits() -> list[str]:
     """Near-duplicate counts on the bundled digits, which hold no planted copies."""
     from benchmarks.label_noise import digit_images, load_digits_embedded
-    from embeddings import get_encoder
+    from winnow.embeddings import get_encoder
 
     rows = ["| encoder | samples | rows in a near-duplicate group at cosine 0.95 | data-driven cosine | "
             "rows in a group at it |", "|---|---:|---:|---:|---:|"]

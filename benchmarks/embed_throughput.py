@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import emit, markdown_table
-from embeddings import EmbeddingStore, embed_files, get_encoder
+from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
 
 
 def write_images(folder: Path, n: int, size: int) -> list[str]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import datalab_label_issues, emit, graph_pred_probs, markdown_table
-from curation import (
+from winnow.curation import (
     IndexConfig,
     build_knn_graph,
     detect_label_issues,
@@ -43,7 +43,7 @@ from curation import (
     find_simifeat_label_issues,
     plant_label_noise,
 )
-from curation.noise import noise_transition_matrix
+from winnow.curation.noise import noise_transition_matrix
 
 CACHE = Path.home() / ".cache" / "winnow" / "bench"
 NOISES = [("symmetric", 0.2), ("symmetric", 0.4), ("symmetric", 0.6), ("pair", 0.2), ("pair", 0.4)]
@@ -58,7 +58,7 @@ SHORT = {"winnow": "winnow", "knn_vote": "knn", "simifeat": "simif", "small_loss
 
 
 def _encode(images) -> np.ndarray:
-    from embeddings.encoders import get_encoder
+    from winnow.embeddings.encoders import get_encoder
 
     enc = get_encoder("efficientnet-lite0")
     out = []

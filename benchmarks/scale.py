@@ -105,7 +105,7 @@ def _work(tool: str, emb_path: Path, labels_path: str, truth_path: str) -> dict:
     if tool.startswith("winnow"):
         import torch  # noqa: F401  (the probe's)
 
-        import curation
+        from winnow import curation
     elif tool.startswith("datalab"):
         from benchmarks.common import datalab_label_issues
     elif tool == "sklearn":

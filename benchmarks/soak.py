@@ -35,9 +35,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import polars as pl  # noqa: E402
 
 from benchmarks.common import emit  # noqa: E402
-from catalogs import schemas as S  # noqa: E402
 from tests.test_crash_safety import DRIVER  # noqa: E402
 from tests.test_faults import FAULTS, ODD_NAMES, make_faulty_folder  # noqa: E402
+from winnow.catalogs import schemas as S  # noqa: E402
 
 KILL_STAGES = ("embed", "knn", "manifest")
 
@@ -98,9 +98,9 @@ def kill_midway(stage: str, root: Path, out: Path, store: Path) -> int:
 
 
 def soak(runs: int, seed: int, kill_every: int, encoder: str) -> dict[str, int]:
-    import embeddings.embed as embed_mod
-    from flows.clean import clean_dataset
-    from flows.config import RunConfig
+    import winnow.embeddings.embed as embed_mod
+    from winnow.flows.clean import clean_dataset
+    from winnow.pipeline.config import RunConfig
 
     rng = random.Random(seed)
     totals = Counter()

@@ -1,7 +1,7 @@
 """What a dataset is: catalog specs, their validation, and the table schemas."""
 
-from catalogs import schemas
-from catalogs.errors import (
+from winnow.catalogs import schemas
+from winnow.catalogs.errors import (
     AmbiguousTable,
     CatalogError,
     CatalogNotFound,
@@ -17,8 +17,8 @@ from catalogs.errors import (
     UnsafePath,
     UnsupportedSource,
 )
-from catalogs.samples import classes_of, confinement_of, list_samples, make_sample_id
-from catalogs.spec import (
+from winnow.catalogs.samples import classes_of, confinement_of, list_samples, make_sample_id
+from winnow.catalogs.spec import (
     CatalogSpec,
     SourceSpec,
     cache_dir,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from catalogs.errors import InvalidCatalog
-from catalogs.spec import CatalogSpec
+from winnow.catalogs.errors import InvalidCatalog
+from winnow.catalogs.spec import CatalogSpec
 
 
 def build_digits(dest: Path, *, seed: int = 0, noise_rate: float = 0.10) -> None:

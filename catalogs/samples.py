@@ -10,9 +10,9 @@ from pathlib import Path, PurePosixPath
 import polars as pl
 import pyarrow as pa
 
-from catalogs import schemas as S
-from catalogs.builders import ensure_built
-from catalogs.errors import (
+from winnow.catalogs import schemas as S
+from winnow.catalogs.builders import ensure_built
+from winnow.catalogs.errors import (
     DuplicatePath,
     EmptyDataset,
     MissingColumn,
@@ -23,7 +23,14 @@ from catalogs.errors import (
     UnsafePath,
     UnsupportedSource,
 )
-from catalogs.spec import _URL, IMAGE_EXTENSIONS, CatalogSpec, read_table, row_name, rows_name
+from winnow.catalogs.spec import (
+    _URL,
+    IMAGE_EXTENSIONS,
+    CatalogSpec,
+    read_table,
+    row_name,
+    rows_name,
+)
 
 
 def make_sample_id(relative_path: str) -> str:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalogs.errors import (
+from winnow.catalogs.errors import (
     AmbiguousTable,
     CatalogNotFound,
     DuplicatePath,

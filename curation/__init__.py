@@ -1,12 +1,12 @@
 """Curation algorithms: pure functions over embeddings, labels, pred_probs and the kNN graph."""
 
-from curation.confident_learning import find_confident_learning_issues
-from curation.curate import Curation, cluster_balance, curate
-from curation.duplicates import DuplicateGroups, Leaks, find_duplicates, find_leaks
-from curation.errors import InvalidArray, LengthMismatch, MissingDependency
-from curation.knn_graph import IndexConfig, KnnGraph, build_knn_graph, kmeans, search_knn
-from curation.knn_noise import KnnVotes, find_knn_label_issues, find_simifeat_label_issues
-from curation.label_issues import (
+from winnow.curation.confident_learning import find_confident_learning_issues
+from winnow.curation.curate import Curation, cluster_balance, curate
+from winnow.curation.duplicates import DuplicateGroups, Leaks, find_duplicates, find_leaks
+from winnow.curation.errors import InvalidArray, LengthMismatch, MissingDependency
+from winnow.curation.knn_graph import IndexConfig, KnnGraph, build_knn_graph, kmeans, search_knn
+from winnow.curation.knn_noise import KnnVotes, find_knn_label_issues, find_simifeat_label_issues
+from winnow.curation.label_issues import (
     DETECTORS,
     LabelIssueReport,
     detect_label_issues,
@@ -14,17 +14,17 @@ from curation.label_issues import (
     list_detectors,
     out_of_fold_pred_probs,
 )
-from curation.noise import detection_metrics, parse_noise_spec, plant_label_noise
-from curation.outliers import Outliers, find_outliers, score_knn_distance
-from curation.policy import DecisionPolicy, Decisions, decide, policy_from_dict
-from curation.prune import (
+from winnow.curation.noise import detection_metrics, parse_noise_spec, plant_label_noise
+from winnow.curation.outliers import Outliers, find_outliers, score_knn_distance
+from winnow.curation.policy import DecisionPolicy, Decisions, decide, policy_from_dict
+from winnow.curation.prune import (
     PrunePlan,
     SemanticDuplicates,
     find_semantic_duplicates,
     plan_prune,
     score_prototypicality,
 )
-from curation.rebalance import (
+from winnow.curation.rebalance import (
     Hierarchy,
     Selection,
     compute_weights,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray
-from curation.validation import check_labels, check_pred_probs, check_same_length
+from winnow.curation.errors import InvalidArray
+from winnow.curation.validation import check_labels, check_pred_probs, check_same_length
 
 FILTER_BY = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning")
 RANK_BY = ("self_confidence", "normalized_margin")

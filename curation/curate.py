@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from curation.duplicates import find_duplicates, find_leaks, near_duplicate_threshold
-from curation.knn_graph import KnnGraph
-from curation.label_issues import detect_label_issues
-from curation.outliers import find_outliers
-from curation.policy import DecisionPolicy, Decisions, decide
-from curation.prune import plan_prune
-from curation.rebalance import hierarchical_kmeans
-from curation.validation import (
+from winnow.curation.duplicates import find_duplicates, find_leaks, near_duplicate_threshold
+from winnow.curation.knn_graph import KnnGraph
+from winnow.curation.label_issues import detect_label_issues
+from winnow.curation.outliers import find_outliers
+from winnow.curation.policy import DecisionPolicy, Decisions, decide
+from winnow.curation.prune import plan_prune
+from winnow.curation.rebalance import hierarchical_kmeans
+from winnow.curation.validation import (
     check_cosine_graph,
     check_same_length,
     check_unit_embeddings,

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray
-from curation.knn_graph import KnnGraph, search_knn
-from curation.validation import (
+from winnow.curation.errors import InvalidArray
+from winnow.curation.knn_graph import KnnGraph, search_knn
+from winnow.curation.validation import (
     check_labels,
     check_rows,
     check_same_length,

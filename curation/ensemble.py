@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.confident_learning import (
+from winnow.curation.confident_learning import (
     compute_confident_joint,
     estimate_noise_rate,
 )
-from curation.errors import InvalidArray
+from winnow.curation.errors import InvalidArray
 
 # Provenance of the three constants below: chosen by hand on benchmarks/label_noise.py's 15 seed-0 rows (scikit-learn digits and 5,000 MNIST digits through
 # EfficientNet-Lite0, the 10-class Gaussian mixture; symmetric 20/40/60%, pair 20/40%);

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray, MissingDependency
-from curation.validation import check_embeddings, check_unit_embeddings
+from winnow.curation.errors import InvalidArray, MissingDependency
+from winnow.curation.validation import check_embeddings, check_unit_embeddings
 
 INDEX_KINDS = ("auto", "exact", "ivf")
 
@@ -100,7 +100,7 @@ def _use_gpu(device: str | None) -> bool:
     has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
     if device is not None and str(device).startswith("cuda") and not has_gpu:
         raise MissingDependency(
-            "device='cuda' needs a faiss build with GPU support: pip install 'winnow[gpu]' "
+            "device='cuda' needs a faiss build with GPU support: pip install 'winnow-curate[gpu]' "
             "(faiss-gpu-cu12) on a machine with CUDA"
         )
     return has_gpu and device != "cpu"

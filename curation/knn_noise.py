@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray
-from curation.knn_graph import KnnGraph
-from curation.validation import check_labels, check_same_length, check_unit_embeddings
+from winnow.curation.errors import InvalidArray
+from winnow.curation.knn_graph import KnnGraph
+from winnow.curation.validation import check_labels, check_same_length, check_unit_embeddings
 
 
 @dataclass(frozen=True)

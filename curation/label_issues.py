@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curation.confident_learning import find_confident_learning_issues
-from curation.duplicates import find_duplicates, near_duplicate_threshold
-from curation.ensemble import EnsembleVerdict, combine_detectors
-from curation.errors import InvalidArray
-from curation.knn_graph import KnnGraph, build_knn_graph
-from curation.knn_noise import (
+from winnow.curation.confident_learning import find_confident_learning_issues
+from winnow.curation.duplicates import find_duplicates, near_duplicate_threshold
+from winnow.curation.ensemble import EnsembleVerdict, combine_detectors
+from winnow.curation.errors import InvalidArray
+from winnow.curation.knn_graph import KnnGraph, build_knn_graph
+from winnow.curation.knn_noise import (
     build_voter_graph,
     find_knn_label_issues,
     find_simifeat_label_issues,
     flag_lowest,
 )
-from curation.small_loss import ProbeResult, fit_probe, split_small_loss
-from curation.validation import (
+from winnow.curation.small_loss import ProbeResult, fit_probe, split_small_loss
+from winnow.curation.validation import (
     check_cosine_graph,
     check_every_class_present,
     check_labels,
@@ -36,7 +36,7 @@ from curation.validation import (
     check_unit_embeddings,
     scatter_rows,
 )
-from curation.zero_shot import CLIP_TEMPERATURE, zero_shot_pred_probs
+from winnow.curation.zero_shot import CLIP_TEMPERATURE, zero_shot_pred_probs
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray, LengthMismatch
-from curation.validation import check_labels
+from winnow.curation.errors import InvalidArray, LengthMismatch
+from winnow.curation.validation import check_labels
 
 NOISE_KINDS = ("symmetric", "pair", "matrix")
 

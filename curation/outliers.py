@@ -43,9 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray
-from curation.knn_graph import KnnGraph
-from curation.validation import check_rows, scatter_rows
+from winnow.curation.errors import InvalidArray
+from winnow.curation.knn_graph import KnnGraph
+from winnow.curation.validation import check_rows, scatter_rows
 
 # The cut-offs' z is not tuned: it follows from `expected_false` and N (see above). The one
 # data-driven choice here is `local=False` by default, made on the images named above.

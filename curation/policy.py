@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from curation.duplicates import REPRESENTATIVE_RULES, DuplicateGroups
-from curation.errors import InvalidArray
-from curation.prune import PRUNE_KEEP
-from curation.rebalance import (
+from winnow.curation.duplicates import REPRESENTATIVE_RULES, DuplicateGroups
+from winnow.curation.errors import InvalidArray
+from winnow.curation.prune import PRUNE_KEEP
+from winnow.curation.rebalance import (
     CLASS_DISTRIBUTIONS,
     WEIGHTINGS,
     Hierarchy,
@@ -35,7 +35,7 @@ from curation.rebalance import (
     plan_rebalance,
     resolve_target,
 )
-from curation.validation import check_same_length, rank_keys
+from winnow.curation.validation import check_same_length, rank_keys
 
 ON_LABEL_ISSUE = ("auto", "drop", "relabel", "keep")
 ON_FINDING = ("drop", "keep")

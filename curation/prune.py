@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray
-from curation.validation import (
+from winnow.curation.errors import InvalidArray
+from winnow.curation.validation import (
     check_embeddings,
     check_same_length,
     check_unit_embeddings,

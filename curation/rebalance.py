@@ -21,9 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray
-from curation.knn_graph import kmeans
-from curation.validation import check_labels, check_same_length, check_unit_embeddings, rank_keys
+from winnow.curation.errors import InvalidArray
+from winnow.curation.knn_graph import kmeans
+from winnow.curation.validation import (
+    check_labels,
+    check_same_length,
+    check_unit_embeddings,
+    rank_keys,
+)
 
 CLASS_DISTRIBUTIONS = ("original", "uniform", "sqrt")
 WEIGHTINGS = ("none", "inverse_frequency", "effective_number")

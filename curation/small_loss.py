@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import InvalidArray
-from curation.validation import (
+from winnow.curation.errors import InvalidArray
+from winnow.curation.validation import (
     check_every_class_present,
     check_labels,
     check_same_length,

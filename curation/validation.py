@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from curation.errors import InvalidArray, LengthMismatch
+from winnow.curation.errors import InvalidArray, LengthMismatch
 
 # A row whose L2 norm is off 1 by more than this is "not unit length" (float32 encoders
 # land within 1e-6; float16 storage within 1e-3).

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.errors import InvalidArray
-from curation.validation import check_unit_embeddings
+from winnow.curation.errors import InvalidArray
+from winnow.curation.validation import check_unit_embeddings
 
 # CLIP's learned logit scale is 100, i.e. temperature 0.01 on cosine similarities.
 CLIP_TEMPERATURE = 0.01

@@ -1,7 +1,7 @@
 """Encoders, safe image reading, the on-disk embedding store and the batched embedder."""
 
-from embeddings.embed import EmbedReport, embed_files
-from embeddings.encoders import (
+from winnow.embeddings.embed import EmbedReport, embed_files
+from winnow.embeddings.encoders import (
     DEFAULT_ENCODER,
     ENCODERS,
     OFFLINE_CHOICES,
@@ -9,9 +9,9 @@ from embeddings.encoders import (
     get_encoder,
     list_encoders,
 )
-from embeddings.errors import EncoderError, EncoderUnavailable, StoreMismatch, UnknownEncoder
-from embeddings.images import decode_image, load_image, read_file
-from embeddings.store import EmbeddingStore, atomic_write_bytes
+from winnow.embeddings.errors import EncoderError, EncoderUnavailable, StoreMismatch, UnknownEncoder
+from winnow.embeddings.images import decode_image, load_image, read_file
+from winnow.embeddings.store import EmbeddingStore, atomic_write_bytes
 
 __all__ = [
     "DEFAULT_ENCODER", "ENCODERS", "OFFLINE_CHOICES", "EmbedReport", "EmbeddingStore", "Encoder",

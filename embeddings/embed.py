@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from embeddings.encoders import Encoder
-from embeddings.images import decode_image, read_file
-from embeddings.store import EmbeddingStore
+from winnow.embeddings.encoders import Encoder
+from winnow.embeddings.images import decode_image, read_file
+from winnow.embeddings.store import EmbeddingStore
 
 
 @dataclass

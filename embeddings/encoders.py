@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embeddings.errors import EncoderUnavailable, UnknownEncoder
+from winnow.embeddings.errors import EncoderUnavailable, UnknownEncoder
 
 DEFAULT_ENCODER = "open_clip:ViT-B-32/laion2b_s34b_b79k"
 OFFLINE_CHOICES = "efficientnet-lite0, pixels, open_clip:ARCH/path/to/checkpoint, timm:ARCH/path/to/weights"

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embeddings.errors import StoreMismatch
+from winnow.embeddings.errors import StoreMismatch
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -1,7 +1,7 @@
 """The `clean_dataset` Prefect flow: the stages of flows/tasks.py as Prefect tasks.
 
 For deployments (`winnow serve`), schedules, a Prefect server's UI and the Dask runner. A
-one-shot run does not need it: `flows.pipeline.run_clean` runs the same stages directly.
+one-shot run does not need it: `pipeline.run.run_clean` runs the same stages directly.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from prefect import flow, task  # noqa: E402
 
-from curation import MissingDependency  # noqa: E402
-from flows import tasks  # noqa: E402
-from flows.config import RunConfig  # noqa: E402
-from flows.pipeline import Stages, execute, run_clean, validate_run  # noqa: E402
+from winnow.curation import MissingDependency  # noqa: E402
+from winnow.pipeline import stages as tasks  # noqa: E402
+from winnow.pipeline.config import RunConfig  # noqa: E402
+from winnow.pipeline.run import Stages, execute, run_clean, validate_run  # noqa: E402
 
 __all__ = ["clean_dataset", "run_clean", "run_flow"]
 
@@ -73,7 +73,7 @@ def run_flow(config: RunConfig) -> dict[str, str]:
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:
-        raise MissingDependency("--runner dask needs prefect-dask: pip install 'winnow[dask]'") from exc
+        raise MissingDependency("--runner dask needs prefect-dask: pip install 'winnow-curate[dask]'") from exc
     if config.dask_address:
         runner = DaskTaskRunner(address=config.dask_address)
     else:

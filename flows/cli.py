@@ -23,10 +23,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import typer  # noqa: E402
 
-from catalogs import CatalogError, list_catalogs, resolve_catalog  # noqa: E402
-from curation import InvalidArray, MissingDependency  # noqa: E402
-from flows.config import RUNNERS, ConfigError, RunConfig  # noqa: E402
-from flows.io import RunLocked  # noqa: E402
+from winnow.catalogs import CatalogError, list_catalogs, resolve_catalog  # noqa: E402
+from winnow.curation import InvalidArray, MissingDependency  # noqa: E402
+from winnow.pipeline.config import RUNNERS, ConfigError, RunConfig  # noqa: E402
+from winnow.pipeline.files import RunLocked  # noqa: E402
 
 # Plain help (no <bool> on flags) and plain tracebacks for real bugs.
 app = typer.Typer(help="Winnow: find and fix label noise, duplicates and junk in ML datasets.",
@@ -39,8 +39,8 @@ app.add_typer(encoders_app, name="encoders")
 
 # Named user errors of modules a command may not have imported (they import torch): an error
 # of a module that was never imported cannot have been raised.
-_LAZY_USER_ERRORS = (("embeddings.errors", "EncoderError"), ("flows.export", "ExportError"),
-                     ("flows.report", "RunNotFound"))
+_LAZY_USER_ERRORS = (("winnow.embeddings.errors", "EncoderError"), ("winnow.pipeline.export", "ExportError"),
+                     ("winnow.pipeline.report", "RunNotFound"))
 
 
 def _is_user_error(exc: BaseException, extra: tuple[type[BaseException], ...] = ()) -> bool:
@@ -65,12 +65,9 @@ def _user_errors(*extra: type[BaseException]) -> Iterator[None]:
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        import winnow
 
-        try:
-            typer.echo(f"winnow {version('winnow')}")
-        except PackageNotFoundError:
-            typer.echo("winnow (not installed: running from a source tree)")
+        typer.echo(f"winnow {winnow.__version__}")
         raise typer.Exit()
 
 
@@ -133,7 +130,7 @@ def run(
     checked before any work starts.
     """
     with _user_errors():
-        from flows.pipeline import run_clean, validate_run
+        from winnow.pipeline.run import run_clean, validate_run
 
         config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store) if store else None,
                            k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
@@ -153,7 +150,7 @@ def demo(
 ) -> None:
     """Clean the bundled `digits` catalog (real digits, 10% planted flips) and score the result."""
     with _user_errors():
-        from flows.pipeline import run_clean, validate_run
+        from winnow.pipeline.run import run_clean, validate_run
 
         config = RunConfig(target="digits", out=str(out), encoder=encoder, progress=True)
         paths = run_clean(config, plan=validate_run(config))
@@ -184,7 +181,7 @@ def serve(
     scheduler creates the runs, this process executes them, one at a time, until interrupted.
     Every option is checked before anything starts.
     """
-    from flows.deploy import ServeError, check_serve, serve_plan
+    from winnow.flows.deploy import ServeError, check_serve, serve_plan
 
     with _user_errors(ServeError):
         config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store.resolve()) if store else None,
@@ -242,7 +239,7 @@ def report(
 ) -> None:
     """Rebuild the HTML report (report.html + thumbs/) of a run; open it in any browser, offline."""
     with _user_errors():
-        from flows.report import write_report
+        from winnow.pipeline.report import write_report
 
         path = write_report(out)
     typer.echo(f"Report: {path}")
@@ -257,7 +254,7 @@ def export(
     """Write the cleaned training set (final labels and weights) for a training job."""
     # FileNotFoundError: a run folder without clean.parquet (export names it).
     with _user_errors(FileNotFoundError):
-        from flows.export import export_clean
+        from winnow.pipeline.export import export_clean
 
         path = export_clean(out, fmt=fmt, dest=dest or out / "export")
     typer.echo(f"Exported: {path}")
@@ -284,7 +281,7 @@ def detect(
     .csv files have a header row naming their columns, unless every value is a number.
     """
     with _user_errors():
-        from flows.evaluate import detect_from_arrays
+        from winnow.pipeline.evaluate import detect_from_arrays
 
         frame = detect_from_arrays(labels, out, pred_probs_path=pred_probs, embeddings_path=embeddings,
                                    class_text_path=class_text_embeddings, ids_path=ids, label_column=label_column,
@@ -316,7 +313,7 @@ def evaluate(
     flips are undone where the true label is known and left out where it is not.
     """
     with _user_errors():
-        from flows.evaluate import evaluate_catalog
+        from winnow.pipeline.evaluate import evaluate_catalog
 
         result = evaluate_catalog(target, noise, seed=seed, encoder=encoder, store=str(store) if store else None,
                                   k=k, methods=methods, path_column=path_column, label_column=label_column)
@@ -337,7 +334,7 @@ def evaluate(
 @app.command()
 def detectors() -> None:
     """Show the label-noise detectors (names for --methods)."""
-    from curation.label_issues import DETECTORS
+    from winnow.curation.label_issues import DETECTORS
 
     for name in sorted(DETECTORS):
         d = DETECTORS[name]
@@ -347,7 +344,7 @@ def detectors() -> None:
 @catalogs_app.command("list")
 def catalogs_list() -> None:
     """Show the bundled catalogs."""
-    from embeddings import DEFAULT_ENCODER
+    from winnow.embeddings import DEFAULT_ENCODER
 
     for name in list_catalogs():
         spec = resolve_catalog(name)
@@ -357,7 +354,7 @@ def catalogs_list() -> None:
 @encoders_app.command("list")
 def encoders_list() -> None:
     """Show the encoder families and how to name them."""
-    from embeddings import DEFAULT_ENCODER, list_encoders
+    from winnow.embeddings import DEFAULT_ENCODER, list_encoders
 
     for name, usage in list_encoders():
         typer.echo(f"{name:<20} {usage}")

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from flows.config import RunConfig
+from winnow.pipeline.config import RunConfig
 
 DEFAULT_CRON = "0 3 * * *"  # every day at 03:00
 START_SERVER = ("start one with `prefect server start`, then export "
@@ -146,9 +146,9 @@ def check_serve(config: RunConfig, *, cron: str | None = None, interval: int | N
     03:00), the policy, the detectors, the schedule, whether a Prefect server answers, and
     last the device and encoder (loaded once, so unknown names and missing weights fail now).
     """
-    from catalogs import resolve_catalog
-    from curation import InvalidArray, policy_from_dict
-    from curation.label_issues import list_detectors
+    from winnow.catalogs import resolve_catalog
+    from winnow.curation import InvalidArray, policy_from_dict
+    from winnow.curation.label_issues import list_detectors
 
     spec = resolve_catalog(config.target)
     for holdout in config.holdout:
@@ -189,7 +189,7 @@ def _check_device(device: str | None) -> None:
 
 
 def _check_encoder(name: str | None, device: str | None) -> None:
-    from embeddings import DEFAULT_ENCODER, get_encoder
+    from winnow.embeddings import DEFAULT_ENCODER, get_encoder
 
     encoder = get_encoder(name or DEFAULT_ENCODER, device=device)  # unknown names and missing weights fail here
     del encoder  # each run loads its own, in its own process
@@ -203,7 +203,7 @@ def build_deployment(config: RunConfig, *, name: str, cron: str | None = None, i
     """
     from prefect.deployments.runner import EntrypointType
 
-    from flows.clean import clean_dataset
+    from winnow.flows.clean import clean_dataset
 
     schedule = check_schedule(cron=cron, interval=interval)
     return clean_dataset.to_deployment(

@@ -26,7 +26,7 @@ def winnow_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("winnow")
-    return [found] if found else [sys.executable, "-m", "flows.cli"]
+    return [found] if found else [sys.executable, "-m", "winnow.flows.cli"]
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-import catalogs
-from catalogs import (
+from winnow import catalogs
+from winnow.catalogs import (
     DuplicatePath,
     EmptyDataset,
     InvalidCatalog,
@@ -20,7 +20,7 @@ from catalogs import (
     load_catalog,
     resolve_catalog,
 )
-from catalogs import schemas as S
+from winnow.catalogs import schemas as S
 
 
 def write_toml(path, text):

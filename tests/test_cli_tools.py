@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
 from tests.clirun import REPO, run_winnow
 from tests.conftest import digit_images, write_image_folder
+from winnow.flows.cli import app
 
 runner = CliRunner()
 
@@ -248,8 +248,7 @@ def test_run_scores_against_ground_truth_when_the_catalog_has_it(flipped_catalog
 
 
 def test_run_methods_list_and_seed_reach_the_library(tmp_path, monkeypatch):
-    import curation
-
+    from winnow import curation
     folder = tmp_path / "digits"
     write_image_folder(folder, digit_images(120, seed=2))
     seen = {}
@@ -301,7 +300,7 @@ def test_help_version_and_readme():
 
 
 def test_summary_prints_rare_classes_in_one_line(tmp_path, capsys):
-    from flows.cli import _print_summary
+    from winnow.flows.cli import _print_summary
 
     summary = {"catalog": "c", "encoder": "pixels", "samples": 10, "seconds": 1, "embedding": {},
                "decisions": {"keep": 10}, "reasons": {}, "rare_classes": {"emu": 1, "yak": 3}}

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from curation.confident_learning import (
+from winnow.curation.confident_learning import (
     FILTER_BY,
     compute_confident_joint,
     estimate_noise_rate,
     find_confident_learning_issues,
     rank_label_quality,
 )
-from curation.errors import InvalidArray, LengthMismatch
+from winnow.curation.errors import InvalidArray, LengthMismatch
 
 cleanlab = pytest.importorskip("cleanlab")
 

@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from catalogs import schemas as S
-from flows.clean import clean_dataset
-from flows.config import RunConfig
-from flows.io import RunLocked
 from tests.test_faults import make_faulty_folder
+from winnow.catalogs import schemas as S
+from winnow.flows.clean import clean_dataset
+from winnow.pipeline.config import RunConfig
+from winnow.pipeline.files import RunLocked
 
 REPO = Path(__file__).resolve().parents[1]
 ENCODER = "pixels:16"
@@ -38,10 +38,12 @@ DRIVER = textwrap.dedent(
     import functools, json, os, signal, sys, time, uuid
     from pathlib import Path
     repo, mode, target, out, store = sys.argv[1:6]
-    sys.path.insert(0, repo)
-    import embeddings.embed, embeddings.encoders, flows.io, flows.tasks
-    from flows.clean import clean_dataset
-    from flows.config import RunConfig
+    import winnow.embeddings.embed
+    import winnow.embeddings.encoders
+    import winnow.pipeline.files
+    import winnow.pipeline.stages
+    from winnow.flows.clean import clean_dataset
+    from winnow.pipeline.config import RunConfig
 
     def die():
         sys.stdout.flush()
@@ -49,7 +51,7 @@ DRIVER = textwrap.dedent(
 
     def patch(name, wrapper):
         # The flow modules import helpers by name; patch every module that holds one.
-        for mod in (flows.io, flows.tasks):
+        for mod in (winnow.pipeline.files, winnow.pipeline.stages):
             if hasattr(mod, name):
                 setattr(mod, name, wrapper(getattr(mod, name)))
 
@@ -60,15 +62,15 @@ DRIVER = textwrap.dedent(
 
     if mode == "embed":
         # Small chunks so some are committed to the store before the kill.
-        flows.tasks.embed_files = functools.partial(embeddings.embed.embed_files, chunk_size=16)
-        real = embeddings.encoders.Encoder.encode_batch
+        winnow.pipeline.stages.embed_files = functools.partial(winnow.embeddings.embed.embed_files, chunk_size=16)
+        real = winnow.embeddings.encoders.Encoder.encode_batch
         calls = []
         def encode_then_die(self, batch):
             calls.append(1)
             if len(calls) == 4:
                 die()
             return real(self, batch)
-        embeddings.encoders.Encoder.encode_batch = encode_then_die
+        winnow.embeddings.encoders.Encoder.encode_batch = encode_then_die
     elif mode == "knn":
         def wrap(real):
             def save(graph, path):
@@ -87,12 +89,12 @@ DRIVER = textwrap.dedent(
         patch("write_parquet", wrap)
     elif mode == "hold":
         # Hold the run lock for a while: signal the test, then embed slowly.
-        real = embeddings.encoders.Encoder.encode_batch
+        real = winnow.embeddings.encoders.Encoder.encode_batch
         def slow(self, batch):
             Path(out, "holding").write_text(str(os.getpid()))
             time.sleep(2)  # three batches of 64: the lock is held for 6 s or more
             return real(self, batch)
-        embeddings.encoders.Encoder.encode_batch = slow
+        winnow.embeddings.encoders.Encoder.encode_batch = slow
     paths = clean_dataset(RunConfig(target=target, out=out, store=store, encoder="pixels:16", k=5))
     print("RESULT " + json.dumps(paths))
     """
@@ -184,7 +186,7 @@ def prepare(tmp_path: Path, datasets: Path, *, with_previous_run: bool) -> tuple
 
 
 def test_kill_during_embedding_resumes_to_the_same_result(prefect_harness, references, datasets, tmp_path):
-    from embeddings import EmbeddingStore, get_encoder
+    from winnow.embeddings import EmbeddingStore, get_encoder
 
     data, out, store = prepare(tmp_path, datasets, with_previous_run=False)
     proc = run_driver("embed", data, out, store)
@@ -219,8 +221,8 @@ def test_kill_during_indexing_or_manifest_keeps_the_old_version(prefect_harness,
 
 
 def test_second_run_on_the_same_folder_fails_clearly_or_waits(prefect_harness, references, datasets, tmp_path):
-    from embeddings import EmbeddingStore, get_encoder
-    from flows.cli import app
+    from winnow.embeddings import EmbeddingStore, get_encoder
+    from winnow.flows.cli import app
 
     data, out, store = prepare(tmp_path, datasets, with_previous_run=False)
     holder = run_driver("hold", data, out, store, background=True)

@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curation import DecisionPolicy, build_knn_graph, curate
-from curation.rebalance import resolve_target
 from tests.conftest import digit_images, write_image_folder
+from winnow.curation import DecisionPolicy, build_knn_graph, curate
+from winnow.curation.rebalance import resolve_target
 
 ROOT = Path(__file__).resolve().parents[1]
 

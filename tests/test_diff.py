@@ -7,8 +7,8 @@ import json
 
 import polars as pl
 
-from flows.versions import diff_manifests
 from tests.conftest import digit_images, write_image_folder
+from winnow.pipeline.versions import diff_manifests
 
 THRESHOLDS = ("estimated_noise_rate", "label_issue_cutoff", "outlier_threshold", "near_duplicate_min_similarity")
 
@@ -47,8 +47,8 @@ def test_a_flag_and_a_decision_change_on_one_row_are_both_counted():
 
 
 def test_adding_50_images_counts_every_changed_decision(tmp_path):
-    from flows.clean import run_clean
-    from flows.config import RunConfig
+    from winnow.flows.clean import run_clean
+    from winnow.pipeline.config import RunConfig
 
     folder = tmp_path / "digits"
     write_image_folder(folder, digit_images(200, seed=3))

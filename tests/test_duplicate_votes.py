@@ -9,8 +9,8 @@ import io
 import numpy as np
 import pytest
 
-from curation import build_knn_graph, curate, detect_label_issues
 from tests.conftest import digit_images
+from winnow.curation import build_knn_graph, curate, detect_label_issues
 
 N_FLIPS = 8
 
@@ -23,7 +23,7 @@ def _png_hash(image) -> str:
 
 @pytest.fixture(scope="module")
 def digits():
-    from embeddings.encoders import get_encoder
+    from winnow.embeddings.encoders import get_encoder
 
     images = digit_images(400, seed=0)
     x = get_encoder("pixels:16").encode_images([im for im, _ in images])
@@ -87,7 +87,7 @@ def _blobs(n=300, d=12, seed=0):
 
 
 def test_voter_graph_rules_against_brute_force():
-    from curation.knn_noise import build_voter_graph
+    from winnow.curation.knn_noise import build_voter_graph
 
     base = _blobs()
     # Row 300+j is a copy of row j for j < 20; rows 0..19 with their copies form 20 groups.
@@ -134,7 +134,7 @@ def test_voter_graph_rules_against_brute_force():
 def test_the_probe_sees_a_group_as_one_sample(digits):
     # Exact copies in one group: same folds, same feature statistics and the same loss as
     # the folder without them, so the original rows get the same out-of-fold predictions.
-    from curation.small_loss import fit_probe
+    from winnow.curation.small_loss import fit_probe
 
     x, noisy, _, flips = digits
     alone = fit_probe(x, noisy, n_classes=10, seed=0)

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.duplicates import find_duplicates, find_leaks
-from curation.errors import InvalidArray, LengthMismatch
-from curation.knn_graph import build_knn_graph, search_knn
+from winnow.curation.duplicates import find_duplicates, find_leaks
+from winnow.curation.errors import InvalidArray, LengthMismatch
+from winnow.curation.knn_graph import build_knn_graph, search_knn
 
 # The real-folder ground truth runs through the pretrained encoder (ImageNet weights).
 # MNIST digits are stored at 64x64: at their native 28x28 a one-pixel crop is a 4%
@@ -113,7 +113,7 @@ def write_planted_folder(root: Path, *, n_base: int = N_BASE, n_each: int = 8, n
 
 
 def embed_paths(paths) -> tuple[np.ndarray, list[str]]:
-    from embeddings import decode_image, get_encoder, read_file
+    from winnow.embeddings import decode_image, get_encoder, read_file
 
     hashes, images = [], []
     for p in paths:
@@ -180,7 +180,7 @@ def test_leakage_across_two_catalogs_is_found(planted):
     base = np.flatnonzero(planted.kind == "base")
     copies = np.flatnonzero(planted.copy_of >= 0)
     images, _ = mnist_images(N_BASE + 20, seed=0)  # the same draw: the first N_BASE are the base rows
-    from embeddings import get_encoder
+    from winnow.embeddings import get_encoder
 
     others = get_encoder(ENCODER).encode_images([im for im in images[N_BASE:]])
     holdout = np.vstack([planted.embeddings[copies], others])

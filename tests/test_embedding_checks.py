@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from curation import (
+from tests.test_curate import digits_world
+from winnow.curation import (
     InvalidArray,
     build_knn_graph,
     curate,
@@ -23,8 +24,7 @@ from curation import (
     score_prototypicality,
     search_knn,
 )
-from curation.noise import noise_transition_matrix, plant_label_noise
-from tests.test_curate import digits_world
+from winnow.curation.noise import noise_transition_matrix, plant_label_noise
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_unit_rows_pass_silently(unit_and_raw):
 
 def test_a_graph_built_from_raw_rows_is_refused(unit_and_raw):
     labels, unit, raw, rows, reasons, keys = unit_and_raw
-    from curation.knn_graph import KnnGraph
+    from winnow.curation.knn_graph import KnnGraph
 
     g = build_knn_graph(unit, k=10)
     inflated = KnnGraph(indices=g.indices, similarities=g.similarities * 30.0)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from embeddings import (
+from tests.conftest import digit_images, write_image_folder
+from winnow.embeddings import (
     EmbeddingStore,
     EncoderUnavailable,
     StoreMismatch,
@@ -16,8 +17,7 @@ from embeddings import (
     get_encoder,
     list_encoders,
 )
-from embeddings.images import decode_image, load_image, read_file
-from tests.conftest import digit_images, write_image_folder
+from winnow.embeddings.images import decode_image, load_image, read_file
 
 
 def knn1_accuracy(x: np.ndarray, y: np.ndarray) -> float:
@@ -153,7 +153,7 @@ def test_embed_files_reuses_store_and_reports_unreadable(tmp_path):
 
 
 def test_file_swapped_for_an_outward_symlink_after_listing_is_refused(tmp_path):
-    from catalogs import confinement_of, list_samples, resolve_catalog
+    from winnow.catalogs import confinement_of, list_samples, resolve_catalog
 
     root = tmp_path / "data"
     paths = write_image_folder(root, digit_images(6))

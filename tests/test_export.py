@@ -10,11 +10,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.clean import clean_dataset
-from flows.config import RunConfig
-from flows.export import DestinationNotEmpty, UnknownFormat, export_clean, list_formats, safe_name
-from flows.report import RunNotFound
 from tests.conftest import digit_images, write_image_folder
+from winnow.flows.clean import clean_dataset
+from winnow.pipeline.config import RunConfig
+from winnow.pipeline.export import (
+    DestinationNotEmpty,
+    UnknownFormat,
+    export_clean,
+    list_formats,
+    safe_name,
+)
+from winnow.pipeline.report import RunNotFound
 
 
 @pytest.fixture(scope="module")

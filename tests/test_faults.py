@@ -27,8 +27,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import curation
-from catalogs import (
+from tests.conftest import digit_images, write_image_folder
+from winnow import curation
+from winnow.catalogs import (
     InvalidCatalog,
     TooFewClasses,
     UnknownLabel,
@@ -38,9 +39,8 @@ from catalogs import (
     load_catalog,
     resolve_catalog,
 )
-from catalogs import schemas as S
-from embeddings.images import decode_image, read_file
-from tests.conftest import digit_images, write_image_folder
+from winnow.catalogs import schemas as S
+from winnow.embeddings.images import decode_image, read_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -342,8 +342,8 @@ ALL_FAULTS = [(kind, i) for i, kind in enumerate(FAULTS)] + [("bomb", 1), ("trun
 @pytest.fixture(scope="module")
 def faulty_run(prefect_harness, tmp_path_factory):
     """One flow run over 60 digits + every fault + odd names + a file that vanishes mid-run."""
-    from flows.clean import clean_dataset
-    from flows.config import RunConfig
+    from winnow.flows.clean import clean_dataset
+    from winnow.pipeline.config import RunConfig
 
     base = tmp_path_factory.mktemp("faulty")
     root, outside = base / "data", base / "outside"
@@ -356,7 +356,7 @@ def faulty_run(prefect_harness, tmp_path_factory):
     vanish = root / "2" / "vanish.png"
     vanish.write_bytes(png_bytes(digit_images(1, seed=9)[0][0]))
     expected["2/vanish.png"] = "missing"
-    import embeddings.embed as embed_mod
+    import winnow.embeddings.embed as embed_mod
 
     real_read = embed_mod.read_file
 
@@ -399,12 +399,12 @@ def test_odd_names_round_trip_exactly(faulty_run):
 def test_symlink_out_of_root_is_never_opened(tmp_path, digit, monkeypatch):
     root, outside = tmp_path / "data", tmp_path / "outside"
     make_faulty_folder(root, outside, n=6, faults=[("symlink_out", 0)])
-    import embeddings.embed as embed_mod
+    import winnow.embeddings.embed as embed_mod
 
     opened = []
     real_read = embed_mod.read_file
     monkeypatch.setattr(embed_mod, "read_file", lambda p, **kw: opened.append(p) or real_read(p, **kw))
-    from embeddings import EmbeddingStore, embed_files, get_encoder
+    from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
 
     table = list_samples(resolve_catalog(str(root)))
     refused = table.column("refused").to_pylist()
@@ -440,7 +440,7 @@ def test_class_folder_linked_out_of_root_is_refused(tmp_path, digit):
 
 
 def test_cli_run_over_faulty_folder(faulty_run, tmp_path):
-    from flows.cli import app
+    from winnow.flows.cli import app
 
     _, expected, base = faulty_run
     result = CliRunner().invoke(app, ["run", str(base / "data"), "--out", str(tmp_path / "o"),
@@ -455,9 +455,8 @@ def test_cli_run_over_faulty_folder(faulty_run, tmp_path):
 _PERMISSION_DRIVER = textwrap.dedent(
     """
     import ctypes, json, os, sys
-    sys.path.insert(0, sys.argv[1])
-    from flows.clean import clean_dataset
-    from flows.config import RunConfig
+    from winnow.flows.clean import clean_dataset
+    from winnow.pipeline.config import RunConfig
     from PIL import Image
     Image.init()  # load every codec plugin before privileges go
     if os.geteuid() == 0:
@@ -476,7 +475,7 @@ _PERMISSION_DRIVER = textwrap.dedent(
     except PermissionError:
         pass
     if sys.argv[4] == "--list-only":
-        from catalogs import CatalogError, list_samples, resolve_catalog
+        from winnow.catalogs import CatalogError, list_samples, resolve_catalog
         try:
             list_samples(resolve_catalog(sys.argv[3]))
         except CatalogError as exc:
@@ -611,7 +610,7 @@ def test_manifest_paths_escaping_the_folder_are_refused(tmp_path, bad):
 
 
 def test_corrupt_manifest_is_a_named_error(tmp_path):
-    from catalogs.errors import InvalidManifest
+    from winnow.catalogs.errors import InvalidManifest
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "m.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
@@ -659,7 +658,7 @@ def test_class_names_with_any_character_round_trip(tmp_path):
 
 
 def test_cli_bad_catalog_exits_2_without_traceback(tmp_path):
-    from flows.cli import app
+    from winnow.flows.cli import app
 
     cat = write_toml(tmp_path / "c.toml", 'name = "x"\ncolour = "red"\n' + FOLDER)
     result = CliRunner().invoke(app, ["run", str(cat), "--out", str(tmp_path / "o"), "--encoder", "pixels:16"])
@@ -680,14 +679,14 @@ def test_non_finite_embeddings_and_pred_probs(bad):
         curation.build_knn_graph(emb, k=3)
     probs = np.full((6, 2), 0.5)
     probs[4, 1] = bad
-    from curation.confident_learning import find_confident_learning_issues
+    from winnow.curation.confident_learning import find_confident_learning_issues
 
     with pytest.raises(curation.InvalidArray, match=rf"pred_probs\[4, 1\] is \S*{word}"):
         find_confident_learning_issues(np.array([0, 1, 0, 1, 0, 1]), probs)
 
 
 def test_mismatched_lengths_name_both_sides():
-    from curation.confident_learning import find_confident_learning_issues
+    from winnow.curation.confident_learning import find_confident_learning_issues
 
     with pytest.raises(curation.LengthMismatch, match="labels has 5 rows but pred_probs has 6"):
         find_confident_learning_issues(np.array([0, 1, 0, 1, 0]), np.full((6, 2), 0.5))
@@ -732,8 +731,8 @@ class _Payload:
 def test_malicious_checkpoint_is_refused_not_run(tmp_path):
     import torch
 
-    from embeddings import EncoderUnavailable
-    from embeddings.encoders import _load_state_dict
+    from winnow.embeddings import EncoderUnavailable
+    from winnow.embeddings.encoders import _load_state_dict
 
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "evil.pt"

@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flows.clean import clean_dataset
-from flows.cli import app
-from flows.config import RunConfig
-from flows.evaluate import score_against_ground_truth
-from flows.io import RunLocked, locked
 from tests.clirun import base_env, run_python, winnow_command
+from winnow.flows.clean import clean_dataset
+from winnow.flows.cli import app
+from winnow.pipeline.config import RunConfig
+from winnow.pipeline.evaluate import score_against_ground_truth
+from winnow.pipeline.files import RunLocked, locked
 
 runner = CliRunner()
 
@@ -113,8 +113,8 @@ def test_two_cli_runs_in_parallel_both_succeed(digit_folder, tmp_path):
 
 def test_python_api_is_quiet(digit_folder, tmp_path):
     code = (
-        "from flows.clean import clean_dataset, run_clean\n"
-        "from flows.config import RunConfig\n"
+        "from winnow.flows.clean import clean_dataset, run_clean\n"
+        "from winnow.pipeline.config import RunConfig\n"
         f"run_clean(RunConfig(target={str(digit_folder)!r}, out={str(tmp_path / 'a')!r}, encoder='pixels:16'))\n"
         f"clean_dataset(RunConfig(target={str(digit_folder)!r}, out={str(tmp_path / 'b')!r}, encoder='pixels:16'))\n"
         "print('DONE')\n"

@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalogs import list_samples, resolve_catalog
-from catalogs import schemas as S
-from embeddings.images import ALLOWED_FORMATS, decode_image
 from tests.userdata import VARIANTS, digit_images_by_class, make_user_folder
+from winnow.catalogs import list_samples, resolve_catalog
+from winnow.catalogs import schemas as S
+from winnow.embeddings.images import ALLOWED_FORMATS, decode_image
 
 REPO = Path(__file__).resolve().parents[1]
 # The formats the README promises. A Pillow that stops registering or decoding one of them
@@ -69,7 +69,7 @@ def test_every_allowed_format_is_registered_and_decodes_a_real_file(digit):
 
 def test_listed_extensions_are_exactly_those_of_the_allowed_formats():
     """A class folder lists as images the files of formats the decoder reads, and no others."""
-    from catalogs.spec import IMAGE_EXTENSIONS
+    from winnow.catalogs.spec import IMAGE_EXTENSIONS
 
     registered = Image.registered_extensions()
     ours = {ext for ext, fmt in registered.items() if fmt in ALLOWED_FORMATS}
@@ -115,7 +115,7 @@ def test_folder_lists_every_non_hidden_file_once(user_data):
 
 
 def test_hidden_files_are_not_rows_but_counted(user_data, tmp_path):
-    from catalogs.samples import skipped_files_of
+    from winnow.catalogs.samples import skipped_files_of
 
     table = list_samples(resolve_catalog(str(user_data.folder)))
     assert not [p for p in table.column(S.PATH).to_pylist() if "/." in f"/{p}"]
@@ -150,7 +150,7 @@ def test_cli_run_reads_every_format_and_accounts_for_every_file(prefect_harness,
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": PREFECT_API_URL.value(),
            "PREFECT_LOGGING_LEVEL": "WARNING"}
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(user_data.folder), "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "winnow.flows.cli", "run", str(user_data.folder), "--out", str(out),
                            "--encoder", "pixels", "--k", "5", "--json"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

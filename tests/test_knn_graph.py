@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation import InvalidArray, build_knn_graph, find_knn_label_issues
+from winnow.curation import InvalidArray, build_knn_graph, find_knn_label_issues
 
 
 def brute_force(x: np.ndarray, k: int):
@@ -95,7 +95,7 @@ def clustered(n, d=64, concepts=40, seed=0):
 
 
 def test_ivf_graph_agrees_with_exact_and_reports_its_recall():
-    from curation import IndexConfig
+    from winnow.curation import IndexConfig
 
     x = clustered(6000)
     exact = build_knn_graph(x, k=10)
@@ -112,7 +112,7 @@ def test_ivf_graph_agrees_with_exact_and_reports_its_recall():
 
 
 def test_auto_switches_to_ivf_above_the_threshold():
-    from curation import IndexConfig
+    from winnow.curation import IndexConfig
 
     x = clustered(3000, seed=1)
     assert build_knn_graph(x, k=5, index=IndexConfig(exact_below=5000)).method == "exact"
@@ -122,7 +122,7 @@ def test_auto_switches_to_ivf_above_the_threshold():
 def test_gpu_request_without_faiss_gpu_names_the_extra():
     import faiss
 
-    from curation import IndexConfig, MissingDependency
+    from winnow.curation import IndexConfig, MissingDependency
 
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
         graph = build_knn_graph(clustered(500), k=5, index=IndexConfig(device="cuda"))

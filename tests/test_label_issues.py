@@ -6,13 +6,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from curation.errors import InvalidArray, LengthMismatch
-from curation.knn_graph import build_knn_graph
-from curation.knn_noise import find_knn_label_issues, find_simifeat_label_issues
-from curation.label_issues import DETECTORS, detect_label_issues, find_label_issues, list_detectors
-from curation.noise import detection_metrics, noise_transition_matrix, plant_label_noise
-from curation.small_loss import fit_probe, split_small_loss
-from curation.zero_shot import zero_shot_pred_probs
+from winnow.curation.errors import InvalidArray, LengthMismatch
+from winnow.curation.knn_graph import build_knn_graph
+from winnow.curation.knn_noise import find_knn_label_issues, find_simifeat_label_issues
+from winnow.curation.label_issues import (
+    DETECTORS,
+    detect_label_issues,
+    find_label_issues,
+    list_detectors,
+)
+from winnow.curation.noise import detection_metrics, noise_transition_matrix, plant_label_noise
+from winnow.curation.small_loss import fit_probe, split_small_loss
+from winnow.curation.zero_shot import zero_shot_pred_probs
 
 
 def mixture(n=600, k=5, d=32, *, sep=1.2, seed=0):
@@ -250,7 +255,7 @@ def test_ensemble_is_at_least_the_best_single_detector_on_overlapping_digits(dig
 def test_the_ensemble_check_fails_with_a_single_part_ensemble(digit_pixels, monkeypatch, only, case):
     # The check above must need the ensemble: with methods="auto" running kNN voting alone
     # (or confident learning alone) it fails on the case where that part is not enough.
-    import curation.label_issues as li
+    import winnow.curation.label_issues as li
 
     real = li._resolve_methods
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from curation.errors import InvalidArray, LengthMismatch
-from curation.noise import (
+from winnow.curation.errors import InvalidArray, LengthMismatch
+from winnow.curation.noise import (
     NoiseSpec,
     check_transition_matrix,
     detection_metrics,

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.errors import InvalidArray
-from curation.knn_graph import build_knn_graph
-from curation.outliers import find_outliers, score_knn_distance, score_local
 from tests.test_duplicates import PlantedFolder, planted_folder
+from winnow.curation.errors import InvalidArray
+from winnow.curation.knn_graph import build_knn_graph
+from winnow.curation.outliers import find_outliers, score_knn_distance, score_local
 
 
 @pytest.fixture(scope="session")

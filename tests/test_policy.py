@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.duplicates import find_duplicates
-from curation.errors import InvalidArray, LengthMismatch
-from curation.knn_graph import build_knn_graph
-from curation.outliers import find_outliers
-from curation.policy import DecisionPolicy, decide, policy_from_dict
-from curation.prune import plan_prune
-from curation.rebalance import hierarchical_kmeans
+from winnow.curation.duplicates import find_duplicates
+from winnow.curation.errors import InvalidArray, LengthMismatch
+from winnow.curation.knn_graph import build_knn_graph
+from winnow.curation.outliers import find_outliers
+from winnow.curation.policy import DecisionPolicy, decide, policy_from_dict
+from winnow.curation.prune import plan_prune
+from winnow.curation.rebalance import hierarchical_kmeans
 
 REASONS = {"unreadable", "missing", "label_issue", "near_duplicate", "exact_duplicate",
            "duplicate_label_conflict", "leak", "outlier", "pruned", "over_cap"}
@@ -212,7 +212,7 @@ def test_decide_invariants_and_row_order(world):
     has_rep = d.duplicate_of >= 0
     assert np.all(d.duplicate_of[has_rep] != np.flatnonzero(has_rep))
     # Target size and caps met exactly (when enough rows survive the findings).
-    from curation.rebalance import resolve_target
+    from winnow.curation.rebalance import resolve_target
 
     target = resolve_target(policy.keep, n)
     if policy.class_cap is not None:

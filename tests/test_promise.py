@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catalogs import schemas as S
-from flows.clean import clean_dataset
-from flows.config import RunConfig
 from tests.test_faults import FAULTS, ODD_NAMES, check_promise, make_faulty_folder
 from tests.test_report import crawl
+from winnow.catalogs import schemas as S
+from winnow.flows.clean import clean_dataset
+from winnow.pipeline.config import RunConfig
 
 FAULT_KINDS = sorted(FAULTS) + ["vanish"]
 
@@ -70,7 +70,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(spec=datasets())
 def test_every_sample_exactly_once_with_its_reason(prefect_harness, monkeypatch, spec):
-    import embeddings.embed as embed_mod
+    import winnow.embeddings.embed as embed_mod
 
     base = Path(tempfile.mkdtemp(prefix="winnow-promise-"))
     try:

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.errors import InvalidArray, LengthMismatch
-from curation.knn_graph import kmeans
-from curation.prune import find_semantic_duplicates, plan_prune, score_prototypicality
-from curation.rebalance import (
+from winnow.curation.errors import InvalidArray, LengthMismatch
+from winnow.curation.knn_graph import kmeans
+from winnow.curation.prune import find_semantic_duplicates, plan_prune, score_prototypicality
+from winnow.curation.rebalance import (
     compute_weights,
     default_cluster_levels,
     hierarchical_kmeans,
@@ -115,7 +115,7 @@ def test_prune_drops_semantic_duplicates_first_then_keeps_the_hard_end():
 
 @pytest.mark.parametrize("fake", ["first_40", "random_40"])
 def test_the_planted_copy_check_fails_with_a_trivial_detector(monkeypatch, fake):
-    import curation.prune as prune
+    import winnow.curation.prune as prune
 
     def trivial(embeddings, clusters, *, prototypicality, min_similarity=0.9, eligible=None, keys=None, **_):
         n = len(embeddings)

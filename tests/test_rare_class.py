@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curation import DecisionPolicy, build_knn_graph, curate, detect_label_issues
-from curation.noise import noise_transition_matrix, plant_label_noise
-from curation.rebalance import resolve_target
 from tests.test_curate import digits_world
+from winnow.curation import DecisionPolicy, build_knn_graph, curate, detect_label_issues
+from winnow.curation.noise import noise_transition_matrix, plant_label_noise
+from winnow.curation.rebalance import resolve_target
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,11 @@ import polars as pl
 import pytest
 from PIL import Image
 
-import flows.report
-from flows.clean import clean_dataset
-from flows.config import RunConfig
-from flows.report import RunNotFound, resolve_run, write_report
+import winnow.pipeline.report
 from tests.conftest import digit_images, write_image_folder
+from winnow.flows.clean import clean_dataset
+from winnow.pipeline.config import RunConfig
+from winnow.pipeline.report import RunNotFound, resolve_run, write_report
 
 HOSTILE_FILE = "x<img src=y onerror=alert(1)>.png"  # a file name that is also markup
 HOSTILE_LABEL = "<b>&quot;lbl'"  # a class folder name that is also markup
@@ -339,7 +339,7 @@ def test_every_flagged_sample_is_reachable_by_reason_and_by_class(tmp_path):
 
 def test_thumbnails_stop_at_the_cap_and_the_pages_say_so(tmp_path, monkeypatch):
     run, manifest = planted_run(tmp_path)
-    monkeypatch.setattr(flows.report, "DUPLICATE_GROUPS", 0)  # their thumbnails come on top of the cap
+    monkeypatch.setattr(winnow.pipeline.report, "DUPLICATE_GROUPS", 0)  # their thumbnails come on top of the cap
     write_report(run, thumb_limit=30)
     pages = crawl(run / "report.html")
     thumbs = set().union(*(p.thumbs for p in pages.values()))

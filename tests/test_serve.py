@@ -56,7 +56,7 @@ def run_serve(args: list[str], tmp_path: Path, **env: str) -> Served:
     """`winnow serve ARGS` in a subprocess, its output, cost and imports."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    popen = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "flows.cli", "serve", *args],
+    popen = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "winnow.flows.cli", "serve", *args],
                              cwd=tmp_path, env=_env(tmp_path, **env), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -166,7 +166,7 @@ def test_no_server_message_says_how_to_start_one(small_folder, tmp_path):
 def test_check_schedule_matches_prefect():
     from prefect.client.schemas.schedules import CronSchedule
 
-    from flows.deploy import InvalidSchedule, check_schedule
+    from winnow.flows.deploy import InvalidSchedule, check_schedule
 
     for cron in ("* * * * *", "0 3 * * *", "*/15 9-17 * * mon-fri", "0 0 1 jan *", "@daily"):
         assert check_schedule(cron=cron).cron == cron
@@ -183,7 +183,7 @@ def test_check_schedule_matches_prefect():
 
 
 def test_prefect_api_url_from_the_active_profile(tmp_path, monkeypatch):
-    from flows.deploy import prefect_api_url
+    from winnow.flows.deploy import prefect_api_url
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.delenv("PREFECT_PROFILE", raising=False)
@@ -273,7 +273,7 @@ def test_serve_interval_schedule_fires_on_a_real_server(prefect_server, small_fo
     out = tmp_path / "out"
     log = open(tmp_path / "serve.log", "w")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", str(small_folder), "--out", str(out), "--interval", "5",
+        [sys.executable, "-m", "winnow.flows.cli", "serve", str(small_folder), "--out", str(out), "--interval", "5",
          "--encoder", "pixels", "--k", "5", "--name", "e2e"],
         cwd=tmp_path, env=_env(tmp_path, PREFECT_API_URL=prefect_server, PREFECT_RUNNER_POLL_FREQUENCY="2"),
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -12,13 +12,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-import flows.clean
-import flows.tasks
-from embeddings.images import hash_bytes
-from flows.clean import clean_dataset
-from flows.config import RunConfig
-from flows.io import load_knn_graph
+import winnow.flows.clean
+import winnow.pipeline.stages
 from tests.conftest import digit_images, write_image_folder
+from winnow.embeddings.images import hash_bytes
+from winnow.flows.clean import clean_dataset
+from winnow.pipeline.config import RunConfig
+from winnow.pipeline.files import load_knn_graph
 
 
 def run(target, out, **kw):
@@ -62,7 +62,7 @@ def test_failed_run_resumes_without_redoing_finished_stages(prefect_harness, dig
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash while writing manifests")
 
-    monkeypatch.setattr(flows.clean, "write_manifests", crash)
+    monkeypatch.setattr(winnow.flows.clean, "write_manifests", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(digit_folder, out)
     assert not (out / "latest").exists()  # nothing published
@@ -98,7 +98,7 @@ def test_deleted_stage_output_is_rebuilt_on_resume(prefect_harness, digit_folder
     and the stages after it (whose outputs are still there) stay valid."""
     out = tmp_path / "out"
     with monkeypatch.context() as m:
-        m.setattr(flows.clean, "write_manifests", _crash)
+        m.setattr(winnow.flows.clean, "write_manifests", _crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             run(digit_folder, out)
         [incomplete] = list((out / "runs").iterdir())
@@ -152,7 +152,7 @@ def _resume_with(target: Path, out: Path, monkeypatch, **changes) -> set[str]:
     [incomplete] = list((out / "runs").iterdir())
     before = _stamps(incomplete)
     with monkeypatch.context() as m:
-        m.setattr(flows.clean, "write_manifests", _crash)
+        m.setattr(winnow.flows.clean, "write_manifests", _crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             clean_dataset(_config(target, out, **changes))
     assert [p.name for p in (out / "runs").iterdir()] == [incomplete.name]  # resumed, not a new run
@@ -172,15 +172,15 @@ def interrupted(prefect_harness, tmp_path_factory) -> tuple[Path, Path, Path, di
     data, holdout = base / "data", base / "holdout"
     write_image_folder(data, [(img, label % 3) for img, label in digit_images(60, seed=5)])
     write_image_folder(holdout, [(img, label % 3) for img, label in digit_images(12, seed=6)])
-    real, given = flows.tasks.stage_key, {}
+    real, given = winnow.pipeline.stages.stage_key, {}
 
     def spy(work, stage, *, upstream=(), params=None):
         given[stage] = dict(params or {})
         return real(work, stage, upstream=upstream, params=params)
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(flows.clean, "write_manifests", _crash)
-        m.setattr(flows.tasks, "stage_key", spy)
+        m.setattr(winnow.flows.clean, "write_manifests", _crash)
+        m.setattr(winnow.pipeline.stages, "stage_key", spy)
         with pytest.raises(RuntimeError, match="simulated crash"):
             clean_dataset(_config(data, base / "out"))
     [incomplete] = list((base / "out" / "runs").iterdir())
@@ -210,7 +210,7 @@ def test_the_rerun_check_fails_when_stage_keys_ignore_the_parameter(param, inter
     data, holdout, base_out, given = interrupted
     out = tmp_path / "out"
     shutil.copytree(base_out, out, symlinks=True)
-    real = flows.tasks.stage_key
+    real = winnow.pipeline.stages.stage_key
 
     def blind(work, stage, *, upstream=(), params=None):
         params = dict(params or {})
@@ -218,7 +218,7 @@ def test_the_rerun_check_fails_when_stage_keys_ignore_the_parameter(param, inter
             params[param] = given[stage][param]
         return real(work, stage, upstream=upstream, params=params)
 
-    monkeypatch.setattr(flows.tasks, "stage_key", blind)
+    monkeypatch.setattr(winnow.pipeline.stages, "stage_key", blind)
     ran = _resume_with(data, out, monkeypatch, **_changes(param, holdout))
     with pytest.raises(AssertionError, match=f"changing {param} re-ran"):
         _check_reruns(param, ran)
@@ -238,10 +238,10 @@ def test_editing_a_file_in_place_reruns_every_stage(prefect_harness, tmp_path, m
     write_image_folder(data, [(img, label % 3) for img, label in digit_images(60, seed=5)])
     for out, blind in ((tmp_path / "out", False), (tmp_path / "blind", True)):
         if blind:  # the samples key ignores the files' size and mtime, in both runs
-            monkeypatch.setattr(flows.tasks, "os", SimpleNamespace(
+            monkeypatch.setattr(winnow.pipeline.stages, "os", SimpleNamespace(
                 stat=lambda path: SimpleNamespace(st_size=0, st_mtime_ns=0)))
         with monkeypatch.context() as m:
-            m.setattr(flows.clean, "write_manifests", _crash)
+            m.setattr(winnow.flows.clean, "write_manifests", _crash)
             with pytest.raises(RuntimeError, match="simulated crash"):
                 clean_dataset(_config(data, out))
         _edit_one_file(data, source=-1 if not blind else -2)
@@ -256,7 +256,7 @@ def test_editing_a_file_in_place_reruns_every_stage(prefect_harness, tmp_path, m
 def test_serve_registers_a_cron_deployment(prefect_harness, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.deploy import build_deployment
+    from winnow.flows.deploy import build_deployment
 
     config = RunConfig(target="digits", out=str(tmp_path / "o"), encoder="pixels:16")
     deployment_id = build_deployment(config, cron="0 3 * * *", name="digits-nightly").apply()
@@ -270,7 +270,7 @@ def test_serve_registers_a_cron_deployment(prefect_harness, tmp_path):
 
 
 def test_dask_runner_with_two_workers_matches_local_run(prefect_harness, digit_folder, tmp_path):
-    from flows.clean import run_clean
+    from winnow.flows.clean import run_clean
 
     local = run(digit_folder, tmp_path / "local")
     dask = run_clean(RunConfig(target=str(digit_folder), out=str(tmp_path / "dask"), encoder="pixels:16", k=5,

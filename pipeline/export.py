@@ -26,8 +26,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalogs import schemas as S
-from flows.report import resolve_run
+from winnow.catalogs import schemas as S
+from winnow.pipeline.report import resolve_run
 
 FORMATS: dict[str, str] = {
     "parquet": "one Parquet file (polars, pandas, duckdb, Hugging Face datasets)",

@@ -19,14 +19,20 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import curation
-from catalogs import classes_of, confinement_of, list_samples, read_ground_truth, resolve_catalog
-from catalogs import schemas as S
-from embeddings import EmbeddingStore, embed_files, get_encoder
-from flows.evaluate import score_against_ground_truth
-from flows.io import load_knn_graph, save_knn_graph, write_json, write_parquet
-from flows.stages import is_done, mark_done, stage_key
-from flows.versions import DIFF_CHANGES, diff_manifests, moved_thresholds
+from winnow import curation
+from winnow.catalogs import (
+    classes_of,
+    confinement_of,
+    list_samples,
+    read_ground_truth,
+    resolve_catalog,
+)
+from winnow.catalogs import schemas as S
+from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
+from winnow.pipeline.evaluate import score_against_ground_truth
+from winnow.pipeline.files import load_knn_graph, save_knn_graph, write_json, write_parquet
+from winnow.pipeline.stage_keys import is_done, mark_done, stage_key
+from winnow.pipeline.versions import DIFF_CHANGES, diff_manifests, moved_thresholds
 
 
 def load_samples(target: str, work_dir: str, *, path_column: str | None = None, label_column: str | None = None,
@@ -273,7 +279,7 @@ def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_
     counts = diff.explode("changes").group_by("changes").len()
     counts = dict(zip(counts["changes"].to_list(), counts["len"].to_list(), strict=True))
     # issue 11 finding 1: hidden files (and files beside the class folders) are not rows; say how many.
-    from catalogs.samples import skipped_files_of
+    from winnow.catalogs.samples import skipped_files_of
 
     summary["skipped_files"] = skipped_files_of(table)
     summary["diff"] = {

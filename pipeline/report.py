@@ -47,10 +47,10 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from catalogs import schemas as S
-from embeddings import load_image
-from embeddings.images import to_rgb
-from flows.io import load_knn_graph
+from winnow.catalogs import schemas as S
+from winnow.embeddings import load_image
+from winnow.embeddings.images import to_rgb
+from winnow.pipeline.files import load_knn_graph
 
 PAGE_SIZE = 100  # flagged samples per gallery page
 THUMB_LIMIT = 5_000  # flagged samples that get a thumbnail (each reason's worst first)
@@ -365,7 +365,7 @@ def _swap_folder(new: Path, target: Path) -> None:
 def _link_from_out(run: Path) -> None:
     """OUT/report.html is a link to latest/report.html, and a browser resolves the report's
     relative links against OUT/: point OUT/thumbs and OUT/gallery at latest/ the same way
-    (what flows.versions.publish_run does for the other published files). Done here, before
+    (what pipeline.versions.publish_run does for the other published files). Done here, before
     the run is published, so the first run's report works from OUT/ as soon as it is."""
     out = run.parent.parent
     if run.parent.name != "runs" or not (out / ".winnow.lock").exists():

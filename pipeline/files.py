@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation import KnnGraph
+from winnow.curation import KnnGraph
 
 
 class RunLocked(RuntimeError):

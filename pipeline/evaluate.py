@@ -13,14 +13,20 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-import curation
-from catalogs import classes_of, confinement_of, list_samples, read_ground_truth, resolve_catalog
-from catalogs import schemas as S
-from curation.errors import InvalidArray
-from curation.noise import noise_transition_matrix
-from curation.validation import check_labels
-from flows.config import parse_methods
-from flows.io import write_parquet
+from winnow import curation
+from winnow.catalogs import (
+    classes_of,
+    confinement_of,
+    list_samples,
+    read_ground_truth,
+    resolve_catalog,
+)
+from winnow.catalogs import schemas as S
+from winnow.curation.errors import InvalidArray
+from winnow.curation.noise import noise_transition_matrix
+from winnow.curation.validation import check_labels
+from winnow.pipeline.config import parse_methods
+from winnow.pipeline.files import write_parquet
 
 ARRAY_SUFFIXES = (".npy", ".csv", ".parquet")
 # What each detector input is called on `winnow detect`'s command line.
@@ -315,7 +321,7 @@ def evaluate_catalog(target: str, noise: str, *, seed: int = 0, encoder: str | N
         keep = ~(joined["is_flipped"].fill_null(False).to_numpy() & joined["true_label"].is_null().to_numpy())
 
     # Only now the encoder, and with it torch: every mistake above is reported in a second.
-    from embeddings import DEFAULT_ENCODER, EmbeddingStore, embed_files, get_encoder
+    from winnow.embeddings import DEFAULT_ENCODER, EmbeddingStore, embed_files, get_encoder
 
     name = encoder or spec.encoder or DEFAULT_ENCODER
     if names != "auto" and "zero_shot" in names and not name.startswith("open_clip:"):

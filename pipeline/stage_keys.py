@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flows.io import write_json
+from winnow.pipeline.files import write_json
 
 
 def stage_key(work: Path, stage: str, *, upstream: tuple[str, ...] = (), params: dict[str, Any] | None = None) -> str:

@@ -20,11 +20,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from catalogs import CatalogSpec, list_samples, read_ground_truth, resolve_catalog
-from curation import DETECTORS, list_detectors, policy_from_dict
-from flows.config import ConfigError, RunConfig, parse_methods
-from flows.io import locked
-from flows.versions import latest_run, prune_old_work, publish_run, start_run
+from winnow.catalogs import CatalogSpec, list_samples, read_ground_truth, resolve_catalog
+from winnow.curation import DETECTORS, list_detectors, policy_from_dict
+from winnow.pipeline.config import ConfigError, RunConfig, parse_methods
+from winnow.pipeline.files import locked
+from winnow.pipeline.versions import latest_run, prune_old_work, publish_run, start_run
 
 LOG = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def validate_run(config: RunConfig, *, load_encoder: bool = True) -> RunPlan:
         raise ConfigError(f"detector 'zero_shot' needs an encoder with a text tower (open_clip:...), not {named!r}")
 
     # Only now the encoder, and with it torch: every mistake above is reported in a second.
-    from embeddings import DEFAULT_ENCODER, get_encoder
+    from winnow.embeddings import DEFAULT_ENCODER, get_encoder
 
     encoder_name = named or DEFAULT_ENCODER
     encoder = get_encoder(encoder_name, device=config.device) if load_encoder else None
@@ -114,7 +114,7 @@ def run_clean(config: RunConfig, *, plan: RunPlan | None = None) -> dict[str, st
     if config.runner == "direct":
         plan = plan or validate_run(config)
         return execute(plan, direct_stages())
-    from flows.clean import run_flow
+    from winnow.flows.clean import run_flow
 
     return run_flow(config)
 
@@ -122,8 +122,8 @@ def run_clean(config: RunConfig, *, plan: RunPlan | None = None) -> dict[str, st
 def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
     """The stages of one run into a new version under OUT/runs/ (or the killed run it resumes)."""
     # The stages import the image readers (and torch): not needed for validation.
-    from flows.report import write_report
-    from flows.tasks import read_json
+    from winnow.pipeline.report import write_report
+    from winnow.pipeline.stages import read_json
 
     started = time.perf_counter()
     config = plan.config
@@ -177,7 +177,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
 
 def direct_stages() -> Stages:
     """The stage functions, called in this process."""
-    from flows import tasks
+    from winnow.pipeline import stages as tasks
 
     def embed_shards(samples, encoder_name, store, work, *, n_shards, encoder=None, **kw):
         return [tasks.embed_shard(samples, encoder_name, store, work, shard=i, n_shards=n_shards, encoder=encoder,
