@@ -64,7 +64,7 @@ chromium:
 	  command -v chromium >/dev/null 2>&1 || { echo "apt-get ran but chromium is still not on PATH" >&2; exit 1; }; }
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check catalogs embeddings curation flows tests benchmarks
+	$(VENV)/bin/ruff check catalogs embeddings curation pipeline flows winnow tests benchmarks
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.label_noise
