@@ -27,8 +27,10 @@ The thumbs/ and gallery/ folders are written beside the old ones and swapped in,
 report.html is replaced atomically (winnow.atomic).
 
 The package: data.py chooses what to show (rows, listings and their order, neighbours,
-duplicate groups), thumbs.py makes the thumbnails, charts.py draws the SVG charts, pages.py
-holds the cards, pagers and gallery pages, overview.py report.html, style.css the style.
+duplicate groups), sections.py how each reason code is presented (a registry, with a generic
+section for any code it does not know), thumbs.py makes the thumbnails, charts.py draws the
+SVG charts, pages.py holds the cards, pagers and gallery pages, overview.py report.html,
+style.css the style.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ def write_report(run_or_out_dir: str | os.PathLike, *, thumb_limit: int = THUMB_
         keeper_paths=keeper_paths(manifest, flagged), thumb_limit=thumb_limit,
         capped=len(with_thumb) < flagged.filter(pl.col("_usable")).height, page_size=page_size,
         folders={(g.kind, g.key): g.folder for g in groups},
+        sections={g.key: g.section for g in groups if g.kind == "reason"},
     )
     write_gallery(run, flagged, groups, ctx)
     out = atomic.write_text(run / REPORT, render_overview(summary, manifest, flagged, groups, dup_groups, ctx))

@@ -16,6 +16,7 @@ import polars as pl
 
 from winnow.catalogs import schemas as S
 from winnow.pipeline.files import load_knn_graph
+from winnow.pipeline.report.sections import ReasonSection, section_for
 
 DUPLICATE_GROUPS = 30  # duplicate groups shown
 GROUP_MEMBERS = 8  # copies shown per duplicate group
@@ -30,6 +31,7 @@ class Group:
     key: str  # the reason code or the class name, as in the manifest (data: escape it)
     folder: str  # its folder under gallery/, never made from the data's text
     count: int  # samples listed
+    section: ReasonSection | None = None  # how a reason is presented (sections.py); None for a class
 
     def pages(self, page_size: int) -> int:
         return max(1, -(-self.count // page_size))
@@ -43,12 +45,12 @@ def flagged_rows(manifest: pl.DataFrame) -> pl.DataFrame:
 
 
 def reason_groups(flagged: pl.DataFrame) -> list[Group]:
-    """One group per reason present: label_issue first, then the most frequent."""
+    """One group per reason present: those listed first (label_issue), then the most frequent."""
     counts = flagged.select(pl.col(S.REASONS).explode()).drop_nulls()[S.REASONS].value_counts()
-    pairs = sorted(zip(counts[S.REASONS].to_list(), counts["count"].to_list(), strict=True),
-                   key=lambda rc: (rc[0] != "label_issue", -rc[1], rc[0]))
-    return [Group("reason", code, "reason-" + (code if _SAFE_CODE.fullmatch(code) else "x" + digest(code)), n)
-            for code, n in pairs]
+    groups = [Group("reason", code, "reason-" + (code if _SAFE_CODE.fullmatch(code) else "x" + digest(code)), n,
+                    section_for(code, flagged.columns))
+              for code, n in zip(counts[S.REASONS].to_list(), counts["count"].to_list(), strict=True)]
+    return sorted(groups, key=lambda g: (not g.section.listed_first, -g.count, g.key))
 
 
 def class_groups(flagged: pl.DataFrame) -> list[Group]:
@@ -70,14 +72,11 @@ def group_rows(flagged: pl.DataFrame, group: Group) -> pl.DataFrame:
         return (flagged.filter(pl.col(S.LABEL) == group.key)
                 .with_columns((~pl.col(S.REASONS).list.contains("label_issue")).alias("_not_issue"))
                 .sort(["_not_issue", S.LABEL_QUALITY, S.PATH], nulls_last=True).drop("_not_issue"))
+    section = group.section or section_for(group.key, flagged.columns)
     rows = flagged.filter(pl.col(S.REASONS).list.contains(group.key))
-    if group.key in ("exact_duplicate", "near_duplicate") and S.DUPLICATE_OF in rows.columns:
-        return rows.sort([S.DUPLICATE_OF, S.PATH], nulls_last=True)  # copies of one original together
-    if group.key == "outlier" and "outlier_score" in rows.columns:
-        return rows.sort(["outlier_score", S.PATH], descending=[True, False], nulls_last=True)
-    if group.key in S.UNUSABLE_REASONS:
+    if section.sort_by == S.PATH:
         return rows.sort(S.PATH)
-    return rows.sort([S.LABEL_QUALITY, S.PATH], nulls_last=True)  # lowest label quality first
+    return rows.sort([section.sort_by, S.PATH], descending=[section.descending, False], nulls_last=True)
 
 
 def thumbnail_order(flagged: pl.DataFrame, groups: list[Group]) -> list[str]:

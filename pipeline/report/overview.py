@@ -30,9 +30,11 @@ from winnow.pipeline.report.pages import (
     document_end,
     document_head,
     pager,
+    reason_heading,
     reason_link,
     thumb_html,
 )
+from winnow.pipeline.report.sections import reason_meaning
 
 PREVIEW_CARDS = 6  # cards per reason on report.html (the rest are on the gallery pages)
 UNUSABLE_ROWS = 200  # rows of the unusable-files table on report.html (all are on the gallery pages)
@@ -104,7 +106,7 @@ def _summary_section(summary: dict, manifest: pl.DataFrame, n_flagged: int, cuto
         reasons = dict(zip(vc[S.REASONS].to_list(), vc["count"].to_list(), strict=True))
     rows = "".join(
         f"<tr><td>{reason_link(code, ctx)}</td><td class=\"num\">{esc(fmt(count))}</td>"
-        f"<td>{esc(S.REASON_CODES.get(code, ''))}</td></tr>"
+        f"<td>{esc(reason_meaning(code))}</td></tr>"
         for code, count in reasons.items()
     ) or "<tr><td colspan=\"3\">No sample was flagged.</td></tr>"
     return (f"<section id=\"summary\"><h2>Summary</h2><div class=\"cards\">{card_html}</div>"
@@ -194,7 +196,7 @@ def _gallery_section(flagged: pl.DataFrame, groups: list[Group], ctx: PageContex
             f"and by given label, {fmt(ctx.page_size)} a page, the most telling first. {cap}")
     reason_rows = "".join(
         f"<tr><td><a href=\"{ctx.href('reason', g.key)}\"><code>{esc(g.key)}</code></a></td>"
-        f"<td class=\"num\">{fmt(g.count)}</td><td>{esc(S.REASON_CODES.get(g.key, ''))}</td>"
+        f"<td class=\"num\">{fmt(g.count)}</td><td>{esc(reason_meaning(g.key))}</td>"
         f"<td>{pager(g.pages(ctx.page_size), 0, lambda q, g=g: ctx.href('reason', g.key, q))}</td></tr>"
         for g in reasons)
     by_reason = (f"<h3>By reason</h3><table id=\"reason-index\" class=\"index\"><thead><tr><th>reason</th>"
@@ -211,7 +213,7 @@ def _gallery_section(flagged: pl.DataFrame, groups: list[Group], ctx: PageContex
         rows = group_rows(flagged, g).head(PREVIEW_CARDS)
         cards = "".join(card(row, ctx, prefix="") for row in rows.iter_rows(named=True))
         previews.append(
-            f"<div class=\"preview\" data-reason=\"{esc(g.key)}\"><h3><code>{esc(g.key)}</code> "
+            f"<div class=\"preview\" data-reason=\"{esc(g.key)}\"><h3>{reason_heading(g)} "
             f"<span class=\"muted\">{plural(g.count, 'sample')}"
             f"{f'; the first {PREVIEW_CARDS} shown' if g.count > PREVIEW_CARDS else ''}</span> "
             f"<a href=\"{ctx.href('reason', g.key)}\">all {fmt(g.count)} →</a></h3>"

@@ -22,6 +22,7 @@ from winnow import atomic
 from winnow.catalogs import schemas as S
 from winnow.pipeline.report.data import Group, class_table, group_rows
 from winnow.pipeline.report.markup import esc, fmt, plural
+from winnow.pipeline.report.sections import ReasonSection, reason_meaning
 
 GALLERY = "gallery"  # the run's gallery folder
 REPORT = "report.html"  # the overview page, in the run folder
@@ -42,6 +43,7 @@ class PageContext:
     capped: bool  # some flagged sample with an image got no thumbnail
     page_size: int
     folders: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, key) -> gallery folder
+    sections: dict[str, ReasonSection] = field(default_factory=dict)  # reason code -> its presentation
 
     def href(self, kind: str, key: str, page: int = 1, *, prefix: str = "") -> str | None:
         folder = self.folders.get((kind, key))
@@ -120,15 +122,12 @@ def page_shell(title: str, ctx: PageContext, *, crumbs: str, body: str, group: t
 
 
 def group_page(group: Group, rows: pl.DataFrame, page: int, n_pages: int, ctx: PageContext) -> str:
-    what = (f"reason <code>{esc(group.key)}</code>" if group.kind == "reason"
+    what = (f"reason {reason_heading(group)}" if group.kind == "reason"
             else f"given label <b>{esc(group.key)}</b>")
     crumbs = f"{what} · page {page} of {n_pages} ({plural(group.count, 'sample')})"
     if group.kind == "reason":
-        meaning = S.REASON_CODES.get(group.key, "")
-        order = {"exact_duplicate": "copies of one original together", "near_duplicate":
-                 "copies of one original together", "outlier": "farthest first"}.get(
-            group.key, "by path" if group.key in S.UNUSABLE_REASONS else "lowest label quality first")
-        note = f"{esc(meaning)}{'. ' if meaning else ''}Order: {esc(order)}."
+        meaning = reason_meaning(group.key)
+        note = f"{esc(meaning)}{'. ' if meaning else ''}Order: {esc(group.section.order)}."
     else:
         note = "Every flagged sample of this given label: label issues first, lowest label quality first."
     missing = rows.filter(pl.col("_usable") & ~pl.col(S.SAMPLE_ID).is_in(list(ctx.thumbs))).height
@@ -181,6 +180,12 @@ def class_index(classes: list[Group], table: dict[str, dict[str, int]], reasons:
             f"<th>pages</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+def reason_heading(group: Group) -> str:
+    """A reason's name in headings: its section's title, if it has one, and the code."""
+    title = group.section.title if group.section else None
+    return f"{esc(title)} <code>{esc(group.key)}</code>" if title else f"<code>{esc(group.key)}</code>"
+
+
 def reason_link(code: str, ctx: PageContext) -> str:
     href = ctx.href("reason", code)
     return f"<a href=\"{esc(href)}\"><code>{esc(code)}</code></a>" if href else f"<code>{esc(code)}</code>"
@@ -202,13 +207,15 @@ def card(row: dict, ctx: PageContext, *, prefix: str) -> str:
     quality = row[S.LABEL_QUALITY]
     scores = [(S.LABEL_QUALITY, quality)] + [
         (c, row[c]) for c in ctx.score_cols if row.get(c) is not None and row[c] != quality]
-    if row.get("outlier_score") is not None and "outlier" in row[S.REASONS]:
-        scores.append(("outlier_score", row["outlier_score"]))
+    for r in row[S.REASONS]:  # each reason's own columns (outlier: outlier_score)
+        for c in ctx.sections[r].card_scores if r in ctx.sections else ():
+            if c not in ctx.score_cols and row.get(c) is not None and all(c != k for k, _ in scores):
+                scores.append((c, row[c]))
     score_html = " ".join(f"<span class=\"score\">{esc(k)} <b>{esc(fmt(v) if v is not None else '–')}</b></span>"
                           for k, v in scores)
     chips = "".join(
         f"<a class=\"chip\" href=\"{esc(ctx.href('reason', r, prefix=prefix) or '')}\" "
-        f"title=\"{esc(S.REASON_CODES.get(r, ''))}\">{esc(r)}</a>" for r in row[S.REASONS])
+        f"title=\"{esc(reason_meaning(r))}\">{esc(r)}</a>" for r in row[S.REASONS])
     given_html = f"<a class=\"given\" href=\"{esc(ctx.href('class', given, prefix=prefix) or '')}\">{esc(given)}</a>"
     arrow = (f"{given_html} → <span class=\"suggested\">{esc(suggested)}</span>"
              if suggested is not None and suggested != given else given_html)
