@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from winnow import atomic
 from winnow.catalogs.errors import InvalidCatalog
 from winnow.catalogs.spec import CatalogSpec
 
@@ -33,28 +32,25 @@ def build_digits(dest: Path, *, seed: int = 0, noise_rate: float = 0.10) -> None
     given = true.copy()
     # A flip moves to one of the 9 other classes, uniformly (symmetric noise).
     given[flipped] = (true[flipped] + rng.integers(1, 10, size=flipped.sum())) % 10
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=dest.parent))
-    paths = []
-    for i in range(n):
-        rel = f"{given[i]}/digit_{i:04d}.png"
-        out = tmp / "images" / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pixels = np.round(digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
-        Image.fromarray(pixels, mode="L").save(out)
-        paths.append(rel)
-    pl.DataFrame(
-        {
-            "path": paths,
-            "given_label": [str(g) for g in given],
-            "true_label": [str(t) for t in true],
-            "is_flipped": flipped,
-        }
-    ).write_parquet(tmp / "ground_truth.parquet")
-    if dest.exists():  # a concurrent build won the race; keep theirs
-        shutil.rmtree(tmp)
-        return
-    tmp.rename(dest)  # atomic: a half-built dataset is never visible
+    # Built beside dest and renamed into place: a half-built dataset is never visible, and
+    # when a concurrent build finished first, theirs is kept.
+    with atomic.replace_folder(dest, keep_existing=True) as tmp:
+        paths = []
+        for i in range(n):
+            rel = f"{given[i]}/digit_{i:04d}.png"
+            out = tmp / "images" / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pixels = np.round(digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(out)
+            paths.append(rel)
+        pl.DataFrame(
+            {
+                "path": paths,
+                "given_label": [str(g) for g in given],
+                "true_label": [str(t) for t in true],
+                "is_flipped": flipped,
+            }
+        ).write_parquet(tmp / "ground_truth.parquet")
 
 
 BUILDERS: dict[str, Callable[[Path], None]] = {"digits": build_digits}

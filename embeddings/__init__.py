@@ -11,10 +11,10 @@ from winnow.embeddings.encoders import (
 )
 from winnow.embeddings.errors import EncoderError, EncoderUnavailable, StoreMismatch, UnknownEncoder
 from winnow.embeddings.images import decode_image, load_image, read_file
-from winnow.embeddings.store import EmbeddingStore, atomic_write_bytes
+from winnow.embeddings.store import EmbeddingStore
 
 __all__ = [
     "DEFAULT_ENCODER", "ENCODERS", "OFFLINE_CHOICES", "EmbedReport", "EmbeddingStore", "Encoder",
-    "EncoderError", "EncoderUnavailable", "StoreMismatch", "UnknownEncoder", "atomic_write_bytes",
-    "decode_image", "embed_files", "get_encoder", "list_encoders", "load_image", "read_file",
+    "EncoderError", "EncoderUnavailable", "StoreMismatch", "UnknownEncoder", "decode_image",
+    "embed_files", "get_encoder", "list_encoders", "load_image", "read_file",
 ]

@@ -6,10 +6,10 @@ Layout, one folder per encoder under the store root::
     <root>/<encoder slug>/block-<id>.npy        (n, dim) float32, memory-mappable
     <root>/<encoder slug>/block-<id>.parquet    content_hash, row  (the block's index)
 
-A block is written vector file first, index second, each to a temp name and renamed, so a
-block is either fully committed (its index exists) or invisible; a run killed mid-write
-leaves at most an orphan .npy that the next writer ignores. Block ids are unique per
-writer, so two processes can append at once without clobbering each other.
+A block is written vector file first, index second, each to a temp name and renamed
+(winnow.atomic), so a block is either fully committed (its index exists) or invisible; a run
+killed mid-write leaves at most an orphan .npy that the next writer ignores. Block ids are
+unique per writer, so two processes can append at once without clobbering each other.
 """
 
 from __future__ import annotations
@@ -25,16 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from winnow import atomic
 from winnow.embeddings.errors import StoreMismatch
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class EmbeddingStore:
@@ -51,7 +43,7 @@ class EmbeddingStore:
             if found.get("encoder_id") != encoder_id or found.get("dim") != self.dim:
                 raise StoreMismatch(f"store {str(self.dir)!r} holds {found!r}, not {meta!r}")
         else:
-            atomic_write_bytes(meta_path, json.dumps(meta).encode())
+            atomic.write_json(meta, meta_path, indent=None)
         self._index: dict[str, tuple[str, int]] | None = None
 
     # --- reading ------------------------------------------------------------------------
@@ -89,20 +81,20 @@ class EmbeddingStore:
         if absent:
             raise KeyError(f"{len(absent)} hashes are not in the store, e.g. {absent[0]!r}")
         out_path = Path(out_path)
-        tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp.npy")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(hashes), self.dim))
         by_block: dict[str, list[tuple[int, int]]] = {}
         for pos, h in enumerate(hashes):
             block, row = idx[h]
             by_block.setdefault(block, []).append((pos, row))
-        for block, pairs in by_block.items():
-            vecs = np.load(self.dir / f"{block}.npy", mmap_mode="r")
-            pos, rows = np.array(pairs, dtype=np.int64).T
-            order = np.argsort(rows)  # sequential reads of the block
-            out[pos[order]] = vecs[rows[order]]
-        out.flush()
-        del out
-        os.replace(tmp, out_path)
+        # Not fsynced (as before winnow.atomic): a run's working copy, rebuilt from the store.
+        with atomic.writing(out_path, suffix=".tmp.npy", fsync=False) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(hashes), self.dim))
+            for block, pairs in by_block.items():
+                vecs = np.load(self.dir / f"{block}.npy", mmap_mode="r")
+                pos, rows = np.array(pairs, dtype=np.int64).T
+                order = np.argsort(rows)  # sequential reads of the block
+                out[pos[order]] = vecs[rows[order]]
+            out.flush()
+            del out
         return out_path
 
     # --- writing ------------------------------------------------------------------------
@@ -112,17 +104,10 @@ class EmbeddingStore:
         if vectors.shape != (len(hashes), self.dim):
             raise ValueError(f"vectors have shape {vectors.shape}, expected ({len(hashes)}, {self.dim})")
         block = f"block-{uuid.uuid4().hex[:16]}"
-        npy = self.dir / f"{block}.npy"
-        tmp = self.dir / f".{block}.npy.tmp"
-        with open(tmp, "wb") as fh:
+        with atomic.writing(self.dir / f"{block}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, vectors)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, npy)
         table = pa.table({"content_hash": list(hashes), "row": pa.array(range(len(hashes)), pa.int64())})
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        atomic_write_bytes(self.dir / f"{block}.parquet", sink.getvalue().to_pybytes())
+        atomic.write_parquet(table, self.dir / f"{block}.parquet")
         if self._index is not None:
             for r, h in enumerate(hashes):
                 self._index.setdefault(h, (block, r))

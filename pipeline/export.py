@@ -16,16 +16,14 @@ where a link is made; each becomes one safe, unique path component inside DEST.
 from __future__ import annotations
 
 import os
-import shutil
 import unicodedata
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from winnow import atomic
 from winnow.catalogs import schemas as S
 from winnow.pipeline.report import resolve_run
 
@@ -77,11 +75,14 @@ def export_clean(run_or_out_dir: str | os.PathLike, *, fmt: str, dest: str | os.
     if dest.is_dir():
         raise ExportError(f"{str(dest)!r} is a folder; name the {fmt} file to write")
     if fmt == "parquet":
-        return _write_atomic(dest, lambda tmp: pq.write_table(table, tmp))
+        return atomic.write_parquet(table, dest)
     frame = pl.from_arrow(table)
-    if fmt == "csv":
-        return _write_atomic(dest, lambda tmp: frame.write_csv(tmp))
-    return _write_atomic(dest, lambda tmp: frame.write_ndjson(tmp))
+    with atomic.writing(dest) as tmp:
+        if fmt == "csv":
+            frame.write_csv(tmp)
+        else:
+            frame.write_ndjson(tmp)
+    return dest
 
 
 def _read_clean(run: Path) -> pa.Table:
@@ -94,19 +95,6 @@ def _read_clean(run: Path) -> pa.Table:
         raise ExportError(f"{str(path)!r} lacks the column(s) {', '.join(missing)}")
     # Plain string/float64 types and no polars metadata: every reader takes it as-is.
     return table.select(S.CLEAN_SCHEMA.names).cast(S.CLEAN_SCHEMA).replace_schema_metadata(None)
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 # --- imagefolder -------------------------------------------------------------------------------
@@ -154,21 +142,8 @@ def _write_imagefolder(table: pa.Table, dest: Path) -> Path:
             f"{str(dest)!r} is not empty and is not an earlier Winnow export; choose another --dest "
             f"or empty it"
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir()
-    try:
+    with atomic.replace_folder(dest) as tmp:  # the old tree's links are unlinked, never followed
         _fill_imagefolder(table, tmp)
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.old")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old)  # unlinks the old links; never follows them
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return dest
 
 

@@ -31,6 +31,7 @@ def test_the_wheel_holds_one_top_level_package(wheel):
     for layer in LAYERS:
         assert f"winnow/{layer}/__init__.py" in names
     assert "winnow/catalogs/bundled/digits.toml" in names  # package data travels
+    assert "winnow/pipeline/report/style.css" in names  # the report's style sheet, read at run time
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "winnow = winnow.flows.cli:app" in entry_points
 

@@ -1,0 +1,53 @@
+"""Thumbnails: RUN/thumbs/<hash>.png for the samples the report shows, built beside and swapped in."""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from winnow import atomic
+from winnow.embeddings import load_image
+from winnow.embeddings.images import to_rgb
+
+THUMBS = "thumbs"  # the run's thumbnail folder; pages link to "thumbs/<name>"
+THUMB_PX = 128  # longest side of a stored thumbnail; tiny images are upscaled (nearest)
+
+
+def write_thumbnails(run: Path, paths: dict[str, str | None]) -> dict[str, str]:
+    """Replace RUN/thumbs with a thumbnail of every sample in `paths` (sample id -> file
+    location, None: none) whose image still decodes; returns sample id -> "thumbs/<name>"."""
+    with atomic.replace_folder(run / THUMBS) as folder:
+        return make_thumbnails(paths, folder)
+
+
+def _thumb_name(sample_id: str) -> str:
+    # Never the user's file name: a hash of the id is always a safe, fixed-length name.
+    return hashlib.blake2b(sample_id.encode("utf-8"), digest_size=10).hexdigest() + ".png"
+
+
+def make_thumbnails(paths: dict[str, str | None], folder: Path) -> dict[str, str]:
+    """sample id -> "thumbs/<name>" for every sample whose image still decodes, written into `folder`."""
+
+    def one(item: tuple[str, str | None]) -> tuple[str, str | None]:
+        sid, path = item
+        if not path:
+            return sid, None
+        img, _reason = load_image(path)
+        if img is None:
+            return sid, None
+        img = to_rgb(img)
+        longest = max(img.size)
+        if longest < THUMB_PX:
+            factor = max(1, THUMB_PX // longest)  # whole-pixel blocks keep 8x8 digits crisp
+            img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+        else:
+            img.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
+        name = _thumb_name(sid)
+        img.save(folder / name, format="PNG", optimize=False)
+        return sid, f"{THUMBS}/{name}"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return {sid: rel for sid, rel in pool.map(one, sorted(paths.items())) if rel is not None}
