@@ -80,11 +80,11 @@ DRIVER = textwrap.dedent(
         patch("save_knn_graph", wrap)
     elif mode == "manifest":
         def wrap(real):
-            def write(table, path):
+            def write(table, path, **kw):
                 if Path(path).name == "manifest.parquet":
                     half_written(path)
                     die()
-                return real(table, path)
+                return real(table, path, **kw)
             return write
         patch("write_parquet", wrap)
     elif mode == "hold":
