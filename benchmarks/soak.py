@@ -100,7 +100,7 @@ def kill_midway(stage: str, root: Path, out: Path, store: Path) -> int:
 def soak(runs: int, seed: int, kill_every: int, encoder: str) -> dict[str, int]:
     import winnow.embeddings.embed as embed_mod
     from winnow.flows.clean import clean_dataset
-    from winnow.pipeline.config import RunConfig
+    from winnow.pipeline.config import make_settings
 
     rng = random.Random(seed)
     totals = Counter()
@@ -135,7 +135,7 @@ def soak(runs: int, seed: int, kill_every: int, encoder: str) -> dict[str, int]:
                     totals["kills"] += rc == -9
                     totals["kill_not_reached"] += rc != -9
                 try:
-                    paths = clean_dataset(RunConfig(target=str(root), out=str(out), store=str(store),
+                    paths = clean_dataset(str(root), make_settings(out=str(out), store=str(store),
                                                     encoder=encoder, k=5))
                 except Exception as exc:  # counted, not hidden: a crash breaks the promise
                     totals["crashes"] += 1

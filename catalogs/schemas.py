@@ -13,6 +13,7 @@ PATH = "path"  # path as the user gave it (relative to the root), POSIX separato
 ABS_PATH = "abs_path"  # resolved absolute location that the reader opens
 LABEL = "label"  # given label, as a class name
 LABEL_INDEX = "label_index"  # position of `label` in the catalog's class list
+REFUSED = "refused"  # reason code set at listing time (e.g. outside_root), else null
 
 SAMPLES_SCHEMA = pa.schema(
     [
@@ -23,7 +24,7 @@ SAMPLES_SCHEMA = pa.schema(
         pa.field(LABEL_INDEX, pa.int32(), nullable=False),
         # Set at listing time when the file cannot be used at all (symlink out of the
         # root, say); the embedder turns it into the row's reason instead of reading it.
-        pa.field("refused", pa.string(), nullable=True),
+        pa.field(REFUSED, pa.string(), nullable=True),
     ]
 )
 
@@ -58,16 +59,131 @@ MANIFEST_SCHEMA = pa.schema(
 )
 """Required columns; detectors add their own score columns (`score_<detector>`) after these."""
 
+# Per-row scores the detectors add after the required columns, in the curation table and the
+# manifest: every `score_<detector>` that ran, the probe's margin, and these two (float64,
+# NaN / null where a row was not judged).
+SCORE_PREFIX = "score_"
+PROBE_MARGIN = "probe_margin"  # out-of-fold p[given] - max p[other], in [-1, 1]; low = hard or wrong
+SUGGESTION_CONFIDENCE = "suggestion_confidence"  # the detectors' probability of the suggested label
+OUTLIER_SCORE = "outlier_score"  # kNN distance score; higher = farther from every other sample
+
+
+def is_score_column(name: str) -> bool:
+    """A detector's per-row score column (float64), allowed after a table's required columns."""
+    return name.startswith(SCORE_PREFIX) or name in (PROBE_MARGIN, SUGGESTION_CONFIDENCE, OUTLIER_SCORE)
+
+
+ORIGINAL_LABEL = "original_label"  # clean.parquet: the label as given, beside the final one
+
 CLEAN_SCHEMA = pa.schema(
     [
         pa.field(SAMPLE_ID, pa.string(), nullable=False),
         pa.field(PATH, pa.string(), nullable=False),
         pa.field(ABS_PATH, pa.string(), nullable=False),
         pa.field(LABEL, pa.string(), nullable=False),  # the final label to train on
-        pa.field("original_label", pa.string(), nullable=False),
+        pa.field(ORIGINAL_LABEL, pa.string(), nullable=False),
         pa.field(WEIGHT, pa.float64(), nullable=False),
     ]
 )
+
+# --- a run's work tables (pipeline/layout.py names their files) ------------------------------
+POSITION = "position"  # row of the samples table
+REASON = "reason"  # why a sample has no embedding (an UNUSABLE_REASONS code), else null
+ROW = "row"  # row of the sample's embedding in embeddings.npy (and node of the kNN graph); -1: none
+
+EMBED_SHARD_SCHEMA = pa.schema(
+    [
+        pa.field(POSITION, pa.int64(), nullable=False),
+        pa.field(CONTENT_HASH, pa.string(), nullable=True),  # null when the file could not be read
+        pa.field(REASON, pa.string(), nullable=True),
+    ]
+)
+"""One embedding shard's rows (every n-th sample)."""
+
+EMBED_SCHEMA = pa.schema(
+    [
+        pa.field(SAMPLE_ID, pa.string(), nullable=False),
+        pa.field(CONTENT_HASH, pa.string(), nullable=True),
+        pa.field(REASON, pa.string(), nullable=True),
+        pa.field(ROW, pa.int64(), nullable=False),
+    ]
+)
+"""The embed stage's table: one row per sample, in samples-table order."""
+
+FINAL_LABEL_INDEX = "final_label_index"  # class index to train on; -1 for drops
+
+CURATION_SCHEMA = pa.schema(
+    [
+        pa.field(SAMPLE_ID, pa.string(), nullable=False),
+        pa.field(DECISION, pa.string(), nullable=False),
+        pa.field(REASONS, pa.list_(pa.string()), nullable=False),
+        pa.field(FINAL_LABEL_INDEX, pa.int64(), nullable=False),
+        pa.field(WEIGHT, pa.float64(), nullable=False),
+        pa.field(DUPLICATE_OF, pa.string(), nullable=True),
+        pa.field(CLUSTER, pa.int32(), nullable=True),
+        pa.field(LABEL_QUALITY, pa.float64(), nullable=True),
+        # Here the class INDEX the detectors suggest (-1 when not judged); the manifest names it.
+        pa.field(SUGGESTED_LABEL, pa.int64(), nullable=False),
+        pa.field(SUGGESTION_CONFIDENCE, pa.float64(), nullable=True),
+        pa.field(OUTLIER_SCORE, pa.float64(), nullable=True),
+    ]
+)
+"""The curate stage's table: one row per sample; score columns (is_score_column) follow."""
+
+CHANGES = "changes"  # every change of the row, in DIFF_CHANGES order
+OLD_DECISION = "old_decision"
+NEW_DECISION = "new_decision"
+OLD_REASONS = "old_reasons"
+NEW_REASONS = "new_reasons"
+
+DIFF_SCHEMA = pa.schema(
+    [
+        pa.field(SAMPLE_ID, pa.string(), nullable=False),
+        pa.field(PATH, pa.string(), nullable=False),
+        pa.field(CHANGES, pa.list_(pa.string()), nullable=False),
+        pa.field(OLD_DECISION, pa.string(), nullable=True),  # null: added
+        pa.field(NEW_DECISION, pa.string(), nullable=True),  # null: removed
+        pa.field(OLD_REASONS, pa.list_(pa.string()), nullable=True),
+        pa.field(NEW_REASONS, pa.list_(pa.string()), nullable=True),
+    ]
+)
+"""diff.parquet: one row per sample that changed since the previous run."""
+
+
+class SchemaMismatch(RuntimeError):
+    """A table Winnow is about to write does not match its schema: a bug, never the user's data."""
+
+
+def check_table(table, schema: pa.Schema, *, what: str, extra=None) -> None:
+    """Check that `table` (a pyarrow Table or anything with `.to_arrow()`, e.g. polars) starts
+    with `schema`'s columns, in order, of its types (large / view string and list types count
+    as their plain forms), with no nulls where the schema has none. Columns after those must
+    satisfy `extra(name)` and be float64 (detector scores); none are allowed without `extra`.
+    """
+    arrow = table if isinstance(table, pa.Table) else table.to_arrow()
+    names = arrow.column_names
+    want = schema.names
+    if names[: len(want)] != want:
+        raise SchemaMismatch(f"{what} has columns {names}; its schema starts with {want}")
+    for f in schema:
+        col = arrow.column(f.name)
+        if _plain(col.type) != f.type:
+            raise SchemaMismatch(f"{what} column {f.name!r} is {col.type}; its schema says {f.type}")
+        if not f.nullable and col.null_count:
+            raise SchemaMismatch(f"{what} column {f.name!r} has {col.null_count} null(s); its schema allows none")
+    for name in names[len(want):]:
+        if extra is None or not extra(name):
+            raise SchemaMismatch(f"{what} has column {name!r}, which is not in its schema")
+        if _plain(arrow.column(name).type) != pa.float64():
+            raise SchemaMismatch(f"{what} score column {name!r} is {arrow.column(name).type}, not double")
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_list(t) or pa.types.is_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain(t.value_type))
+    return t
 
 # --- reason codes ---------------------------------------------------------------------------
 REASON_CODES: dict[str, str] = {

@@ -14,7 +14,13 @@ A catalog file looks like::
     # label_column = "label"
     # allow_outside_root = false # allow absolute or `..` paths and symlinks leaving the root
 
-    [policy]                     # optional: overrides of the decision policy's fields
+    # Optional: run settings for this dataset, the tables of winnow.Config (pipeline/config.py),
+    # checked there; a --config file and the command line override them key by key.
+    [embed]                      # encoder, batch_size, device, store, shards
+    [knn]                        # k and the index knobs
+    [detect]                     # detectors and their cut-offs
+    [policy]                     # what is done with each finding
+    [run]                        # out, seed, holdout, ...
 
 Relative paths are resolved against the TOML file's folder; `{cache}` expands to the
 Winnow cache folder (``$WINNOW_CACHE`` or ``~/.cache/winnow``).
@@ -72,11 +78,14 @@ class CatalogSpec:
     encoder: str | None = None  # encoder name (see `winnow encoders list`); None: Winnow's default
     ground_truth: Path | None = None  # optional Parquet of planted noise, for evaluation
     description: str = ""  # one line for `winnow catalogs list`
-    policy: dict[str, Any] = field(default_factory=dict)  # decision-policy overrides (validated by curation)
+    # Its [embed] [knn] [detect] [policy] [run] tables, as written (checked by pipeline/config.py,
+    # which catalogs/ does not import): a settings layer under the user's.
+    config: dict[str, dict[str, Any]] = field(default_factory=dict)
     spec_path: Path | None = None  # the TOML file this came from (None for a plain folder)
 
 
-_TOP_KEYS = {"name", "description", "encoder", "classes", "ground_truth", "source", "policy"}
+CONFIG_TABLES = ("embed", "knn", "detect", "policy", "run")  # the sections of winnow.Config
+_TOP_KEYS = {"name", "description", "encoder", "classes", "ground_truth", "source", *CONFIG_TABLES}
 _SOURCE_KEYS = {"kind", "root", "path", "path_column", "label_column", "allow_outside_root", "builder"}
 
 
@@ -311,9 +320,15 @@ def parse_catalog(raw: dict[str, Any], *, base_dir: Path, spec_path: Path | None
             raise InvalidCatalog(f"{where}: 'classes' repeats {dupes!r}")
         classes = tuple(classes)
     gt = _typed(raw, "ground_truth", str, where)
-    policy = raw.get("policy", {})
-    if not isinstance(policy, dict):
-        raise InvalidCatalog(f"{where}: [policy] must be a table, got {policy!r}")
+    config = {}
+    for table in CONFIG_TABLES:
+        if table in raw:
+            if not isinstance(raw[table], dict):
+                raise InvalidCatalog(f"{where}: [{table}] must be a table, got {raw[table]!r}")
+            config[table] = dict(raw[table])
+    if "encoder" in raw and "encoder" in config.get("embed", {}):
+        raise InvalidCatalog(f"{where}: the encoder is given twice, as encoder = {raw['encoder']!r} and in [embed] "
+                             f"as {config['embed']['encoder']!r}; keep one")
     return CatalogSpec(
         name=name,
         source=source,
@@ -321,7 +336,7 @@ def parse_catalog(raw: dict[str, Any], *, base_dir: Path, spec_path: Path | None
         encoder=_typed(raw, "encoder", str, where),
         ground_truth=_resolve(gt, base_dir) if gt else None,
         description=_typed(raw, "description", str, where) or "",
-        policy=dict(policy),
+        config=config,
         spec_path=spec_path,
     )
 

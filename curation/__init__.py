@@ -1,10 +1,17 @@
 """Curation algorithms: pure functions over embeddings, labels, pred_probs and the kNN graph."""
 
 from winnow.curation.confident_learning import find_confident_learning_issues
-from winnow.curation.curate import Curation, cluster_balance, curate
+from winnow.curation.curate import Curation, DetectConfig, cluster_balance, curate
 from winnow.curation.duplicates import DuplicateGroups, Leaks, find_duplicates, find_leaks
 from winnow.curation.errors import InvalidArray, LengthMismatch, MissingDependency
-from winnow.curation.knn_graph import IndexConfig, KnnGraph, build_knn_graph, kmeans, search_knn
+from winnow.curation.knn_graph import (
+    IndexConfig,
+    KnnConfig,
+    KnnGraph,
+    build_knn_graph,
+    kmeans,
+    search_knn,
+)
 from winnow.curation.knn_noise import KnnVotes, find_knn_label_issues, find_simifeat_label_issues
 from winnow.curation.label_issues import (
     DETECTORS,
@@ -34,8 +41,8 @@ from winnow.curation.rebalance import (
 )
 
 __all__ = [
-    "DETECTORS", "Curation", "DecisionPolicy", "Decisions", "DuplicateGroups", "Hierarchy", "IndexConfig",
-    "InvalidArray", "KnnGraph", "KnnVotes", "LabelIssueReport", "Leaks", "LengthMismatch", "MissingDependency",
+    "DETECTORS", "Curation", "DecisionPolicy", "Decisions", "DetectConfig", "DuplicateGroups", "Hierarchy", "IndexConfig",
+    "InvalidArray", "KnnConfig", "KnnGraph", "KnnVotes", "LabelIssueReport", "Leaks", "LengthMismatch", "MissingDependency",
     "Outliers", "PrunePlan", "Selection", "SemanticDuplicates", "build_knn_graph", "cluster_balance",
     "compute_weights", "curate", "decide", "detect_label_issues", "detection_metrics",
     "find_confident_learning_issues", "find_duplicates", "find_knn_label_issues", "find_label_issues",

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from winnow.curation.duplicates import find_duplicates, find_leaks, near_duplicate_threshold
+from winnow.curation.errors import InvalidArray
 from winnow.curation.knn_graph import KnnGraph
-from winnow.curation.label_issues import detect_label_issues
+from winnow.curation.label_issues import DETECTORS, detect_label_issues, list_detectors
 from winnow.curation.outliers import find_outliers
 from winnow.curation.policy import DecisionPolicy, Decisions, decide
 from winnow.curation.prune import plan_prune
@@ -26,6 +27,93 @@ from winnow.curation.validation import (
     rank_keys,
     scatter_rows,
 )
+from winnow.curation.zero_shot import CLIP_TEMPERATURE
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """What counts as a finding: the detectors, their knobs and cut-offs (the `detect` section
+    of winnow.Config). What is then done with each finding is the DecisionPolicy's.
+
+    The line between the two: a field here changes which samples are flagged, clustered or
+    ranked (the findings, the manifest's reasons and scores); a policy field only changes
+    the keep / drop / relabel taken on them. A run's seed (`run.seed`) seeds the probe and,
+    unless `kmeans_seed` is set, k-means.
+    """
+
+    # Label-noise detectors: "auto" (those the inputs allow) or names from
+    # curation.list_detectors(), comma-separated.
+    methods: str = "auto"
+    # Folds of the out-of-fold probe (small_loss.fit_probe); every sample is predicted by a
+    # probe that never saw it.
+    probe_folds: int = 5
+    # Epochs of the probe over the training folds (small_loss.fit_probe; its min_steps still apply).
+    probe_epochs: int = 5
+    # Softmax temperature of the zero-shot detector's class priors (CLIP's 0.01).
+    zero_shot_temperature: float = CLIP_TEMPERATURE
+    # The zero-shot text prompt per class; {} is replaced by the class name.
+    zero_shot_prompt: str = "a photo of a {}."
+    # Cosine at or above which two kNN neighbours are near duplicates (and a training
+    # sample leaks into the holdout). None: estimated from the data (the robust lower tail
+    # of nearest-neighbour distances, see duplicates.near_duplicate_threshold), because a
+    # fixed cosine means different things for different encoders.
+    near_duplicate_min_similarity: float | None = None
+    # The outlier cut-off is set so that a clean dataset would flag this many samples in
+    # expectation (see curation/outliers.py); larger flags more. (A design choice: the z of
+    # the cut follows from it and N by a normal model; not tuned on data.)
+    outlier_expected_false: float = 1.0
+    # Also flag samples far from their neighbours relative to the neighbours' own spread
+    # (a local ratio, for data whose concepts differ much in density). Off by default: on
+    # real images it adds a few false flags and the global score already finds the junk.
+    # Provenance: chosen on the MNIST images of tests/test_outliers.py and of
+    # benchmarks/duplicates_outliers.py (500 files, efficientnet-lite0 and pixels) against
+    # that benchmark's 100k synthetic mix; not validated on held-out data.
+    outlier_local: bool = False
+    # SemDeDup: cosine within a k-means cluster above which a sample is redundant and is
+    # pruned before any non-redundant one. Looser than near_duplicate_min_similarity on
+    # purpose: it only orders the pruning, it drops nothing unless a target size is set.
+    # (Not tuned on any benchmark.)
+    semdedup_min_similarity: float = 0.9
+    # Hierarchical k-means clusters per level, finest first; () = sqrt(N), then its sqrt.
+    cluster_levels: tuple[int, ...] = ()
+    # k-means seed (FAISS); None: the run's seed. The rows are put in a canonical order
+    # first, so runs repeat.
+    kmeans_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self.method_names()  # raises on a bad list
+        for name in ("probe_folds", "probe_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "probe_folds" else 1):
+                raise InvalidArray(f"{name} must be an integer of at least {2 if name == 'probe_folds' else 1}, "
+                                   f"got {value!r}")
+        if not self.zero_shot_temperature > 0:
+            raise InvalidArray(f"zero_shot_temperature must be > 0, got {self.zero_shot_temperature!r}")
+        if "{}" not in self.zero_shot_prompt:
+            raise InvalidArray(f"zero_shot_prompt must contain {{}} (the class name), got {self.zero_shot_prompt!r}")
+        for name in ("near_duplicate_min_similarity", "semdedup_min_similarity"):
+            if getattr(self, name) is not None and not -1.0 <= getattr(self, name) <= 1.0:
+                raise InvalidArray(f"{name} must be a cosine in [-1, 1], got {getattr(self, name)!r}")
+        if not self.outlier_expected_false > 0:
+            raise InvalidArray(f"outlier_expected_false must be > 0, got {self.outlier_expected_false!r}")
+        levels = self.cluster_levels
+        if any(c < 1 for c in levels) or any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
+            raise InvalidArray(f"cluster_levels must be positive and strictly decreasing, got {levels!r}")
+
+    def method_names(self) -> str | tuple[str, ...]:
+        """"auto", or the detector names of `methods` (each one known)."""
+        text = self.methods
+        if not isinstance(text, str):
+            raise InvalidArray(f"methods must be 'auto' or comma-separated detector names, got {text!r}")
+        if text.strip() == "auto":
+            return "auto"
+        names = tuple(n.strip() for n in text.split(","))
+        if not names or any(not n for n in names):
+            raise InvalidArray(f"methods must be 'auto' or comma-separated detector names, got {text!r}")
+        unknown = [m for m in names if m not in DETECTORS]
+        if unknown:
+            raise InvalidArray(f"unknown detector(s) {unknown!r} in methods {text!r}; known: {list_detectors()}")
+        return names
 
 
 @dataclass(frozen=True)
@@ -46,7 +134,8 @@ def curate(
     keys,
     content_hashes: list[str | None] | None = None,
     policy: DecisionPolicy = DecisionPolicy(),
-    methods: str = "auto",
+    detect: DetectConfig = DetectConfig(),
+    methods: str | list[str] | tuple[str, ...] | None = None,
     seed: int = 0,
     holdout_embeddings=None,
     holdout_hashes: list[str | None] | None = None,
@@ -64,7 +153,11 @@ def curate(
     of a validation / test catalog, to flag leaks. class_names: K names, to name the rare
     classes in the facts (default: the class index).
 
-    Duplicate groups (equal content hashes, near duplicates at the policy's cut) are found
+    detect: what counts as a finding (detectors, cut-offs, clustering); policy: what is done
+    with each. methods: the detectors, overriding `detect.methods` when given. seed: the
+    probe's, simifeat's and (unless detect.kmeans_seed) k-means' seed.
+
+    Duplicate groups (equal content hashes, near duplicates at the detect cut) are found
     first: the label detectors count each group as one voter. A class with fewer usable
     samples than max(5, the graph's k) is rare: left out of label detection and the noise
     estimate, its rows get reason `rare_class` (facts["rare_classes"]: name -> count).
@@ -84,7 +177,9 @@ def curate(
     hashes_u = [content_hashes[i] for i in rows] if content_hashes is not None else None
     keys_u = keys[rows]
 
-    near = policy.near_duplicate_min_similarity
+    methods = detect.method_names() if methods is None else methods
+    kmeans_seed = seed if detect.kmeans_seed is None else detect.kmeans_seed
+    near = detect.near_duplicate_min_similarity
     if near is None:
         near = near_duplicate_threshold(graph)
     # The groups alone (no representative yet): the label detectors count each as one voter.
@@ -98,6 +193,8 @@ def curate(
     text = class_text_embeddings[present] if class_text_embeddings is not None else None
     report = detect_label_issues(remap[labels[rows]], embeddings=embeddings, knn=graph, methods=methods,
                                  n_classes=len(present), seed=seed, class_text_embeddings=text,
+                                 zero_shot_temperature=detect.zero_shot_temperature,
+                                 probe_folds=detect.probe_folds, probe_epochs=detect.probe_epochs,
                                  duplicate_groups=groups_u)
     frame = report.frame
     issue = scatter_rows(rows, frame["is_label_issue"].to_numpy(), n, False)
@@ -110,12 +207,12 @@ def curate(
     dup = find_duplicates(graph, min_similarity=near, content_hashes=hashes_u,
                           labels=labels[rows], label_quality=np.nan_to_num(quality_u, nan=0.0),
                           keep=policy.duplicate_representative, keys=keys_u)
-    out = find_outliers(graph, expected_false=policy.outlier_expected_false, local=policy.outlier_local)
+    out = find_outliers(graph, expected_false=detect.outlier_expected_false, local=detect.outlier_local)
     leaks = None
     if holdout_embeddings is not None:
         leaks = find_leaks(embeddings, holdout_embeddings, min_similarity=near,
                            content_hashes=hashes_u, holdout_hashes=holdout_hashes).scatter(rows, n)
-    hierarchy = hierarchical_kmeans(embeddings, levels=policy.cluster_levels, seed=policy.kmeans_seed, niter=10)
+    hierarchy = hierarchical_kmeans(embeddings, levels=detect.cluster_levels, seed=kmeans_seed, niter=10)
     clusters = [scatter_rows(rows, level, n, -1) for level in hierarchy.assignments]
     priority = None
     if policy.keep is not None or policy.class_cap is not None:
@@ -124,7 +221,7 @@ def curate(
             eligible &= ~leaks.is_leak[rows]
         difficulty = -frame["probe_margin"].to_numpy() if "probe_margin" in frame.columns else None
         plan = plan_prune(embeddings, hierarchy.centroids[0], hierarchy.finest, difficulty=difficulty,
-                          eligible=eligible, min_similarity=policy.semdedup_min_similarity,
+                          eligible=eligible, min_similarity=detect.semdedup_min_similarity,
                           keep_end=policy.prune_keep, keys=keys_u)
         # Unusable rows are dropped before pruning and capping: they have no rank (NaN).
         priority = scatter_rows(rows, plan.priority, n, np.nan)

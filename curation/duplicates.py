@@ -12,7 +12,7 @@ to its nearest neighbour is roughly normal over distinct samples, and a copy sit
 its lower tail. The cut-off is median - z * sigma_MAD with z chosen so that a dataset
 without copies would flag about one sample (the same model as the outlier cut-off,
 mirrored), and never below cosine 0.9. The median and MAD stay put while fewer than half
-the samples are copies. A fixed cosine, `DecisionPolicy.near_duplicate_min_similarity`,
+the samples are copies. A fixed cosine, `DetectConfig.near_duplicate_min_similarity`,
 overrides it: a fixed value means different things for different encoders (0.95 flags
 most of sklearn's digits as copies under the `pixels` encoder, whose distinct digits
 reach 0.99, while EfficientNet keeps re-encoded / resized copies above 0.97; see

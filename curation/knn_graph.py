@@ -2,7 +2,7 @@
 
 Every detector (label noise, duplicates, outliers) reads the same graph, built once.
 
-The search is chosen by size (`IndexConfig`): exact inner-product search up to
+The search is chosen by size (`IndexConfig`; a run's `KnnConfig` section builds one): exact inner-product search up to
 `exact_below` samples; above it an inverted-file (IVF) search. Because every sample is
 also a query, the IVF search is done list by list rather than query by query: FAISS
 k-means gives `nlist` cells, each sample is assigned to its nearest cell and probes its
@@ -37,6 +37,7 @@ class IndexConfig:
     exact_below: int = 20_000
     nlist: int | None = None  # IVF cells; None: sqrt(N) (cells of ~sqrt(N) members keep each product square)
     nprobe: int | None = None  # cells probed per query; None: tuned until sampled recall >= target_recall
+    max_nprobe: int = 64  # the tuner's ceiling (and a given nprobe's): cells probed per query at most
     target_recall: float = 0.97  # recall@k the nprobe tuner aims for (margin over the 0.95 we promise)
     recall_sample: int = 600  # queries compared with exact search (half tune nprobe, half report recall)
     device: str | None = None  # "cpu" or "cuda"; None: CUDA when the installed faiss has GPU support
@@ -49,6 +50,44 @@ class IndexConfig:
             raise InvalidArray(f"target_recall must be in (0, 1], got {self.target_recall!r}")
         if self.device not in (None, "cpu") and not str(self.device).startswith("cuda"):
             raise InvalidArray(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        for name in ("exact_below", "max_nprobe", "recall_sample"):
+            if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
+                raise InvalidArray(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("nlist", "nprobe"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InvalidArray(f"{name} must be a positive integer or None, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class KnnConfig:
+    """The `knn` section of winnow.Config: neighbours per sample and how the index finds them.
+
+    The fields after `k` are IndexConfig's (see there; `index()` builds one); the seed is the
+    run's (`run.seed`), so it is not repeated here.
+    """
+
+    k: int = 10  # neighbours per sample in the graph every detector reads
+    kind: str = "auto"  # "auto": exact search up to `exact_below` samples, IVF above; or "exact" / "ivf"
+    exact_below: int = IndexConfig.exact_below  # samples up to which "auto" searches exactly (speed: see IndexConfig)
+    nlist: int | None = None  # IVF cells; None: sqrt(N)
+    nprobe: int | None = None  # IVF cells probed per query; None: tuned until sampled recall >= target_recall
+    max_nprobe: int = IndexConfig.max_nprobe  # the nprobe tuner's ceiling
+    target_recall: float = IndexConfig.target_recall  # recall@k the nprobe tuner aims for
+    recall_sample: int = IndexConfig.recall_sample  # queries compared with exact search (tuning + reported recall)
+    # "cpu" or "cuda"; None: the embedding device's kind when one is set, else CUDA when the
+    # installed faiss has GPU support
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise InvalidArray(f"k must be a positive integer, got {self.k!r}")
+        self.index()  # the index knobs are checked where they are defined
+
+    def index(self, *, seed: int = 0, device: str | None = None) -> IndexConfig:
+        """The IndexConfig of these knobs; `device` when this section leaves it None."""
+        return IndexConfig(kind=self.kind, exact_below=self.exact_below, nlist=self.nlist, nprobe=self.nprobe,
+                           max_nprobe=self.max_nprobe, target_recall=self.target_recall,
+                           recall_sample=self.recall_sample, device=self.device or device, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -145,7 +184,7 @@ def _ivf_graph(emb: np.ndarray, k: int, cfg: IndexConfig, block_size: int, gpu: 
     km.train(np.ascontiguousarray(emb[train_rows], dtype=np.float32))
     centroids = faiss.IndexFlatIP(d)
     centroids.add(np.asarray(km.centroids, dtype=np.float32))
-    max_probe = min(nlist, 64)
+    max_probe = min(nlist, cfg.max_nprobe)
     probes = np.empty((n, max_probe), dtype=np.int32)
     for start in range(0, n, block_size):
         _, p = centroids.search(np.ascontiguousarray(emb[start : start + block_size], dtype=np.float32), max_probe)

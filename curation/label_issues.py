@@ -164,6 +164,7 @@ def find_label_issues(
     class_text_embeddings=None,
     zero_shot_temperature: float = CLIP_TEMPERATURE,
     probe_folds: int = 5,
+    probe_epochs: int = 5,
     duplicate_groups="auto",
     content_hashes=None,
 ):
@@ -180,7 +181,7 @@ def find_label_issues(
     return detect_label_issues(
         labels, pred_probs=pred_probs, embeddings=embeddings, knn=knn, methods=methods, n_classes=n_classes,
         seed=seed, knn_k=knn_k, class_text_embeddings=class_text_embeddings,
-        zero_shot_temperature=zero_shot_temperature, probe_folds=probe_folds,
+        zero_shot_temperature=zero_shot_temperature, probe_folds=probe_folds, probe_epochs=probe_epochs,
         duplicate_groups=duplicate_groups, content_hashes=content_hashes,
     ).frame
 
@@ -198,6 +199,7 @@ def detect_label_issues(
     class_text_embeddings=None,
     zero_shot_temperature: float = CLIP_TEMPERATURE,
     probe_folds: int = 5,
+    probe_epochs: int = 5,
     duplicate_groups="auto",
     content_hashes=None,
 ) -> LabelIssueReport:
@@ -278,7 +280,8 @@ def detect_label_issues(
 
     probe = None
     if "probe" in needs or ("pred_probs" in needs and sub_probs is None):
-        probe = fit_probe(sub_emb, sub_labels, n_classes=len(classes), n_folds=probe_folds, seed=seed, groups=sub_groups)
+        probe = fit_probe(sub_emb, sub_labels, n_classes=len(classes), n_folds=probe_folds, epochs=probe_epochs,
+                          seed=seed, groups=sub_groups)
     used_probs = sub_probs if sub_probs is not None else (probe.pred_probs if probe is not None else None)
     inputs = DetectionInputs(
         labels=sub_labels, n_classes=len(classes), pred_probs=used_probs, embeddings=sub_emb, knn=voters,

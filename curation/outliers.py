@@ -14,7 +14,7 @@ By default only the global score flags (`local=False`): on real images (MNIST th
 efficientnet-lite0 and pixels, tests/test_outliers.py) the global cut-off alone finds
 the planted out-of-domain images with no false flag, while the local ratio has heavier
 tails than the model below and adds a few false flags per few hundred images. Turn the
-local test on (`DecisionPolicy.outlier_local`) for data whose concepts differ much in
+local test on (`DetectConfig.outlier_local`) for data whose concepts differ much in
 density: on the 100k synthetic benchmark the global score alone misses most planted
 outliers there (benchmarks/README.md).
 
@@ -30,7 +30,7 @@ themselves barely move either. The cut-off is
 
 i.e. the z at which a clean dataset of N samples with normal log-scores would flag
 expected_false / 2 samples per score in expectation, so at most `expected_false` in all
-(default 1, `DecisionPolicy.outlier_expected_false`). z grows slowly with N (2.8 at
+(default 1, `DetectConfig.outlier_expected_false`). z grows slowly with N (2.8 at
 N = 200, 3.9 at 10k, 4.4 at 100k), so the number of false flags on a clean folder stays
 about constant instead of growing with the dataset, as a fixed percentile or a fixed z
 would make it.

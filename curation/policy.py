@@ -1,7 +1,9 @@
 """The decision policy: every finding about a sample becomes one keep / drop / relabel.
 
 Findings are arrays over all N input samples (unusable ones included); the policy is a
-frozen dataclass so a run's behaviour is fully described by its config.
+frozen dataclass so a run's behaviour is fully described by its config. It holds what is
+DONE with a finding; what COUNTS as one (similarity cut-offs, the outlier cut, clustering)
+is `curate.DetectConfig`'s.
 
 The default is conservative: it drops only what is redundant or unusable for certain
 (unreadable files, copies of a kept sample, copies of a holdout sample) or far outside
@@ -17,8 +19,7 @@ re-picked among the members that survive the steps before) -> per-class cap ("ov
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from winnow.curation.rebalance import (
     resolve_target,
 )
 from winnow.curation.validation import check_same_length, rank_keys
+from winnow.fields import dataclass_from_dict
 
 ON_LABEL_ISSUE = ("auto", "drop", "relabel", "keep")
 ON_FINDING = ("drop", "keep")
@@ -52,12 +54,7 @@ class DecisionPolicy:
     # (A judgement: not tuned on any benchmark.)
     relabel_min_confidence: float = 0.8
 
-    # --- duplicates and leakage -------------------------------------------------------
-    # Cosine at or above which two kNN neighbours are near duplicates (and a training
-    # sample leaks into the holdout). None: estimated from the data (the robust lower tail
-    # of nearest-neighbour distances, see duplicates.near_duplicate_threshold), because a
-    # fixed cosine means different things for different encoders.
-    near_duplicate_min_similarity: float | None = None
+    # --- duplicates and leakage (what counts as one: DetectConfig) -----------------------
     # Which member of a duplicate group is kept: "central" (most similar to the rest of
     # the group) or "label_quality" (best-supported label; use it when labels are noisy).
     duplicate_representative: str = "central"
@@ -69,18 +66,7 @@ class DecisionPolicy:
     # "drop" training samples that duplicate a holdout (val/test) sample, or "keep" (flag).
     on_leak: str = "drop"
 
-    # --- outliers ----------------------------------------------------------------------
-    # The outlier cut-off is set so that a clean dataset would flag this many samples in
-    # expectation (see curation/outliers.py); larger flags more. (A design choice: the z of
-    # the cut follows from it and N by a normal model; not tuned on data.)
-    outlier_expected_false: float = 1.0
-    # Also flag samples far from their neighbours relative to the neighbours' own spread
-    # (a local ratio, for data whose concepts differ much in density). Off by default: on
-    # real images it adds a few false flags and the global score already finds the junk.
-    # Provenance: chosen on the MNIST images of tests/test_outliers.py and of
-    # benchmarks/duplicates_outliers.py (500 files, efficientnet-lite0 and pixels) against
-    # that benchmark's 100k synthetic mix; not validated on held-out data.
-    outlier_local: bool = False
+    # --- outliers (the cut-off: DetectConfig) ---------------------------------------------
     # "drop" outliers, or "keep" (flag only; they stay in clean.parquet).
     on_outlier: str = "drop"
     # Rows of a class with fewer than max(5, k) usable samples (k: the kNN graph's): too
@@ -94,15 +80,6 @@ class DecisionPolicy:
     keep: float | int | None = None
     # Which end of the hardness ranking pruning keeps: "hard" or "easy" (curation/prune.py).
     prune_keep: str = "hard"
-    # SemDeDup: cosine within a k-means cluster above which a sample is redundant and is
-    # pruned before any non-redundant one. Looser than near_duplicate_min_similarity on
-    # purpose: it only orders the pruning, it drops nothing unless a target size is set.
-    # (Not tuned on any benchmark.)
-    semdedup_min_similarity: float = 0.9
-    # Hierarchical k-means clusters per level, finest first; () = sqrt(N), then its sqrt.
-    cluster_levels: tuple[int, ...] = ()
-    # k-means seed (FAISS); the rows are put in a canonical order first, so runs repeat.
-    kmeans_seed: int = 0
     # At most this many kept rows per class (None: no cap); the excess is "over_cap".
     class_cap: int | None = None
     # How the target size is shared among classes: "original" (proportional: stratified),
@@ -130,67 +107,32 @@ class DecisionPolicy:
         for name in ("relabel_min_confidence",):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidArray(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        for name in ("near_duplicate_min_similarity", "semdedup_min_similarity"):
-            if getattr(self, name) is not None and not -1.0 <= getattr(self, name) <= 1.0:
-                raise InvalidArray(f"{name} must be a cosine in [-1, 1], got {getattr(self, name)!r}")
-        if not self.outlier_expected_false > 0:
-            raise InvalidArray(f"outlier_expected_false must be > 0, got {self.outlier_expected_false!r}")
         if self.keep is not None:
             resolve_target(self.keep, 1)  # raises on a bad fraction or count
         if self.class_cap is not None and self.class_cap < 0:
             raise InvalidArray(f"class_cap must be a non-negative count, got {self.class_cap!r}")
-        levels = self.cluster_levels
-        if any(c < 1 for c in levels) or any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
-            raise InvalidArray(f"cluster_levels must be positive and strictly decreasing, got {levels!r}")
         if not 0.0 <= self.effective_number_beta < 1.0:
             raise InvalidArray(f"effective_number_beta must be in [0, 1), got {self.effective_number_beta!r}")
 
 
+# Fields that were policy keys before the detection knobs got their own section (issue 13):
+# naming the new place beats "unknown key".
+MOVED_TO_DETECT = ("near_duplicate_min_similarity", "outlier_expected_false", "outlier_local",
+                   "semdedup_min_similarity", "cluster_levels", "kmeans_seed")
+
+
 def policy_from_dict(values: dict[str, Any], *, base: DecisionPolicy | None = None) -> DecisionPolicy:
-    """A policy from a catalog's [policy] table or CLI overrides; unknown keys are errors.
+    """A policy from a [policy] table or overrides; unknown keys are errors.
 
-    Values are checked against the field's annotation: an int is accepted for a float
-    field, a list for a tuple field (TOML arrays), and "none" (any case) for a field
-    that may be None (TOML has no null).
+    Values are checked against the field's annotation by Winnow's one coercer
+    (`winnow.fields`): an int is accepted for a float field, a list for a tuple field
+    (TOML arrays), and "none" (any case) for a field that may be None (TOML has no null).
     """
-    base = base or DecisionPolicy()
-    hints = typing.get_type_hints(DecisionPolicy)
-    known = {f.name for f in fields(DecisionPolicy)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InvalidArray(f"unknown policy key(s) {unknown!r}; known: {sorted(known)}")
-    current = {name: getattr(base, name) for name in known}
-    for key, value in values.items():
-        current[key] = _coerce(key, value, hints[key])
-    return DecisionPolicy(**current)
-
-
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    args = typing.get_args(annotation)
-    origin = typing.get_origin(annotation)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
-            raise InvalidArray(f"policy {key!r} must be a list of integers, got {value!r}")
-        return tuple(int(v) for v in value)
-    allowed = args if args else (annotation,)
-    if type(None) in allowed and (value is None or (isinstance(value, str) and value.lower() == "none")):
-        return None
-    if float in allowed and not isinstance(value, bool) and isinstance(value, float):
-        return value
-    if int in allowed and _is_int(value):
-        return int(value)
-    if float in allowed and _is_int(value):
-        return float(value)
-    if bool in allowed and isinstance(value, bool):
-        return value
-    if str in allowed and isinstance(value, str):
-        return value
-    names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
-    raise InvalidArray(f"policy {key!r} must be {names}, got {value!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    moved = sorted(set(values) & set(MOVED_TO_DETECT))
+    if moved:
+        raise InvalidArray(f"policy key(s) {moved!r} moved to the detect section: set them in a [detect] table "
+                           f"or with --set detect.{moved[0]}=...")
+    return dataclass_from_dict(DecisionPolicy, values, base=base, error=InvalidArray, what="policy")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The `clean_dataset` Prefect flow: the stages of flows/tasks.py as Prefect tasks.
+"""The `clean_dataset` Prefect flow: the stages of pipeline/stages.py as Prefect tasks.
 
 For deployments (`winnow serve`), schedules, a Prefect server's UI and the Dask runner. A
 one-shot run does not need it: `pipeline.run.run_clean` runs the same stages directly.
@@ -13,11 +13,12 @@ import os
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from typing import Any  # noqa: E402
+
 from prefect import flow, task  # noqa: E402
 
 from winnow.curation import MissingDependency  # noqa: E402
 from winnow.pipeline import stages as tasks  # noqa: E402
-from winnow.pipeline.config import RunConfig  # noqa: E402
 from winnow.pipeline.run import Stages, execute, run_clean, validate_run  # noqa: E402
 
 __all__ = ["clean_dataset", "run_clean", "run_flow"]
@@ -31,14 +32,17 @@ write_manifests = task(retries=2, retry_delay_seconds=1)(tasks.write_manifests)
 
 
 @flow(name="clean-dataset")
-def clean_dataset(config: RunConfig) -> dict[str, str]:
+def clean_dataset(target: str, settings: dict[str, Any] | None = None) -> dict[str, str]:
     """Clean one dataset end to end into a new version under OUT/runs/; returns its output paths.
 
+    target: a catalog file, table, bundled name or folder. settings: the user's settings layer,
+    {section: {key: value}} (pipeline/config.py; `Config.settings()` gives one), over the
+    catalog's own tables -- plain JSON, so a deployment's parameters show and edit in the UI.
     Validates everything first (each scheduled run re-reads the catalog). A run killed
     part-way leaves an incomplete version; the next run on the same OUT resumes it,
     skipping the stages that had finished.
     """
-    return execute(validate_run(config, load_encoder=False), _prefect_stages())
+    return execute(validate_run(target, settings, load_encoder=False), _prefect_stages())
 
 
 def _prefect_stages() -> Stages:
@@ -60,23 +64,24 @@ def _prefect_stages() -> Stages:
                   build_knn=build_knn, curate_samples=curate, write_manifests=write_manifests)
 
 
-def run_flow(config: RunConfig) -> dict[str, str]:
-    """Run clean_dataset with the Prefect task runner the config asks for.
+def run_flow(target: str, settings: dict[str, Any] | None = None, *, runner: str = "prefect",
+             dask_address: str | None = None, shards: int = 2) -> dict[str, str]:
+    """Run clean_dataset with the Prefect task runner named (the resolved run.runner).
 
     "prefect": Prefect's default runner in this process. "dask": prefect-dask's
     DaskTaskRunner on a new LocalCluster (one worker process per shard) or on the existing
-    cluster at `config.dask_address`; embedding shards fan out across its workers and write
+    cluster at `dask_address`; embedding shards fan out across its workers and write
     into the shared store. (For GPU clusters, prefect-ray's RayTaskRunner plugs in the same way.)
     """
-    if config.runner != "dask":
-        return clean_dataset(config)
+    if runner != "dask":
+        return clean_dataset(target, settings)
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:
         raise MissingDependency("--runner dask needs prefect-dask: pip install 'winnow-curate[dask]'") from exc
-    if config.dask_address:
-        runner = DaskTaskRunner(address=config.dask_address)
+    if dask_address:
+        task_runner = DaskTaskRunner(address=dask_address)
     else:
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": max(1, config.shards), "threads_per_worker": 1,
-                                                "processes": True, "dashboard_address": None})
-    return clean_dataset.with_options(task_runner=runner)(config)
+        task_runner = DaskTaskRunner(cluster_kwargs={"n_workers": max(1, shards), "threads_per_worker": 1,
+                                                     "processes": True, "dashboard_address": None})
+    return clean_dataset.with_options(task_runner=task_runner)(target, settings)

@@ -8,13 +8,17 @@ are checked, so a mistake is reported in about a second.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 # Prefect's per-task INFO lines drown the summary; users can still ask for them.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -25,8 +29,17 @@ import typer  # noqa: E402
 
 from winnow.catalogs import CatalogError, list_catalogs, resolve_catalog  # noqa: E402
 from winnow.curation import InvalidArray, MissingDependency  # noqa: E402
-from winnow.pipeline.config import RUNNERS, ConfigError, RunConfig  # noqa: E402
+from winnow.fields import parse_assignment, parse_scalar  # noqa: E402
+from winnow.pipeline.config import (  # noqa: E402
+    RUNNERS,
+    ConfigError,
+    check_settings,
+    merge_settings,
+    parse_set,
+    read_settings,
+)
 from winnow.pipeline.files import RunLocked  # noqa: E402
+from winnow.pipeline.layout import RunLayout  # noqa: E402
 
 # Plain help (no <bool> on flags) and plain tracebacks for real bugs.
 app = typer.Typer(help="Winnow: find and fix label noise, duplicates and junk in ML datasets.",
@@ -75,24 +88,135 @@ def _version(value: bool) -> None:
 def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print Winnow's version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each stage does (INFO) on stderr.")] = False,
 ) -> None:
     """Winnow: find and fix label noise, duplicates and junk in ML datasets."""
+    _configure_logging(logging.INFO if verbose else logging.WARNING)
 
 
-def _parse_policy(items: list[str]) -> dict:
-    """`key=value` pairs; values parse as TOML scalars (numbers, booleans, strings)."""
-    import tomllib
+def _configure_logging(level: int) -> None:
+    """The library logs through `logging` and never prints; the command line shows its records."""
+    logger = logging.getLogger("winnow")
+    if not any(getattr(h, "_winnow_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._winnow_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--policy expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value
-    return out
+
+# --- the options of `run` and `serve`: each one Config field ----------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigOption:
+    """A command-line option that sets one Config field (`section.key`)."""
+
+    name: str  # the parameter's name
+    field: str  # the Config field it sets, "section.key"
+    kind: Any  # the type typer parses (None: not given)
+    decls: tuple[str, ...]  # option names
+    help: str
+    parse: Callable[[Any], Any] | None = None  # text -> value, when typer's type is not the field's
+    required: bool = False
+    extra: dict | None = None  # further typer.Option arguments (min=1, ...)
+
+    def parameter(self) -> inspect.Parameter:
+        option = typer.Option(*self.decls, help=self.help, **(self.extra or {}))
+        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[self.kind, option],
+                                 default=inspect.Parameter.empty if self.required else None)
+
+
+CONFIG_OPTIONS: tuple[ConfigOption, ...] = (
+    ConfigOption("out", "run.out", Path, ("--out", "-o"), "Output folder: versions under OUT/runs/, and "
+                 "OUT/manifest.parquet, clean.parquet, summary.json pointing at the latest.", required=True),
+    ConfigOption("encoder", "embed.encoder", str | None, ("--encoder",), "Encoder name (`winnow encoders list`). "
+                 "Default: the catalog's, else Winnow's default (open_clip ViT-B-32)."),
+    ConfigOption("store", "embed.store", Path | None, ("--store",), "Embedding store folder, shared between runs. "
+                 "Default: OUT/store."),
+    ConfigOption("batch_size", "embed.batch_size", int | None, ("--batch-size",),
+                 "Samples per model forward pass. Default: 64.", extra={"min": 1}),
+    ConfigOption("device", "embed.device", str | None, ("--device",), "cpu, cuda or cuda:N. Default: CUDA when "
+                 "present. The kNN index follows it unless --set knn.device=..."),
+    ConfigOption("shards", "embed.shards", int | None, ("--shards",), "Embedding shards; under --runner dask each "
+                 "runs on its own worker. Default: 1 (2 under dask).", extra={"min": 1}),
+    ConfigOption("k", "knn.k", int | None, ("--k",), "Neighbours per sample in the kNN graph. Default: 10.",
+                 extra={"min": 1}),
+    ConfigOption("methods", "detect.methods", str | None, ("--methods",), "Label-noise detectors, "
+                 "comma-separated (`winnow detectors`), or 'auto' (the default)."),
+    ConfigOption("seed", "run.seed", int | None, ("--seed",), "Seed of every random choice: the IVF index, the "
+                 "probe, k-means (unless --set detect.kmeans_seed=N). Default: 0."),
+    ConfigOption("keep", "policy.keep", str | None, ("--keep",), "Prune to a target size: a fraction (0.7) or a "
+                 "count (50000). Same as --set policy.keep=...", parse=parse_scalar),
+    ConfigOption("holdout", "run.holdout", list[str] | None, ("--holdout",), "A validation/test catalog "
+                 "(repeatable): training samples that duplicate it are dropped as `leak`."),
+    ConfigOption("path_column", "run.path_column", str | None, ("--path-column",), "A table TARGET's column of "
+                 "sample paths (relative to the table's folder). Default: path."),
+    ConfigOption("label_column", "run.label_column", str | None, ("--label-column",),
+                 "A table TARGET's column of labels. Default: label."),
+    ConfigOption("wait", "run.wait", bool | None, ("--wait/--no-wait",), "Wait for another run on OUT to finish "
+                 "instead of failing. Default: fail."),
+    ConfigOption("runner", "run.runner", str | None, ("--runner",), f"One of {', '.join(RUNNERS)}: 'direct' (the "
+                 "default) runs the stages in this process without Prefect; 'prefect' runs the Prefect flow (shown "
+                 "in the server PREFECT_API_URL names); 'dask' runs it on prefect-dask (a LocalCluster unless "
+                 "--dask-address)."),
+    ConfigOption("dask_address", "run.dask_address", str | None, ("--dask-address",),
+                 "Address of an existing Dask scheduler, e.g. tcp://host:8786."),
+)
+"""Every option that sets one Config field; `run` and `serve` both take all of them."""
+
+SETTINGS_OPTIONS = (
+    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Path | None, typer.Option("--config", help="A TOML file of settings: [embed] [knn] [detect] [policy] "
+                                  "[run] tables (see README 'Configuration'). Over the catalog's; under the "
+                                  "options here.")]),
+    inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        list[str] | None, typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Set any Config field, e.g. "
+                                       "--set knn.exact_below=5000 --set detect.probe_folds=3 (repeatable; wins "
+                                       "over the other options).")]),
+    inspect.Parameter("policy", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        list[str] | None, typer.Option("--policy", metavar="KEY=VALUE", help="Decision-policy field (repeatable), "
+                                       "e.g. on_label_issue=drop, class_cap=500: the same as --set policy.KEY=VALUE; "
+                                       "see README 'Policy'.")]),
+)
+
+
+def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every ConfigOption plus --config, --set and --policy; the command receives
+    them as one settings layer, `settings=`, in the order file < options < --policy < --set."""
+    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "settings"]
+    added = [o.parameter() for o in CONFIG_OPTIONS] + list(SETTINGS_OPTIONS)
+    names = {p.name for p in added}
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        with _user_errors():
+            settings = settings_from_options(given)
+        return func(**kwargs, settings=settings)
+
+    command.__signature__ = inspect.Signature([*own, *added])  # what typer reads
+    del command.__wrapped__  # typer must see the new signature, not the function's own
+    return command
+
+
+def settings_from_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The option values of one command as a settings layer; each value is checked on its own,
+    so an error names the option and quotes the value."""
+    layers = [read_settings(given["config"])] if given.get("config") else []
+    for option in CONFIG_OPTIONS:
+        value = given.get(option.name)
+        if value is None or value == []:
+            continue
+        value = option.parse(value) if option.parse else value
+        value = str(value) if isinstance(value, Path) else tuple(value) if isinstance(value, list) else value
+        section, key = option.field.split(".")
+        layers.append(check_settings({section: {key: value}}, where=option.decls[0].split("/")[0]))
+    for item in given.get("policy") or []:
+        key, value = parse_assignment(item, option="--policy", error=ConfigError)
+        layers.append(check_settings({"policy": {key: value}}, where=f"--policy {item!r}"))
+    layers.append(parse_set(given.get("set_") or [], option="--set"))
+    return merge_settings(*layers)
 
 
 TARGET_HELP = ("A catalog .toml file, a .csv / .parquet table of paths and labels, a bundled catalog name, "
@@ -100,46 +224,28 @@ TARGET_HELP = ("A catalog .toml file, a .csv / .parquet table of paths and label
 
 
 @app.command()
+@config_options
 def run(
     target: Annotated[str, typer.Argument(metavar="TARGET", help=TARGET_HELP)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for manifest.parquet, clean.parquet, summary.json.")],
-    encoder: Annotated[str | None, typer.Option(help="Encoder name (`winnow encoders list`). Default: the catalog's, else Winnow's default (open_clip ViT-B-32).")] = None,
-    store: Annotated[Path | None, typer.Option(help="Embedding store folder, shared between runs. Default: OUT/store.")] = None,
-    k: Annotated[int, typer.Option(min=1, help="Neighbours per sample in the kNN graph.")] = 10,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per model forward pass.")] = 64,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N. Default: CUDA when present.")] = None,
-    methods: Annotated[str, typer.Option(help="Label-noise detectors, comma-separated (`winnow detectors`), or 'auto'.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for the probe, the IVF index and k-means (unless --policy kmeans_seed=N).")] = 0,
-    policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable), e.g. on_label_issue=drop, class_cap=500, weighting=effective_number; see README 'Policy'.")] = None,
-    keep: Annotated[str | None, typer.Option(help="Prune to a target size: a fraction (0.7) or a count (50000). Same as --policy keep=...")] = None,
-    holdout: Annotated[list[str] | None, typer.Option(help="A validation/test catalog (repeatable): training samples that duplicate it are dropped as `leak`.")] = None,
-    path_column: Annotated[str | None, typer.Option(help="A table TARGET's column of sample paths (relative to the table's folder). Default: path.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="A table TARGET's column of labels. Default: label.")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for another run on OUT to finish instead of failing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    runner: Annotated[str, typer.Option(help=f"One of {', '.join(RUNNERS)}: 'direct' runs the stages in this process without Prefect; 'prefect' runs the Prefect flow (shown in the server PREFECT_API_URL names); 'dask' runs it on prefect-dask (a LocalCluster unless --dask-address).")] = "direct",
-    dask_address: Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")] = None,
-    shards: Annotated[int, typer.Option(min=1, help="Embedding shards; under --runner dask each runs on its own worker.")] = 1,
+    *,
+    settings: dict,
 ) -> None:
     """Clean a dataset: embed, build the kNN graph, detect problems, write manifests.
 
     Each run writes a new version under OUT/runs/<run id>/ and then points OUT/latest (and
     OUT/manifest.parquet, clean.parquet, summary.json, diff.parquet) at it. A re-run embeds
     only new or changed files; a killed run resumes where it stopped. Everything given is
-    checked before any work starts.
+    checked before any work starts. Settings: defaults < the catalog's tables < --config <
+    the options < --policy < --set.
     """
     with _user_errors():
         from winnow.pipeline.run import run_clean, validate_run
 
-        config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store) if store else None,
-                           k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
-                           policy=_parse_policy((policy or []) + ([f"keep={keep}"] if keep else [])),
-                           wait_for_lock=wait, holdout=tuple(holdout or ()),
-                           progress=not (quiet or as_json), runner=runner, dask_address=dask_address,
-                           shards=shards if runner != "dask" or shards > 1 else 2,
-                           path_column=path_column, label_column=label_column)
-        paths = run_clean(config, plan=validate_run(config))
+        # Progress bars are the command line's choice (--set run.progress=... still wins).
+        settings = merge_settings({"run": {"progress": not (quiet or as_json)}}, settings)
+        paths = run_clean(target, settings, plan=validate_run(target, settings))
     _print_summary(paths, as_json=as_json)
 
 
@@ -152,43 +258,32 @@ def demo(
     with _user_errors():
         from winnow.pipeline.run import run_clean, validate_run
 
-        config = RunConfig(target="digits", out=str(out), encoder=encoder, progress=True)
-        paths = run_clean(config, plan=validate_run(config))
+        settings = check_settings({"run": {"out": str(out), "progress": True},
+                                   "embed": {"encoder": encoder} if encoder else {}}, where="demo")
+        paths = run_clean("digits", settings, plan=validate_run("digits", settings))
     _print_summary(paths, as_json=False)
 
 
 @app.command()
+@config_options
 def serve(
     target: Annotated[str, typer.Argument(help="A catalog .toml file, a bundled catalog name, or a class-folder tree.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; every scheduled run adds a version under OUT/runs/.")],
     cron: Annotated[str | None, typer.Option(help='Cron schedule, e.g. "0 3 * * *" (03:00 every day, the default).')] = None,
     interval: Annotated[int | None, typer.Option(help="Run every SECONDS instead of on a cron schedule.", metavar="SECONDS")] = None,
     name: Annotated[str | None, typer.Option(help="Deployment name. Default: winnow-<catalog name>.")] = None,
-    encoder: Annotated[str | None, typer.Option(help="Encoder name (see `winnow run --help`).")] = None,
-    store: Annotated[Path | None, typer.Option(help="Embedding store folder. Default: OUT/store.")] = None,
-    k: Annotated[int, typer.Option(min=1, help="Neighbours per sample in the kNN graph.")] = 10,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per model forward pass.")] = 64,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N. Default: CUDA when present.")] = None,
-    methods: Annotated[str, typer.Option(help="Label-noise detectors, comma-separated, or 'auto'.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for the probe and every random choice.")] = 0,
-    policy: Annotated[list[str] | None, typer.Option(help="Decision-policy override KEY=VALUE (repeatable).")] = None,
-    keep: Annotated[str | None, typer.Option(help="Prune to a target size: a fraction (0.7) or a count (50000).")] = None,
-    holdout: Annotated[list[str] | None, typer.Option(help="A validation/test catalog (repeatable): training samples that duplicate it are dropped as `leak`.")] = None,
+    *,
+    settings: dict,
 ) -> None:
     """Serve the cleaning flow as a Prefect deployment that re-cleans TARGET on a schedule.
 
     Needs a running Prefect server (`prefect server start`) named by PREFECT_API_URL: its
     scheduler creates the runs, this process executes them, one at a time, until interrupted.
-    Every option is checked before anything starts.
+    Takes every option of `winnow run`; every one is checked before anything starts.
     """
     from winnow.flows.deploy import ServeError, check_serve, serve_plan
 
     with _user_errors(ServeError):
-        config = RunConfig(target=target, out=str(out), encoder=encoder, store=str(store.resolve()) if store else None,
-                           k=k, batch_size=batch_size, device=device, methods=methods, seed=seed,
-                           policy=_parse_policy((policy or []) + ([f"keep={keep}"] if keep else [])),
-                           holdout=tuple(holdout or ()))
-        plan = check_serve(config, cron=cron, interval=interval, name=name)  # before Prefect is imported
+        plan = check_serve(target, settings, cron=cron, interval=interval, name=name)  # before Prefect is imported
     typer.echo(f"Serving {plan.name!r} {plan.schedule.describe()} on {plan.api_url}; Ctrl-C stops it.")
     serve_plan(plan)
 
@@ -226,7 +321,7 @@ def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
     typer.echo(f"Manifest:  {paths['manifest']}")
     typer.echo(f"Clean set: {paths['clean']}")
     typer.echo(f"Summary:   {paths['summary']}")
-    typer.echo(f"Report:    {Path(paths['run']) / 'report.html'}")
+    typer.echo(f"Report:    {RunLayout(Path(paths['run'])).report}")
 
 
 def _num(value) -> str:

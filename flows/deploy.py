@@ -14,10 +14,11 @@ import os
 import tomllib
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from winnow.pipeline.config import RunConfig
+from winnow.pipeline.config import Config, check_settings, merge_settings
 
 DEFAULT_CRON = "0 3 * * *"  # every day at 03:00
 START_SERVER = ("start one with `prefect server start`, then export "
@@ -47,7 +48,9 @@ class Schedule:
 
 @dataclass(frozen=True)
 class ServePlan:
-    config: RunConfig  # what each scheduled run cleans (target and out made absolute)
+    target: str  # what each scheduled run cleans (made absolute when it is a path)
+    settings: dict[str, Any]  # the user's settings layer each run gets (out, store, holdouts made absolute)
+    config: Config  # those settings over the catalog's tables, as checked now (each run re-reads the catalog)
     schedule: Schedule  # when
     name: str  # deployment name
     api_url: str  # the Prefect server that schedules the runs
@@ -138,43 +141,50 @@ def check_prefect_server(url: str | None, *, timeout: float = 2.0) -> str:
     return url
 
 
-def check_serve(config: RunConfig, *, cron: str | None = None, interval: int | None = None,
-                name: str | None = None) -> ServePlan:
+def check_serve(target: str, settings: dict[str, Any] | None = None, *, cron: str | None = None,
+                interval: int | None = None, name: str | None = None) -> ServePlan:
     """Validate everything a scheduled run needs, without importing Prefect; raises a named error.
 
-    Checked in order, cheapest first: the catalog and holdouts (they must exist now, not at
-    03:00), the policy, the detectors, the schedule, whether a Prefect server answers, and
-    last the device and encoder (loaded once, so unknown names and missing weights fail now).
+    Checked in order, cheapest first: the settings (the same coercer as `winnow run`), the
+    catalog and holdouts (they must exist now, not at 03:00), the output folder, the
+    schedule, whether a Prefect server answers, and last the device and encoder (loaded
+    once, so unknown names and missing weights fail now).
     """
     from winnow.catalogs import resolve_catalog
-    from winnow.curation import InvalidArray, policy_from_dict
-    from winnow.curation.label_issues import list_detectors
+    from winnow.pipeline.run import resolve_config
 
-    spec = resolve_catalog(config.target)
-    for holdout in config.holdout:
+    settings = check_settings(settings, where="settings")
+    own = Config.from_settings(settings)
+    spec = resolve_catalog(target, path_column=own.run.path_column, label_column=own.run.label_column)
+    config = resolve_config(spec, settings)
+    for holdout in config.run.holdout:
         resolve_catalog(holdout)
-    policy_from_dict({**spec.policy, **config.policy})
-    if config.methods != "auto":
-        names = [m.strip() for m in config.methods.split(",")]
-        unknown = [m for m in names if m not in list_detectors()]
-        if unknown:
-            raise InvalidArray(f"unknown detector(s) {unknown!r} in --methods {config.methods!r}; "
-                               f"known: {list_detectors()} or 'auto'")
-    out = Path(config.out).expanduser()
+    if config.run.runner == "dask":
+        raise ServeError("winnow serve runs the flow with Prefect's own task runner; --runner dask is for "
+                         "one-shot runs (`winnow run --runner dask`)")
+    if config.run.out is None:
+        raise ServeError("winnow serve needs an output folder: --out")
+    out = Path(config.run.out).expanduser()
     if out.exists() and not out.is_dir():
         raise ServeError(f"--out {str(out)!r} is a file; it must be a folder (it is created if missing)")
-    if config.batch_size < 1:
-        raise ServeError(f"--batch-size must be at least 1, got {config.batch_size!r}")
     schedule = check_schedule(cron=cron, interval=interval)
     api_url = check_prefect_server(prefect_api_url())
-    _check_device(config.device)
-    _check_encoder(config.encoder or spec.encoder, config.device)
-    target = Path(config.target).expanduser()
-    config = replace(config, target=str(target.resolve()) if target.exists() else config.target,
-                     out=str(Path(config.out).expanduser().resolve()),
-                     holdout=tuple(str(Path(h).resolve()) if Path(h).exists() else h for h in config.holdout),
-                     wait_for_lock=True, progress=False)  # a scheduled run queues behind a manual one
-    return ServePlan(config=config, schedule=schedule, name=name or f"winnow-{spec.name}", api_url=api_url)
+    _check_device(config.embed.device)
+    _check_encoder(config.embed.encoder, config.embed.device)
+    path = Path(target).expanduser()
+    absolute: dict[str, Any] = {"run": {"out": str(out.resolve()), "wait": True, "progress": False,
+                                        # A scheduled run queues behind a manual one (wait).
+                                        "holdout": tuple(_absolute(h) for h in config.run.holdout)}}
+    if config.embed.store:
+        absolute["embed"] = {"store": str(Path(config.embed.store).expanduser().resolve())}
+    settings = check_settings(merge_settings(settings, absolute), where="settings")
+    return ServePlan(target=str(path.resolve()) if path.exists() else target, settings=settings,
+                     config=Config.from_settings(config, settings), schedule=schedule,
+                     name=name or f"winnow-{spec.name}", api_url=api_url)
+
+
+def _absolute(target: str) -> str:
+    return str(Path(target).expanduser().resolve()) if Path(target).expanduser().exists() else target
 
 
 def _check_device(device: str | None) -> None:
@@ -195,27 +205,37 @@ def _check_encoder(name: str | None, device: str | None) -> None:
     del encoder  # each run loads its own, in its own process
 
 
-def build_deployment(config: RunConfig, *, name: str, cron: str | None = None, interval: int | None = None):
-    """A RunnerDeployment of clean_dataset that re-cleans `config.target` on the schedule.
+def build_deployment(target: str, settings: dict[str, Any] | None = None, *, name: str, cron: str | None = None,
+                     interval: int | None = None):
+    """A RunnerDeployment of clean_dataset that re-cleans `target` on the schedule.
 
-    `.apply()` registers it with the Prefect API; `prefect.serve(deployment)` (what
-    `winnow serve` does) also starts the process that executes the scheduled runs.
+    Its parameters are the target and the user's settings layer, plain JSON (each run merges
+    them over the catalog's tables, as read at that run). `.apply()` registers it with the
+    Prefect API; `prefect.serve(deployment)` (what `winnow serve` does) also starts the
+    process that executes the scheduled runs.
     """
     from prefect.deployments.runner import EntrypointType
 
     from winnow.flows.clean import clean_dataset
 
     schedule = check_schedule(cron=cron, interval=interval)
+    settings = _json(check_settings(settings, where="settings"))
+    out = settings.get("run", {}).get("out")
     return clean_dataset.to_deployment(
         name=name,
         cron=schedule.cron,
         interval=schedule.interval,
-        parameters={"config": asdict(config)},
-        description=f"Re-clean {config.target} into {config.out}",
+        parameters={"target": target, "settings": settings},
+        description=f"Re-clean {target}" + (f" into {out}" if out else ""),
         tags=["winnow"],
         # Runs import flows.clean by module name: they work from any folder the server runs them in.
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
+
+
+def _json(settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+            for name, values in settings.items()}
 
 
 def serve_plan(plan: ServePlan) -> None:
@@ -223,6 +243,6 @@ def serve_plan(plan: ServePlan) -> None:
     os.environ["PREFECT_API_URL"] = plan.api_url  # the server that was checked is the one Prefect uses
     from prefect import serve
 
-    deployment = build_deployment(plan.config, name=plan.name, cron=plan.schedule.cron,
+    deployment = build_deployment(plan.target, plan.settings, name=plan.name, cron=plan.schedule.cron,
                                   interval=plan.schedule.interval)
     serve(deployment, limit=1)  # one run at a time; a run due meanwhile waits for its turn

@@ -1,4 +1,4 @@
-"""File helpers for the flows: atomic writes, the kNN graph on disk, the output-folder lock."""
+"""File helpers for a run: atomic writes (checked against their schema), the kNN graph on disk, the output-folder lock."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from winnow.catalogs.schemas import check_table
 from winnow.curation import KnnGraph
 
 
@@ -32,9 +34,16 @@ def _replace(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_parquet(table: pa.Table | pl.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a table atomically: readers see the old file or the new one, never half of one."""
+def write_parquet(table: pa.Table | pl.DataFrame, path: str | os.PathLike, *, schema: pa.Schema | None = None,
+                  extra: Callable[[str], bool] | None = None) -> Path:
+    """Write a table atomically: readers see the old file or the new one, never half of one.
+
+    `schema`: the table's schema (catalogs.schemas), checked before anything is written
+    (`extra`: which further columns it may have; see schemas.check_table).
+    """
     path = Path(path)
+    if schema is not None:
+        check_table(table, schema, what=path.name, extra=extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     if isinstance(table, pl.DataFrame):

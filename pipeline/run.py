@@ -1,19 +1,22 @@
 """One run, start to end: validate everything first, then the stages, with or without Prefect.
 
-`validate_run` reads and checks all a user gave (catalog and its samples, holdouts, ground
-truth, policy, detectors, output folders, device, encoder) before anything is created, so a
+`validate_run` reads and checks all a user gave (settings, catalog and its samples,
+holdouts, ground truth, output folders, device, encoder) before anything is created, so a
 mistake is reported in about a second, with no run folder left behind and Prefect never
-imported. `execute` runs the stages of flows/tasks.py through a `Stages`: called directly in
-this process (the default, `direct_stages`), or as Prefect tasks (flows/clean.py's flow, for
+imported. Its RunPlan holds the resolved Config: the settings layers merged over the
+catalog's tables (pipeline/config.py), every default that depends on the run filled in.
+`execute` runs the stages of pipeline/stages.py through a `Stages`: called directly in this
+process (the default, `direct_stages`), or as Prefect tasks (flows/clean.py's flow, for
 deployments and the Dask runner). Both produce the same files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,74 +24,103 @@ from typing import Any
 import pyarrow as pa
 
 from winnow.catalogs import CatalogSpec, list_samples, read_ground_truth, resolve_catalog
-from winnow.curation import DETECTORS, list_detectors, policy_from_dict
-from winnow.pipeline.config import ConfigError, RunConfig, parse_methods
+from winnow.pipeline.config import Config, ConfigError, check_settings
 from winnow.pipeline.files import locked
+from winnow.pipeline.layout import EmbedOutput, RunLayout, SamplesOutput, WorkLayout
 from winnow.pipeline.versions import latest_run, prune_old_work, publish_run, start_run
 
 LOG = logging.getLogger(__name__)
+
+Settings = Mapping[str, Mapping[str, Any]] | Config | None
+"""A settings layer: {section: {key: value}} (or a Config: its non-default fields)."""
 
 
 @dataclass(frozen=True, eq=False)
 class RunPlan:
     """A validated run: what `execute` needs, read once."""
 
-    config: RunConfig
+    target: str  # the target as given (a Prefect task re-lists it by this); a CatalogSpec's file or name
+    config: Config  # resolved: layers merged, encoder / store / out / shards / knn.device filled in
     spec: CatalogSpec  # the resolved catalog
     samples: pa.Table  # its samples, listed and validated
-    holdouts: tuple[tuple[str, pa.Table], ...]  # (target, samples) of each --holdout catalog
-    policy: dict[str, Any]  # catalog policy + overrides; kmeans_seed defaults to config.seed
-    methods: str | tuple[str, ...]  # "auto" or detector names
-    encoder_name: str  # the encoder to use (option, else the catalog's, else Winnow's default)
+    holdouts: tuple[tuple[str, pa.Table], ...]  # (target, samples) of each holdout catalog
     out: Path  # resolved output folder
     store: Path  # resolved embedding store folder
     ground_truth: Path | None  # the catalog's ground truth table, checked
     encoder: Any = None  # the loaded encoder when validation loaded it (direct runner), else None
 
+    @property
+    def encoder_name(self) -> str:
+        return self.config.embed.encoder
+
 
 @dataclass(frozen=True)
 class Stages:
-    """How each stage of flows/tasks.py runs: called directly, or as a Prefect task."""
+    """How each stage of pipeline/stages.py runs: called directly, or as a Prefect task."""
 
-    load_samples: Callable[..., str]
-    embed_shards: Callable[..., list[str]]  # every shard of one catalog -> their shard files
-    merge_embeddings: Callable[..., str]
-    build_knn: Callable[..., str]
-    curate_samples: Callable[..., str]
-    write_manifests: Callable[..., str]
+    load_samples: Callable[..., SamplesOutput]
+    embed_shards: Callable[..., list]  # every shard of one catalog -> their ShardOutputs
+    merge_embeddings: Callable[..., EmbedOutput]
+    build_knn: Callable[..., Any]
+    curate_samples: Callable[..., Any]
+    write_manifests: Callable[..., Any]
 
 
-def validate_run(config: RunConfig, *, load_encoder: bool = True) -> RunPlan:
+def catalog_settings(spec: CatalogSpec) -> dict[str, dict[str, Any]]:
+    """A catalog's [embed] [knn] [detect] [policy] [run] tables (and its `encoder`) as a settings layer."""
+    where = f"catalog {str(spec.spec_path or spec.name)!r}"
+    tables = {name: dict(values) for name, values in spec.config.items()}
+    if spec.encoder is not None:
+        tables.setdefault("embed", {})["encoder"] = spec.encoder
+    columns = sorted({"path_column", "label_column"} & set(tables.get("run", {})))
+    if columns:
+        raise ConfigError(f"{where} [run]: {columns!r} name columns of a table target; a catalog names its "
+                          f"columns in [source]")
+    return check_settings(tables, where=where)
+
+
+def resolve_config(spec: CatalogSpec, settings: Settings = None, *, defaults: Settings = None) -> Config:
+    """defaults < the catalog's tables < settings, merged (nothing filled in yet)."""
+    return Config.from_settings(check_settings(defaults, where="defaults"), catalog_settings(spec),
+                                check_settings(settings, where="settings"))
+
+
+def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = None, *, defaults: Settings = None,
+                 load_encoder: bool = True) -> RunPlan:
     """Check everything the run was given, cheapest first; raises the user's error by name.
 
-    Writes nothing. `load_encoder=False` checks the encoder's name only by its family (the
-    flow does that: each embedding task loads its own, possibly on another machine).
+    settings: the user's layer (a --config file, flags and --set, merged); defaults: a layer
+    beneath the catalog's tables (winnow.clean's temporary folder and cache store). Writes
+    nothing. `load_encoder=False` checks the encoder's name only by its family (the flow
+    does that: each embedding task loads its own, possibly on another machine).
     """
-    out = _output_folder(config.out, "--out")
-    store = _output_folder(config.store, "--store") if config.store else out / "store"
-    spec = resolve_catalog(config.target, path_column=config.path_column, label_column=config.label_column)
+    settings = check_settings(settings, where="settings")  # a bad key fails before the catalog is read
+    own = Config.from_settings(settings)
+    if isinstance(target, CatalogSpec):
+        spec, text = target, str(target.spec_path or target.name)
+    else:
+        text = os.fspath(target)
+        spec = resolve_catalog(text, path_column=own.run.path_column, label_column=own.run.label_column)
+    config = resolve_config(spec, settings, defaults=defaults)
+    if config.run.out is None:
+        raise ConfigError("no output folder: pass --out (run.out)")
+    out = _output_folder(config.run.out, "--out")
+    store = _output_folder(config.embed.store, "--store") if config.embed.store else out / "store"
     samples = list_samples(spec)
     if spec.source.kind == "image_folder" and _is_within(out, spec.source.root.resolve()):
         raise ConfigError(f"--out {str(out)!r} is inside the dataset folder {str(spec.source.root)!r}: the next "
                           f"run would list its files as samples; choose a folder outside it")
-    policy = {**spec.policy, **config.policy}
-    policy.setdefault("kmeans_seed", config.seed)
-    policy_from_dict(policy)
-    methods = parse_methods(config.methods)
-    if methods != "auto":
-        unknown = [m for m in methods if m not in DETECTORS]
-        if unknown:
-            raise ConfigError(f"unknown detector(s) {unknown!r} in --methods {config.methods!r}; "
-                              f"known: {list_detectors()}")
-    holdouts = tuple((target, list_samples(resolve_catalog(target))) for target in config.holdout)
+    methods = config.detect.method_names()
+    holdouts = tuple((h, list_samples(resolve_catalog(h))) for h in config.run.holdout)
     ground_truth = None
     if spec.ground_truth is not None:
         read_ground_truth(spec.ground_truth)  # a bad truth table fails now, not after the run
         ground_truth = spec.ground_truth
-    if config.device and config.device.startswith("cuda"):
-        _check_cuda(config.device)
+    device = config.embed.device
+    if device and device.startswith("cuda"):
+        _check_cuda(device)
 
-    named = config.encoder or spec.encoder  # None: Winnow's default, an open_clip model
+    named = config.embed.encoder  # None: Winnow's default, an open_clip model
     if methods != "auto" and "zero_shot" in methods and named and not named.startswith("open_clip:"):
         raise ConfigError(f"detector 'zero_shot' needs an encoder with a text tower (open_clip:...), not {named!r}")
 
@@ -96,27 +128,38 @@ def validate_run(config: RunConfig, *, load_encoder: bool = True) -> RunPlan:
     from winnow.embeddings import DEFAULT_ENCODER, get_encoder
 
     encoder_name = named or DEFAULT_ENCODER
-    encoder = get_encoder(encoder_name, device=config.device) if load_encoder else None
+    encoder = get_encoder(encoder_name, device=device) if load_encoder else None
     if encoder is not None and methods != "auto" and "zero_shot" in methods and not encoder.has_text:
         raise ConfigError(f"detector 'zero_shot' needs a text tower, and {encoder_name!r} has none")
-    return RunPlan(config=config, spec=spec, samples=samples, holdouts=holdouts, policy=policy, methods=methods,
-                   encoder_name=encoder_name, out=out, store=store, ground_truth=ground_truth, encoder=encoder)
+    shards = config.embed.shards or (2 if config.run.runner == "dask" else 1)
+    # The index follows the embedding device's kind unless set (a CPU run stays on the CPU).
+    knn_device = config.knn.device or (None if device is None else "cpu" if device == "cpu" else "cuda")
+    config = dataclasses.replace(
+        config,
+        embed=dataclasses.replace(config.embed, encoder=encoder_name, store=str(store), shards=shards),
+        knn=dataclasses.replace(config.knn, device=knn_device),
+        run=dataclasses.replace(config.run, out=str(out)),
+    )
+    return RunPlan(target=text, config=config, spec=spec, samples=samples, holdouts=holdouts, out=out, store=store,
+                   ground_truth=ground_truth, encoder=encoder)
 
 
-def run_clean(config: RunConfig, *, plan: RunPlan | None = None) -> dict[str, str]:
-    """Clean one dataset with the runner `config.runner` names; returns the output paths.
+def run_clean(target: str | os.PathLike, settings: Settings = None, *, plan: RunPlan | None = None) -> dict[str, str]:
+    """Clean one dataset with the runner the settings name (run.runner); returns the output paths.
 
     "direct" (the default) runs the stages in this process with no Prefect at all: nothing
     is logged to a Prefect server and no database is shared with other runs. "prefect" runs
     the clean_dataset flow (its runs show in the server PREFECT_API_URL names, or a temporary
     one); "dask" runs that flow on prefect-dask's DaskTaskRunner (see flows/clean.py).
+    `plan`: `validate_run(target, settings)` when the caller already has it.
     """
-    if config.runner == "direct":
-        plan = plan or validate_run(config)
+    plan = plan or validate_run(target, settings)
+    if plan.config.run.runner == "direct":
         return execute(plan, direct_stages())
     from winnow.flows.clean import run_flow
 
-    return run_flow(config)
+    return run_flow(os.fspath(target), check_settings(settings, where="settings"), runner=plan.config.run.runner,
+                    dask_address=plan.config.run.dask_address, shards=plan.config.embed.shards)
 
 
 def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
@@ -127,49 +170,49 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
 
     started = time.perf_counter()
     config = plan.config
-    with locked(plan.out, wait=config.wait_for_lock):
+    with locked(plan.out, wait=config.run.wait):
         previous = latest_run(plan.out)
-        run = start_run(plan.out)
-        work = run / "work"
-        work.mkdir(parents=True, exist_ok=True)
+        run = RunLayout(start_run(plan.out))
+        work = run.work
+        work.folder.mkdir(parents=True, exist_ok=True)
         LOG.info("run %s: %d samples of %r", run.name, plan.samples.num_rows, plan.spec.name)
-        samples = stages.load_samples(config.target, str(work), path_column=config.path_column,
-                                      label_column=config.label_column, table=plan.samples)
+        samples = stages.load_samples(plan.target, work, path_column=config.run.path_column,
+                                      label_column=config.run.label_column, table=plan.samples)
         embed = _embed(stages, plan, samples, work)
-        knn = stages.build_knn(str(work), k=config.k, device=config.device, seed=config.seed,
-                               progress=config.progress)
-        holdout = []
+        knn = stages.build_knn(embed, work, knn=config.knn, seed=config.run.seed, progress=config.run.progress)
+        holdouts = []
         for i, (target, table) in enumerate(plan.holdouts):
-            folder = work / f"holdout-{i}"
-            folder.mkdir(parents=True, exist_ok=True)
-            holdout.append(_embed(stages, plan, stages.load_samples(target, str(folder), table=table), folder))
-        curated = stages.curate_samples(samples, embed, knn, str(work), encoder_name=plan.encoder_name,
-                                        policy=plan.policy, methods=plan.methods, seed=config.seed,
-                                        holdout_embed_paths=tuple(holdout), encoder=plan.encoder)
+            folder = work.holdout(i)
+            folder.folder.mkdir(parents=True, exist_ok=True)
+            holdouts.append(_embed(stages, plan, stages.load_samples(target, folder, table=table), folder))
+        curated = stages.curate_samples(samples, embed, knn, work, encoder_name=plan.encoder_name,
+                                        policy=config.policy, detect=config.detect, seed=config.run.seed,
+                                        holdouts=tuple(holdouts), encoder=plan.encoder)
         run_info = {
             "run_id": run.name,
             "catalog": plan.spec.name,
             "encoder": plan.encoder_name,
-            "embedding": read_json(work / "embed.json"),
-            "knn": read_json(work / "knn.json"),
-            "k": config.k,
+            "embedding": read_json(embed.info),
+            "knn": read_json(knn.info),
+            "k": config.knn.k,
             "seconds": round(time.perf_counter() - started, 2),
+            "config": config.to_dict(),
         }
-        manifest = stages.write_manifests(
-            samples, embed, curated, str(run), run_info=run_info,
-            previous_manifest=str(previous / "manifest.parquet") if previous else None,
+        outputs = stages.write_manifests(
+            samples, embed, curated, run, run_info=run_info,
+            previous=RunLayout(previous) if previous else None,
             ground_truth=str(plan.ground_truth) if plan.ground_truth else None,
         )
-        write_report(run)
-        publish_run(plan.out, run)
+        write_report(run.folder)
+        publish_run(plan.out, run.folder)
         prune_old_work(plan.out, keep=2)
     LOG.info("run %s published in %.1f s", run.name, time.perf_counter() - started)
     return {
-        "run": str(run),
-        "manifest": manifest,
-        "clean": str(run / "clean.parquet"),
-        "summary": str(run / "summary.json"),
-        "diff": str(run / "diff.parquet"),
+        "run": str(run.folder),
+        "manifest": str(outputs.manifest),
+        "clean": str(outputs.clean),
+        "summary": str(outputs.summary),
+        "diff": str(outputs.diff),
         "latest": str(plan.out / "latest"),
         "ground_truth": str(plan.ground_truth) if plan.ground_truth else "",
     }
@@ -188,14 +231,13 @@ def direct_stages() -> Stages:
                   curate_samples=tasks.curate_samples, write_manifests=tasks.write_manifests)
 
 
-def _embed(stages: Stages, plan: RunPlan, samples: str, work: Path) -> str:
-    """Embed one listed catalog into `work`, in shards; returns embed.parquet."""
-    config = plan.config
-    n_shards = max(1, config.shards)
-    shards = stages.embed_shards(samples, plan.encoder_name, str(plan.store), str(work), n_shards=n_shards,
-                                 batch_size=config.batch_size, device=config.device,
-                                 progress=config.progress and n_shards == 1, encoder=plan.encoder)
-    return stages.merge_embeddings(samples, shards, plan.encoder_name, str(plan.store), str(work))
+def _embed(stages: Stages, plan: RunPlan, samples: SamplesOutput, work: WorkLayout) -> EmbedOutput:
+    """Embed one listed catalog into `work`, in shards."""
+    embed = plan.config.embed
+    shards = stages.embed_shards(samples, plan.encoder_name, str(plan.store), work, n_shards=embed.shards,
+                                 batch_size=embed.batch_size, device=embed.device,
+                                 progress=plan.config.run.progress and embed.shards == 1, encoder=plan.encoder)
+    return stages.merge_embeddings(samples, shards, plan.encoder_name, str(plan.store), work)
 
 
 def _output_folder(text: str, option: str) -> Path:

@@ -1,15 +1,19 @@
-"""The stages of a run: read inputs by path, call one library function, write a file, return its path.
+"""The stages of a run: read declared inputs, call one library function, write files, return their paths.
 
-Plain functions, no Prefect: flows/pipeline.py calls them directly (the default runner) and
-flows/clean.py wraps each as a Prefect task for the flow (deployments, Dask). Each stage skips
-itself when its recorded stage key matches (see flows/stages.py), so a run killed part-way
+Plain functions, no Prefect: pipeline/run.py calls them directly (the default runner) and
+flows/clean.py wraps each as a Prefect task for the flow (deployments, Dask). Each stage is
+given the layout it writes into (pipeline/layout.py) and the outputs of the stages it reads,
+and returns its own outputs as a small frozen dataclass of paths. Each stage skips itself
+when its recorded stage key matches (pipeline/stage_keys.py), so a run killed part-way
 resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -31,17 +35,29 @@ from winnow.catalogs import schemas as S
 from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
 from winnow.pipeline.evaluate import score_against_ground_truth
 from winnow.pipeline.files import load_knn_graph, save_knn_graph, write_json, write_parquet
-from winnow.pipeline.stage_keys import is_done, mark_done, stage_key
+from winnow.pipeline.layout import (
+    CurationOutput,
+    EmbedOutput,
+    KnnOutput,
+    RunLayout,
+    RunOutputs,
+    SamplesOutput,
+    ShardOutput,
+    WorkLayout,
+)
+from winnow.pipeline.stage_keys import is_done, mark_done, read_done_key, stage_key
 from winnow.pipeline.versions import DIFF_CHANGES, diff_manifests, moved_thresholds
 
+LOG = logging.getLogger(__name__)
 
-def load_samples(target: str, work_dir: str, *, path_column: str | None = None, label_column: str | None = None,
-                 table: pa.Table | None = None) -> str:
+
+def load_samples(target: str, work: WorkLayout, *, path_column: str | None = None, label_column: str | None = None,
+                 table: pa.Table | None = None) -> SamplesOutput:
     """Catalog -> samples.parquet (validated; one row per input sample).
 
     `table`: the samples already listed (by the run's validation); None lists them here.
     """
-    work = Path(work_dir)
+    out = work.samples
     if table is None:
         table = list_samples(resolve_catalog(target, path_column=path_column, label_column=label_column))
     sink = pa.BufferOutputStream()
@@ -57,76 +73,78 @@ def load_samples(target: str, work_dir: str, *, path_column: str | None = None, 
         except OSError:
             digest.update(b"-")
     key = digest.hexdigest()
-    if not is_done(work, "samples", key, ("samples.parquet",)):
-        write_parquet(table, work / "samples.parquet")
+    if not is_done(work, "samples", key, (out.table,)):
+        write_parquet(table, out.table, schema=S.SAMPLES_SCHEMA)
         mark_done(work, "samples", key, rows=table.num_rows)
-    return str(work / "samples.parquet")
+    return out
 
 
-def embed_stage_key(work: Path, encoder_name: str) -> str:
+def embed_stage_key(work: WorkLayout, encoder_name: str) -> str:
     return stage_key(work, "embed", upstream=("samples",), params={"encoder": encoder_name})
 
 
-def embed_shard(samples_path: str, encoder_name: str, store_dir: str, work_dir: str, *, shard: int = 0,
+def embed_shard(samples: SamplesOutput, encoder_name: str, store_dir: str, work: WorkLayout, *, shard: int = 0,
                 n_shards: int = 1, batch_size: int = 64, device: str | None = None,
-                progress: bool = False, encoder=None) -> str:
+                progress: bool = False, encoder=None) -> ShardOutput:
     """Embed shard `shard` of `n_shards` (every n-th sample) into the store.
 
-    Writes embed-shard-<i>.parquet (position, content_hash, reason) and its counts. Shards
+    Writes the shard's table (position, content_hash, reason) and its counts. Shards
     can run on different workers at once: the store takes concurrent writers. `encoder`:
     the loaded `encoder_name` when the caller has it (None loads it here).
     """
-    work = Path(work_dir)
-    out = work / f"embed-shard-{shard}-of-{n_shards}.parquet"
-    if is_done(work, "embed", embed_stage_key(work, encoder_name), ("embed.parquet", "embeddings.npy")):
-        return str(out)
-    samples = pq.read_table(samples_path)
-    positions = list(range(shard, samples.num_rows, n_shards))
-    paths = samples.column(S.ABS_PATH).to_pylist()
-    refused = samples.column("refused").to_pylist()
+    out = work.shard(shard, n_shards)
+    done = work.embed
+    if is_done(work, "embed", embed_stage_key(work, encoder_name), (done.table, done.matrix)):
+        return out
+    table = pq.read_table(samples.table)
+    positions = list(range(shard, table.num_rows, n_shards))
+    paths = table.column(S.ABS_PATH).to_pylist()
+    refused = table.column(S.REFUSED).to_pylist()
     encoder = encoder or get_encoder(encoder_name, device=device)
     store = EmbeddingStore(store_dir, encoder_id=encoder.encoder_id, dim=encoder.dim)
     t0 = time.perf_counter()
     with _progress_bar("embedding", len(positions), enabled=progress) as update:
         report = embed_files([paths[i] for i in positions], encoder, store,
                              refused=[refused[i] for i in positions], batch_size=batch_size, progress=update,
-                             confine_to=confinement_of(samples))
+                             confine_to=confinement_of(table))
     seconds = time.perf_counter() - t0
-    write_parquet(pl.DataFrame({"position": positions, S.CONTENT_HASH: report.content_hash,
-                                "reason": report.reason},
-                               schema={"position": pl.Int64, S.CONTENT_HASH: pl.String, "reason": pl.String}), out)
+    write_parquet(pl.DataFrame({S.POSITION: positions, S.CONTENT_HASH: report.content_hash, S.REASON: report.reason},
+                               schema={S.POSITION: pl.Int64, S.CONTENT_HASH: pl.String, S.REASON: pl.String}),
+                  out.table, schema=S.EMBED_SHARD_SCHEMA)
     write_json({"encoder_id": encoder.encoder_id, "dim": encoder.dim, "embedded": report.n_embedded,
                 "reused": report.n_reused, "unusable": report.n_unusable, "seconds": round(seconds, 3),
                 "stage_seconds": {k: round(v, 3) for k, v in report.seconds.items()}},
-               out.with_suffix(".json"))
-    return str(out)
+               out.info)
+    LOG.info("embedded shard %d of %d: %d new, %d reused, %d unusable in %.1f s", shard + 1, n_shards,
+             report.n_embedded, report.n_reused, report.n_unusable, seconds)
+    return out
 
 
-def merge_embeddings(samples_path: str, shard_paths: list[str], encoder_name: str, store_dir: str,
-                     work_dir: str) -> str:
-    """Shards -> embed.parquet (hash, reason, row per sample) and embeddings.npy (usable rows)."""
-    work = Path(work_dir)
+def merge_embeddings(samples: SamplesOutput, shards: list[ShardOutput], encoder_name: str, store_dir: str,
+                     work: WorkLayout) -> EmbedOutput:
+    """Shards -> the embed table (hash, reason, row per sample) and the matrix of the usable rows."""
+    out = work.embed
     key = embed_stage_key(work, encoder_name)
-    if is_done(work, "embed", key, ("embed.parquet", "embeddings.npy", "embed.json")):
-        return str(work / "embed.parquet")
-    samples = pq.read_table(samples_path)
-    parts = pl.concat([pl.read_parquet(p) for p in shard_paths]).sort("position")
-    if parts.height != samples.num_rows or parts["position"].to_list() != list(range(samples.num_rows)):
-        raise RuntimeError(f"embedding shards cover {parts.height} of {samples.num_rows} samples")
-    stats = [read_json(Path(p).with_suffix(".json")) for p in shard_paths]
-    reasons = parts["reason"].to_list()
+    if is_done(work, "embed", key, (out.table, out.matrix, out.info)):
+        return out
+    table = pq.read_table(samples.table)
+    parts = pl.concat([pl.read_parquet(s.table) for s in shards]).sort(S.POSITION)
+    if parts.height != table.num_rows or parts[S.POSITION].to_list() != list(range(table.num_rows)):
+        raise RuntimeError(f"embedding shards cover {parts.height} of {table.num_rows} samples")
+    stats = [read_json(s.info) for s in shards]
+    reasons = parts[S.REASON].to_list()
     hashes = parts[S.CONTENT_HASH].to_list()
     usable = [i for i, r in enumerate(reasons) if r is None]
     rows = np.full(len(reasons), -1, dtype=np.int64)
     rows[usable] = np.arange(len(usable))
     store = EmbeddingStore(store_dir, encoder_id=stats[0]["encoder_id"], dim=stats[0]["dim"])
-    store.write_matrix([hashes[i] for i in usable], work / "embeddings.npy")
+    store.write_matrix([hashes[i] for i in usable], out.matrix)
     write_parquet(
-        pl.DataFrame({S.SAMPLE_ID: samples.column(S.SAMPLE_ID).to_pylist(), S.CONTENT_HASH: hashes,
-                      "reason": reasons, "row": rows},
-                     schema={S.SAMPLE_ID: pl.String, S.CONTENT_HASH: pl.String, "reason": pl.String,
-                             "row": pl.Int64}),
-        work / "embed.parquet",
+        pl.DataFrame({S.SAMPLE_ID: table.column(S.SAMPLE_ID).to_pylist(), S.CONTENT_HASH: hashes,
+                      S.REASON: reasons, S.ROW: rows},
+                     schema={S.SAMPLE_ID: pl.String, S.CONTENT_HASH: pl.String, S.REASON: pl.String,
+                             S.ROW: pl.Int64}),
+        out.table, schema=S.EMBED_SCHEMA,
     )
     seconds = max(s["seconds"] for s in stats)
     embedded = sum(s["embedded"] for s in stats)
@@ -137,98 +155,107 @@ def merge_embeddings(samples_path: str, shard_paths: list[str], encoder_name: st
         "stage_seconds": {k: round(sum(s["stage_seconds"].get(k, 0) for s in stats), 3)
                           for k in ("read", "decode", "model", "write")},
         "images_per_second": round(embedded / seconds, 2) if seconds > 0 and embedded else None,
-    }, work / "embed.json")
+    }, out.info)
     mark_done(work, "embed", key)
-    return str(work / "embed.parquet")
+    return out
 
 
-def build_knn(work_dir: str, *, k: int = 10, device: str | None = None, seed: int = 0,
-              progress: bool = False) -> str:
-    """embeddings.npy -> knn.npz, the graph every detector reads (`seed`: the IVF index's samples)."""
-    work = Path(work_dir)
-    key = stage_key(work, "knn", upstream=("embed",), params={"k": k, "seed": seed})
-    if is_done(work, "knn", key, ("knn.npz", "knn.json")):
-        return str(work / "knn.npz")
-    emb = np.load(work / "embeddings.npy", mmap_mode="r")
+def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig = curation.KnnConfig(), seed: int = 0,
+              progress: bool = False) -> KnnOutput:
+    """The embedding matrix -> the kNN graph every detector reads (`seed`: the IVF index's samples)."""
+    out = work.knn
+    index = {k: v for k, v in dataclasses.asdict(knn).items() if k != "k"}
+    key = stage_key(work, "knn", upstream=("embed",), params={"k": knn.k, "seed": seed, "index": index})
+    if is_done(work, "knn", key, (out.graph, out.info)):
+        return out
+    emb = np.load(embed.matrix, mmap_mode="r")
     if emb.shape[0] < 2:
         raise curation.InvalidArray(f"only {emb.shape[0]} sample(s) could be embedded; need at least 2")
     t0 = time.perf_counter()
     with _progress_bar("indexing", emb.shape[0], enabled=progress, unit="steps") as update:
-        graph = curation.build_knn_graph(emb, k=min(k, emb.shape[0] - 1),
-                                         index=curation.IndexConfig(device=device, seed=seed), progress=update)
-    save_knn_graph(graph, work / "knn.npz")
+        graph = curation.build_knn_graph(emb, k=min(knn.k, emb.shape[0] - 1), index=knn.index(seed=seed),
+                                         progress=update)
+    save_knn_graph(graph, out.graph)
     write_json({"method": graph.method, "recall_at_k": graph.recall, "k": graph.k,
-                "seconds": round(time.perf_counter() - t0, 3)}, work / "knn.json")
+                "seconds": round(time.perf_counter() - t0, 3)}, out.info)
     mark_done(work, "knn", key)
-    return str(work / "knn.npz")
+    LOG.info("kNN graph (%s, k=%d) in %.1f s", graph.method, graph.k, time.perf_counter() - t0)
+    return out
 
 
-def curate_samples(samples_path: str, embed_path: str, knn_path: str, work_dir: str, *, encoder_name: str,
-                   policy: dict, methods: str | tuple[str, ...] = "auto", seed: int = 0,
-                   holdout_embed_paths: tuple[str, ...] = (), encoder=None) -> str:
-    """Every detector + the policy -> curation.parquet (one row per input sample) and curation.json.
+def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, work: WorkLayout, *,
+                   encoder_name: str, policy: curation.DecisionPolicy = curation.DecisionPolicy(),
+                   detect: curation.DetectConfig = curation.DetectConfig(), seed: int = 0,
+                   holdouts: tuple[EmbedOutput, ...] = (), encoder=None) -> CurationOutput:
+    """Every detector + the policy -> the curation table (one row per input sample) and its facts.
 
-    methods: "auto" or detector names; zero_shot needs an open_clip encoder (its text tower).
+    detect.methods: "auto" or detector names; zero_shot needs an open_clip encoder (its text tower).
+    holdouts: the embed outputs of the holdout catalogs (their samples that training rows duplicate
+    are leaks).
     """
-    work = Path(work_dir)
+    out = work.curation
+    methods = detect.method_names()
     methods = methods if isinstance(methods, str) else list(methods)
-    holdout_keys = [read_json(Path(p).parent / "embed.done.json")["key"] for p in holdout_embed_paths]
+    holdout_keys = [read_done_key(h.done) for h in holdouts]
+    knobs = {k: v for k, v in dataclasses.asdict(detect).items() if k != "methods"}
     key = stage_key(work, "curate", upstream=("samples", "embed", "knn"),
-                    params={"policy": policy, "methods": methods, "seed": seed, "holdout": holdout_keys})
-    if is_done(work, "curate", key, ("curation.parquet", "curation.json")):
-        return str(work / "curation.parquet")
-    samples = pq.read_table(samples_path)
-    classes = classes_of(samples)
-    embed = pl.read_parquet(embed_path)
-    rows = np.flatnonzero(embed["row"].to_numpy() >= 0)
+                    params={"policy": dataclasses.asdict(policy), "methods": methods, "seed": seed,
+                            "holdout": holdout_keys, "detect": knobs})
+    if is_done(work, "curate", key, (out.table, out.facts)):
+        return out
+    table = pq.read_table(samples.table)
+    classes = classes_of(table)
+    emb_table = pl.read_parquet(embed.table)
+    rows = np.flatnonzero(emb_table[S.ROW].to_numpy() >= 0)
     holdout_emb, holdout_hashes = None, None
-    if holdout_embed_paths:
-        parts = [(np.load(Path(p).parent / "embeddings.npy"), pl.read_parquet(p)) for p in holdout_embed_paths]
+    if holdouts:
+        parts = [(np.load(h.matrix), pl.read_parquet(h.table)) for h in holdouts]
         holdout_emb = np.concatenate([e for e, _ in parts])
-        holdout_hashes = [h for _, f in parts for h, r in zip(f[S.CONTENT_HASH], f["row"], strict=True) if r >= 0]
+        holdout_hashes = [h for _, f in parts for h, r in zip(f[S.CONTENT_HASH], f[S.ROW], strict=True) if r >= 0]
     text = None
     if encoder_name.startswith("open_clip:") and (methods == "auto" or "zero_shot" in methods):
         encoder = encoder or get_encoder(encoder_name)
         if encoder.has_text:
-            text = encoder.encode_text([f"a photo of a {c}." for c in classes])
+            text = encoder.encode_text([detect.zero_shot_prompt.format(c) for c in classes])
     result = curation.curate(
-        samples.column(S.LABEL_INDEX).to_numpy(), np.load(work / "embeddings.npy", mmap_mode="r"),
-        load_knn_graph(knn_path), rows=rows, n_classes=len(classes),
-        unusable_reason=embed["reason"].to_list(), keys=embed[S.SAMPLE_ID].to_numpy(),
-        content_hashes=embed[S.CONTENT_HASH].to_list(), policy=curation.policy_from_dict(policy),
+        table.column(S.LABEL_INDEX).to_numpy(), np.load(embed.matrix, mmap_mode="r"),
+        load_knn_graph(knn.graph), rows=rows, n_classes=len(classes),
+        unusable_reason=emb_table[S.REASON].to_list(), keys=emb_table[S.SAMPLE_ID].to_numpy(),
+        content_hashes=emb_table[S.CONTENT_HASH].to_list(), policy=policy, detect=detect,
         methods=methods, seed=seed, holdout_embeddings=holdout_emb, holdout_hashes=holdout_hashes,
         class_text_embeddings=text, class_names=classes,
     )
     d = result.decisions
-    ids = embed[S.SAMPLE_ID].to_numpy()
+    ids = emb_table[S.SAMPLE_ID].to_numpy()
     frame = pl.DataFrame({
         S.SAMPLE_ID: ids,
         S.DECISION: pl.Series(d.decision.tolist(), dtype=pl.String),
         S.REASONS: pl.Series(d.reasons, dtype=pl.List(pl.String)),
-        "final_label_index": d.final_label,
+        S.FINAL_LABEL_INDEX: d.final_label,
         S.WEIGHT: d.weight,
         S.DUPLICATE_OF: pl.Series([ids[j] if j >= 0 else None for j in d.duplicate_of], dtype=pl.String),
         S.CLUSTER: pl.Series(d.cluster, dtype=pl.Int64).cast(pl.Int32).replace(-1, None),
         **{name: values for name, values in result.scores.items()},
     }).with_columns(pl.col(pl.Float64).fill_nan(None))
-    write_parquet(frame, work / "curation.parquet")
-    write_json(result.facts, work / "curation.json")
+    write_parquet(frame, out.table, schema=S.CURATION_SCHEMA, extra=S.is_score_column)
+    write_json(result.facts, out.facts)
     mark_done(work, "curate", key)
-    return str(work / "curation.parquet")
+    return out
 
 
-def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_dir: str, *,
-                    run_info: dict, previous_manifest: str | None = None, ground_truth: str | None = None) -> str:
-    """Findings + decisions -> manifest.parquet, clean.parquet, diff.parquet, summary.json (each atomic).
+def write_manifests(samples: SamplesOutput, embed: EmbedOutput, curated: CurationOutput, run: RunLayout, *,
+                    run_info: dict, previous: RunLayout | None = None, ground_truth: str | None = None) -> RunOutputs:
+    """Findings + decisions -> manifest, clean set, diff and summary (each written atomically).
 
-    previous_manifest: the last complete run's manifest (its summary.json beside it), for the
-    diff. ground_truth: the catalog's truth table; the summary then scores the label issues.
+    previous: the last complete run, for the diff (its manifest) and the moved cut-offs (its
+    summary). ground_truth: the catalog's truth table; the summary then scores the label issues.
     """
-    table = pq.read_table(samples_path)
-    samples, classes = pl.from_arrow(table), classes_of(table)
-    embed = pl.read_parquet(embed_path)
-    cur = pl.read_parquet(curation_path)
-    frame = samples.join(embed, on=S.SAMPLE_ID, how="left", maintain_order="left").join(
+    out = run.outputs
+    table = pq.read_table(samples.table)
+    frame_samples, classes = pl.from_arrow(table), classes_of(table)
+    emb_table = pl.read_parquet(embed.table)
+    cur = pl.read_parquet(curated.table)
+    frame = frame_samples.join(emb_table, on=S.SAMPLE_ID, how="left", maintain_order="left").join(
         cur, on=S.SAMPLE_ID, how="left", maintain_order="left"
     )
     names = pl.Series(classes, dtype=pl.String)
@@ -237,8 +264,8 @@ def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_
         idx = frame[col].to_numpy()
         return pl.Series([names[int(i)] if i >= 0 else None for i in idx], dtype=pl.String)
 
-    score_cols = [c for c in cur.columns if c.startswith("score_")] + [
-        c for c in ("probe_margin", "suggestion_confidence", "outlier_score") if c in cur.columns]
+    score_cols = [c for c in cur.columns if c.startswith(S.SCORE_PREFIX)] + [
+        c for c in (S.PROBE_MARGIN, S.SUGGESTION_CONFIDENCE, S.OUTLIER_SCORE) if c in cur.columns]
     manifest = pl.DataFrame({
         S.SAMPLE_ID: frame[S.SAMPLE_ID],
         S.PATH: frame[S.PATH],
@@ -246,51 +273,50 @@ def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_
         S.DECISION: frame[S.DECISION],
         S.REASONS: frame[S.REASONS],
         S.LABEL_QUALITY: frame[S.LABEL_QUALITY],
-        S.SUGGESTED_LABEL: class_name("suggested_label"),
-        S.FINAL_LABEL: class_name("final_label_index"),
+        S.SUGGESTED_LABEL: class_name(S.SUGGESTED_LABEL),
+        S.FINAL_LABEL: class_name(S.FINAL_LABEL_INDEX),
         S.WEIGHT: frame[S.WEIGHT],
         S.DUPLICATE_OF: frame[S.DUPLICATE_OF],
         S.CLUSTER: frame[S.CLUSTER],
         S.CONTENT_HASH: frame[S.CONTENT_HASH],
     }).with_columns([frame[c] for c in score_cols])
-    if manifest.height != samples.height or manifest[S.SAMPLE_ID].n_unique() != samples.height:
-        raise RuntimeError(f"manifest has {manifest.height} rows for {samples.height} samples")  # never ship that
-    run = Path(run_dir)
+    if manifest.height != frame_samples.height or manifest[S.SAMPLE_ID].n_unique() != frame_samples.height:
+        raise RuntimeError(f"manifest has {manifest.height} rows for {frame_samples.height} samples")  # never ship that
     keep = manifest[S.DECISION] != "drop"
     clean = pl.DataFrame({
         S.SAMPLE_ID: manifest[S.SAMPLE_ID].filter(keep),
         S.PATH: manifest[S.PATH].filter(keep),
         S.ABS_PATH: frame[S.ABS_PATH].filter(keep),
         S.LABEL: manifest[S.FINAL_LABEL].filter(keep),
-        "original_label": manifest[S.LABEL].filter(keep),
+        S.ORIGINAL_LABEL: manifest[S.LABEL].filter(keep),
         S.WEIGHT: manifest[S.WEIGHT].filter(keep),
     })
-    previous = pl.read_parquet(previous_manifest) if previous_manifest else None
-    diff = diff_manifests(previous, manifest)
-    write_parquet(diff, run / "diff.parquet")
-    write_parquet(clean, run / "clean.parquet")
-    write_parquet(manifest, run / "manifest.parquet")
+    before = previous.outputs if previous else None
+    previous_manifest = pl.read_parquet(before.manifest) if before else None
+    diff = diff_manifests(previous_manifest, manifest)
+    write_parquet(diff, out.diff, schema=S.DIFF_SCHEMA)
+    write_parquet(clean, out.clean, schema=S.CLEAN_SCHEMA)
+    write_parquet(manifest, out.manifest, schema=S.MANIFEST_SCHEMA, extra=S.is_score_column)
     summary = summarise(manifest, run_info)
-    summary.update(read_json(Path(curation_path).with_suffix(".json")))
+    summary.update(read_json(curated.facts))
     if ground_truth:
         summary["ground_truth"] = {"path": ground_truth,
                                    **score_against_ground_truth(manifest, read_ground_truth(ground_truth))}
     # A row counts once under every change it has: the counts are a group-by of diff.parquet.
-    counts = diff.explode("changes").group_by("changes").len()
-    counts = dict(zip(counts["changes"].to_list(), counts["len"].to_list(), strict=True))
+    counts = diff.explode(S.CHANGES).group_by(S.CHANGES).len()
+    counts = dict(zip(counts[S.CHANGES].to_list(), counts["len"].to_list(), strict=True))
     # issue 11 finding 1: hidden files (and files beside the class folders) are not rows; say how many.
     from winnow.catalogs.samples import skipped_files_of
 
     summary["skipped_files"] = skipped_files_of(table)
     summary["diff"] = {
-        "previous_run": Path(previous_manifest).parent.name if previous_manifest else None,
+        "previous_run": previous.name if previous else None,
         **{c: int(counts.get(c, 0)) for c in DIFF_CHANGES},
     }
-    if previous_manifest and (Path(previous_manifest).parent / "summary.json").exists():
-        before = read_json(Path(previous_manifest).parent / "summary.json")
-        summary["diff"]["thresholds"] = moved_thresholds(before, summary)
-    write_json(summary, run / "summary.json")
-    return str(run / "manifest.parquet")
+    if before and before.summary.exists():
+        summary["diff"]["thresholds"] = moved_thresholds(read_json(before.summary), summary)
+    write_json(summary, out.summary)
+    return out
 
 
 def summarise(manifest: pl.DataFrame, run_info: dict) -> dict:

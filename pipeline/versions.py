@@ -20,8 +20,11 @@ from pathlib import Path
 
 import polars as pl
 
-PUBLISHED = ("manifest.parquet", "clean.parquet", "summary.json", "diff.parquet", "report.html", "thumbs")
-COMPLETE = "COMPLETE"
+from winnow.catalogs import schemas as S
+from winnow.pipeline.layout import PUBLISHED, RunLayout
+
+__all__ = ["PUBLISHED", "DIFF_CHANGES", "diff_manifests", "latest_run", "moved_thresholds", "new_run_id",
+           "prune_old_work", "publish_run", "run_to_resume", "runs_dir", "start_run"]
 
 
 def runs_dir(out: Path) -> Path:
@@ -38,7 +41,7 @@ def latest_run(out: Path) -> Path | None:
     link = out / "latest"
     if link.is_symlink() or link.exists():
         target = link.resolve()
-        if (target / COMPLETE).exists():
+        if RunLayout(target).complete.exists():
             return target
     return None
 
@@ -49,7 +52,7 @@ def run_to_resume(out: Path) -> Path | None:
     if not runs.is_dir():
         return None
     latest = latest_run(out)
-    candidates = sorted(p for p in runs.iterdir() if p.is_dir() and not (p / COMPLETE).exists())
+    candidates = sorted(p for p in runs.iterdir() if p.is_dir() and not RunLayout(p).complete.exists())
     if not candidates:
         return None
     newest = candidates[-1]
@@ -63,19 +66,19 @@ def start_run(out: Path) -> Path:
     resumed = run_to_resume(out)
     if resumed is not None:
         # Temp files of the killed run were never renamed into place; nothing reads them.
-        for folder in (resumed, resumed / "work"):
+        for folder in (resumed, RunLayout(resumed).work.folder):
             for tmp in folder.glob(".*.tmp*"):
                 if tmp.is_file():
                     tmp.unlink()
         return resumed
     run = runs_dir(out) / new_run_id()
-    (run / "work").mkdir(parents=True, exist_ok=True)
+    RunLayout(run).work.folder.mkdir(parents=True, exist_ok=True)
     return run
 
 
 def publish_run(out: Path, run: Path) -> None:
     """Mark `run` complete and point OUT/latest (and the top-level files) at it, atomically."""
-    (run / COMPLETE).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+    RunLayout(run).complete.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
     tmp = out / f".latest.{uuid.uuid4().hex}"
     os.symlink(os.path.relpath(run, out), tmp)
     os.replace(tmp, out / "latest")  # rename(2) over the old link: atomic
@@ -93,12 +96,13 @@ def prune_old_work(out: Path, *, keep: int = 2) -> list[Path]:
     import shutil
 
     runs = runs_dir(out)
-    complete = sorted(p for p in runs.iterdir() if (p / COMPLETE).exists()) if runs.is_dir() else []
+    complete = sorted(p for p in runs.iterdir() if RunLayout(p).complete.exists()) if runs.is_dir() else []
     removed = []
     for run in complete[:-keep] if keep > 0 else complete:
-        if (run / "work").is_dir():
-            shutil.rmtree(run / "work")
-            removed.append(run / "work")
+        work = RunLayout(run).work.folder
+        if work.is_dir():
+            shutil.rmtree(work)
+            removed.append(work)
     return removed
 
 
@@ -115,16 +119,16 @@ def diff_manifests(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
     now), no_longer_flagged (the reverse). One row can have several (a sample newly flagged
     and now dropped is both), so counting rows per change never hides one behind another.
     """
-    cols = ["sample_id", "path", "decision", "reasons"]
-    schema = {"sample_id": pl.String, "path": pl.String, "changes": pl.List(pl.String),
-              "old_decision": pl.String, "new_decision": pl.String,
-              "old_reasons": pl.List(pl.String), "new_reasons": pl.List(pl.String)}
+    cols = [S.SAMPLE_ID, S.PATH, S.DECISION, S.REASONS]
+    schema = {S.SAMPLE_ID: pl.String, S.PATH: pl.String, S.CHANGES: pl.List(pl.String),
+              S.OLD_DECISION: pl.String, S.NEW_DECISION: pl.String,
+              S.OLD_REASONS: pl.List(pl.String), S.NEW_REASONS: pl.List(pl.String)}
     if old is None:
         return pl.DataFrame(schema=schema)
-    joined = old.select(cols).join(new.select(cols), on="sample_id", how="full", suffix="_new", coalesce=True)
-    was, now = pl.col("decision"), pl.col("decision_new")
-    old_flag = pl.col("reasons").list.len().fill_null(0) > 0
-    new_flag = pl.col("reasons_new").list.len().fill_null(0) > 0
+    joined = old.select(cols).join(new.select(cols), on=S.SAMPLE_ID, how="full", suffix="_new", coalesce=True)
+    was, now = pl.col(S.DECISION), pl.col(f"{S.DECISION}_new")
+    old_flag = pl.col(S.REASONS).list.len().fill_null(0) > 0
+    new_flag = pl.col(f"{S.REASONS}_new").list.len().fill_null(0) > 0
     both = was.is_not_null() & now.is_not_null()
     flags = {
         "added": was.is_null(),
@@ -135,18 +139,18 @@ def diff_manifests(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
     }
     changes = pl.concat_list([pl.when(flags[c]).then(pl.lit(c)).otherwise(None) for c in DIFF_CHANGES]).list.drop_nulls()
     return (
-        joined.with_columns(changes.alias("changes"))
-        .filter(pl.col("changes").list.len() > 0)
+        joined.with_columns(changes.alias(S.CHANGES))
+        .filter(pl.col(S.CHANGES).list.len() > 0)
         .select(
-            "sample_id",
-            pl.coalesce("path_new", "path").alias("path"),
-            "changes",
-            pl.col("decision").alias("old_decision"),
-            pl.col("decision_new").alias("new_decision"),
-            pl.col("reasons").alias("old_reasons"),
-            pl.col("reasons_new").alias("new_reasons"),
+            S.SAMPLE_ID,
+            pl.coalesce(f"{S.PATH}_new", S.PATH).alias(S.PATH),
+            S.CHANGES,
+            pl.col(S.DECISION).alias(S.OLD_DECISION),
+            pl.col(f"{S.DECISION}_new").alias(S.NEW_DECISION),
+            pl.col(S.REASONS).alias(S.OLD_REASONS),
+            pl.col(f"{S.REASONS}_new").alias(S.NEW_REASONS),
         )
-        .sort("sample_id")
+        .sort(S.SAMPLE_ID)
         .cast(schema)
     )
 

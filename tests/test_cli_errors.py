@@ -77,6 +77,9 @@ def _cases(folder, tmp):
         ("detect missing labels", ["detect", "--labels", str(tmp / "nope.npy"), "--embeddings", str(tmp / "x.npy"),
                                    "--out", str(tmp / "o.parquet")], "nope.npy", {}),
         ("demo unknown encoder", ["demo", "--out", str(out), "--encoder", "resnet-9000"], "'resnet-9000'", {}),
+        ("bad --set key", ["run", str(folder), *base, "--set", "knn.exact_bellow=10"], "'exact_bellow'", {}),
+        ("bad --set value", ["run", str(folder), *base, "--set", "detect.probe_folds=one"], "'one'", {}),
+        ("bad config file", ["run", str(folder), *base, "--config", str(tmp / "colour.toml")], "'name'", {}),
     ]
 
 
@@ -91,7 +94,8 @@ def cases(folder):
     "policy without =", "bad keep", "bad methods", "zero_shot without a text tower", "bad device", "bad runner",
     "missing holdout", "out is a file", "out inside the dataset", "bad catalog key", "bad csv row", "s3 manifest",
     "hugging face image column", "ambiguous table", "missing path column", "evaluate bad noise",
-    "evaluate bad methods", "detect missing labels", "demo unknown encoder",
+    "evaluate bad methods", "detect missing labels", "demo unknown encoder", "bad --set key", "bad --set value",
+    "bad config file",
 ])
 def test_user_error_is_one_line_exit_2_before_any_orchestration(cases, folder, name):
     argv, quoted, env = cases[name]

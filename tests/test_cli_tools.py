@@ -259,7 +259,8 @@ def test_run_methods_list_and_seed_reach_the_library(tmp_path, monkeypatch):
         return real_graph(*args, **kwargs)
 
     def curate(*args, **kwargs):
-        seen["kmeans_seed"] = kwargs["policy"].kmeans_seed
+        kmeans = kwargs["detect"].kmeans_seed
+        seen["kmeans_seed"] = kwargs["seed"] if kmeans is None else kmeans  # None: the run's seed
         return real_curate(*args, **kwargs)
 
     monkeypatch.setattr(curation, "build_knn_graph", graph)
@@ -272,7 +273,7 @@ def test_run_methods_list_and_seed_reach_the_library(tmp_path, monkeypatch):
     assert seen == {"index_seed": 7, "kmeans_seed": 7}
     # A kmeans_seed the user sets wins over --seed.
     result = runner.invoke(app, ["run", str(folder), "--out", str(tmp_path / "o2"), "--encoder", "pixels:16",
-                                 "--seed", "7", "--policy", "kmeans_seed=3", "--quiet"])
+                                 "--seed", "7", "--set", "detect.kmeans_seed=3", "--quiet"])
     assert result.exit_code == 0, result.output
     assert seen == {"index_seed": 7, "kmeans_seed": 3}
 

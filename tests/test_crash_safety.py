@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from tests.test_faults import make_faulty_folder
 from winnow.catalogs import schemas as S
 from winnow.flows.clean import clean_dataset
-from winnow.pipeline.config import RunConfig
+from winnow.pipeline.config import make_settings
 from winnow.pipeline.files import RunLocked
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ DRIVER = textwrap.dedent(
     import winnow.pipeline.files
     import winnow.pipeline.stages
     from winnow.flows.clean import clean_dataset
-    from winnow.pipeline.config import RunConfig
+    from winnow.pipeline.config import make_settings
 
     def die():
         sys.stdout.flush()
@@ -80,11 +80,11 @@ DRIVER = textwrap.dedent(
         patch("save_knn_graph", wrap)
     elif mode == "manifest":
         def wrap(real):
-            def write(table, path):
+            def write(table, path, **kw):
                 if Path(path).name == "manifest.parquet":
                     half_written(path)
                     die()
-                return real(table, path)
+                return real(table, path, **kw)
             return write
         patch("write_parquet", wrap)
     elif mode == "hold":
@@ -95,7 +95,7 @@ DRIVER = textwrap.dedent(
             time.sleep(2)  # three batches of 64: the lock is held for 6 s or more
             return real(self, batch)
         winnow.embeddings.encoders.Encoder.encode_batch = slow
-    paths = clean_dataset(RunConfig(target=target, out=out, store=store, encoder="pixels:16", k=5))
+    paths = clean_dataset(target, make_settings(out=out, store=store, encoder="pixels:16", k=5))
     print("RESULT " + json.dumps(paths))
     """
 )
@@ -124,7 +124,7 @@ def references(prefect_harness, datasets, tmp_path_factory):
     for name in ("A", "B"):
         copy = tmp_path_factory.mktemp(f"ref{name}") / "data"
         shutil.copytree(datasets / name, copy, symlinks=True)
-        paths = clean_dataset(RunConfig(target=str(copy), out=str(copy.parent / "out"), encoder=ENCODER, k=5))
+        paths = clean_dataset(str(copy), make_settings(out=str(copy.parent / "out"), encoder=ENCODER, k=5))
         refs[name] = canonical(pl.read_parquet(paths["manifest"]))
     assert refs["A"].height != refs["B"].height
     return refs
@@ -177,7 +177,7 @@ def prepare(tmp_path: Path, datasets: Path, *, with_previous_run: bool) -> tuple
     data, out, store = tmp_path / "data", tmp_path / "out", tmp_path / "store"
     shutil.copytree(datasets / "A", data, symlinks=True)
     if with_previous_run:
-        clean_dataset(RunConfig(target=str(data), out=str(out), store=str(store), encoder=ENCODER, k=5))
+        clean_dataset(str(data), make_settings(out=str(out), store=str(store), encoder=ENCODER, k=5))
         shutil.rmtree(data)
         shutil.copytree(datasets / "B", data, symlinks=True)
     else:
@@ -196,7 +196,7 @@ def test_kill_during_embedding_resumes_to_the_same_result(prefect_harness, refer
     enc = get_encoder(ENCODER)
     committed = len(EmbeddingStore(store, encoder_id=enc.encoder_id, dim=enc.dim))
     assert 0 < committed < 150, committed  # finished chunks survived the kill, the rest did not
-    paths = clean_dataset(RunConfig(target=str(data), out=str(out), store=str(store), encoder=ENCODER, k=5))
+    paths = clean_dataset(str(data), make_settings(out=str(out), store=str(store), encoder=ENCODER, k=5))
     assert_same(pl.read_parquet(paths["manifest"]), references["A"])
     assert_same(pl.read_parquet(out / "manifest.parquet"), references["A"])
     assert_outputs_whole(out)
@@ -213,7 +213,7 @@ def test_kill_during_indexing_or_manifest_keeps_the_old_version(prefect_harness,
     assert_same(pl.read_parquet(out / "manifest.parquet"), references["A"])
     assert_outputs_whole(out)
     assert list(out.rglob(".*.tmp")), "the driver should have left a half-written temp file"
-    paths = clean_dataset(RunConfig(target=str(data), out=str(out), store=str(store), encoder=ENCODER, k=5))
+    paths = clean_dataset(str(data), make_settings(out=str(out), store=str(store), encoder=ENCODER, k=5))
     assert_same(pl.read_parquet(paths["manifest"]), references["B"])
     assert_same(pl.read_parquet(out / "manifest.parquet"), references["B"])
     assert not list((out / "runs").rglob(".*.tmp*")), "the resumed run should clear the killed run's temp files"
@@ -233,14 +233,14 @@ def test_second_run_on_the_same_folder_fails_clearly_or_waits(prefect_harness, r
             assert time.monotonic() < deadline, "the first run never started embedding"
             time.sleep(0.1)
         with pytest.raises(RunLocked, match=rf"another winnow run \(pid {holder.pid}\).*--wait"):
-            clean_dataset(RunConfig(target=str(data), out=str(out), store=str(store), encoder=ENCODER, k=5))
+            clean_dataset(str(data), make_settings(out=str(out), store=str(store), encoder=ENCODER, k=5))
         result = CliRunner().invoke(app, ["run", str(data), "--out", str(out), "--store", str(store),
                                           "--encoder", ENCODER, "--k", "5"])
         assert result.exit_code == 2 and "another winnow run" in result.output, result.output
         # --wait queues behind the holder and then completes on the same store.
         started = time.monotonic()
-        paths = clean_dataset(RunConfig(target=str(data), out=str(out), store=str(store), encoder=ENCODER,
-                                        k=5, wait_for_lock=True))
+        paths = clean_dataset(str(data), make_settings(out=str(out), store=str(store), encoder=ENCODER,
+                                        k=5, wait=True))
         assert time.monotonic() - started > 1.5, "the waiting run did not wait for the lock holder"
     finally:
         try:

@@ -48,15 +48,15 @@ def test_a_flag_and_a_decision_change_on_one_row_are_both_counted():
 
 def test_adding_50_images_counts_every_changed_decision(tmp_path):
     from winnow.flows.clean import run_clean
-    from winnow.pipeline.config import RunConfig
+    from winnow.pipeline.config import make_settings
 
     folder = tmp_path / "digits"
     write_image_folder(folder, digit_images(200, seed=3))
     out = tmp_path / "out"
-    config = RunConfig(target=str(folder), out=str(out), encoder="pixels:16", k=5)
-    first = run_clean(config)
+    config = str(folder), make_settings(out=str(out), encoder="pixels:16", k=5)
+    first = run_clean(*config)
     write_image_folder(folder, digit_images(50, seed=11), prefix="added")
-    second = run_clean(config)
+    second = run_clean(*config)
 
     summary = json.loads((out / "summary.json").read_text())["diff"]
     diff = pl.read_parquet(second["diff"])

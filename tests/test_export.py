@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import digit_images, write_image_folder
 from winnow.flows.clean import clean_dataset
-from winnow.pipeline.config import RunConfig
+from winnow.pipeline.config import make_settings
 from winnow.pipeline.export import (
     DestinationNotEmpty,
     UnknownFormat,
@@ -30,7 +30,7 @@ def out_dir(prefect_harness, tmp_path_factory) -> Path:
     good = paths[0].read_bytes()
     (root / "2" / "broken.png").write_bytes(good[:20])  # dropped: must not be exported
     out = tmp_path_factory.mktemp("export") / "out"
-    clean_dataset(RunConfig(target=str(root), out=str(out), encoder="pixels:16", k=5))
+    clean_dataset(str(root), make_settings(out=str(out), encoder="pixels:16", k=5))
     return out
 
 

@@ -343,7 +343,7 @@ ALL_FAULTS = [(kind, i) for i, kind in enumerate(FAULTS)] + [("bomb", 1), ("trun
 def faulty_run(prefect_harness, tmp_path_factory):
     """One flow run over 60 digits + every fault + odd names + a file that vanishes mid-run."""
     from winnow.flows.clean import clean_dataset
-    from winnow.pipeline.config import RunConfig
+    from winnow.pipeline.config import make_settings
 
     base = tmp_path_factory.mktemp("faulty")
     root, outside = base / "data", base / "outside"
@@ -367,7 +367,7 @@ def faulty_run(prefect_harness, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(embed_mod, "read_file", read_after_vanishing)
-        paths = clean_dataset(RunConfig(target=str(root), out=str(base / "out"), encoder="pixels:16", k=5))
+        paths = clean_dataset(str(root), make_settings(out=str(base / "out"), encoder="pixels:16", k=5))
     return paths, expected, base
 
 
@@ -456,7 +456,7 @@ _PERMISSION_DRIVER = textwrap.dedent(
     """
     import ctypes, json, os, sys
     from winnow.flows.clean import clean_dataset
-    from winnow.pipeline.config import RunConfig
+    from winnow.pipeline.config import make_settings
     from PIL import Image
     Image.init()  # load every codec plugin before privileges go
     if os.geteuid() == 0:
@@ -481,7 +481,7 @@ _PERMISSION_DRIVER = textwrap.dedent(
         except CatalogError as exc:
             print("RESULT " + json.dumps([type(exc).__name__, str(exc)]))
         sys.exit(0)
-    paths = clean_dataset(RunConfig(target=sys.argv[3], out=sys.argv[4], encoder="pixels:16", k=3))
+    paths = clean_dataset(sys.argv[3], make_settings(out=sys.argv[4], encoder="pixels:16", k=3))
     print("RESULT " + json.dumps(paths))
     """
 )

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tests.clirun import base_env, run_python, winnow_command
 from winnow.flows.clean import clean_dataset
 from winnow.flows.cli import app
-from winnow.pipeline.config import RunConfig
+from winnow.pipeline.config import make_settings
 from winnow.pipeline.evaluate import score_against_ground_truth
 from winnow.pipeline.files import RunLocked, locked
 
@@ -29,7 +29,7 @@ def folder_with_bad_files(digit_folder):
 
 def test_flow_keeps_every_row_and_marks_unreadable(prefect_harness, folder_with_bad_files, tmp_path):
     out = tmp_path / "out"
-    paths = clean_dataset(RunConfig(target=str(folder_with_bad_files), out=str(out), encoder="pixels:16", k=5))
+    paths = clean_dataset(str(folder_with_bad_files), make_settings(out=str(out), encoder="pixels:16", k=5))
     manifest = pl.read_parquet(paths["manifest"])
     assert manifest.height == 122
     assert manifest["sample_id"].n_unique() == 122 and manifest["path"].n_unique() == 122
@@ -51,7 +51,7 @@ def test_flow_keeps_every_row_and_marks_unreadable(prefect_harness, folder_with_
 
 
 def test_flow_on_bundled_digits_finds_planted_flips(prefect_harness, tmp_path):
-    paths = clean_dataset(RunConfig(target="digits", out=str(tmp_path / "o"), encoder="pixels:16"))
+    paths = clean_dataset("digits", make_settings(out=str(tmp_path / "o"), encoder="pixels:16"))
     scores = score_against_ground_truth(paths["manifest"], paths["ground_truth"])
     assert scores["precision"] >= 0.8 and scores["recall"] >= 0.8, scores
     assert pl.read_parquet(paths["manifest"]).height == 1797
@@ -114,9 +114,9 @@ def test_two_cli_runs_in_parallel_both_succeed(digit_folder, tmp_path):
 def test_python_api_is_quiet(digit_folder, tmp_path):
     code = (
         "from winnow.flows.clean import clean_dataset, run_clean\n"
-        "from winnow.pipeline.config import RunConfig\n"
-        f"run_clean(RunConfig(target={str(digit_folder)!r}, out={str(tmp_path / 'a')!r}, encoder='pixels:16'))\n"
-        f"clean_dataset(RunConfig(target={str(digit_folder)!r}, out={str(tmp_path / 'b')!r}, encoder='pixels:16'))\n"
+        "from winnow.pipeline.config import make_settings\n"
+        f"run_clean({str(digit_folder)!r}, make_settings(out={str(tmp_path / 'a')!r}, encoder='pixels:16'))\n"
+        f"clean_dataset({str(digit_folder)!r}, make_settings(out={str(tmp_path / 'b')!r}, encoder='pixels:16'))\n"
         "print('DONE')\n"
     )
     result = run_python(code, env=_plain_env(tmp_path))

@@ -29,16 +29,17 @@ def _base(n, labels=None):
 
 
 def test_policy_from_dict_types():
-    p = policy_from_dict({"keep": 0.7, "cluster_levels": [100, 10], "class_cap": 5000,
-                          "near_duplicate_min_similarity": 1, "cluster_balanced": True,
+    p = policy_from_dict({"keep": 0.7, "class_cap": 5000, "relabel_min_confidence": 1, "cluster_balanced": True,
                           "weighting": "effective_number"})
-    assert p.keep == 0.7 and p.cluster_levels == (100, 10) and p.class_cap == 5000
-    assert p.near_duplicate_min_similarity == 1.0 and isinstance(p.near_duplicate_min_similarity, float)
+    assert p.keep == 0.7 and p.class_cap == 5000
+    assert p.relabel_min_confidence == 1.0 and isinstance(p.relabel_min_confidence, float)
     assert policy_from_dict({"keep": 50000}).keep == 50000
     assert policy_from_dict({"class_cap": "none"}, base=p).class_cap is None
     assert policy_from_dict({"on_label_issue": "drop"}).on_label_issue == "drop"  # the old fields still work
     for bad, match in [({"keep": "most"}, "'most'"), ({"keep": 1.5}, "1.5"), ({"class_cap": 2.5}, "2.5"),
-                       ({"cluster_balanced": 1}, "cluster_balanced"), ({"cluster_levels": [10, 100]}, "decreasing"),
+                       ({"cluster_balanced": 1}, "cluster_balanced"),
+                       # detection knobs moved to DetectConfig; the error says where
+                       ({"cluster_levels": [100, 10]}, "detect.cluster_levels"),
                        ({"weighting": "log"}, "'log'"), ({"nope": 1}, "nope"), ({"on_outlier": "delete"}, "delete"),
                        ({"relabel_min_confidence": "high"}, "high")]:
         with pytest.raises(InvalidArray, match=match):

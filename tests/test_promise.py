@@ -22,7 +22,7 @@ from tests.test_faults import FAULTS, ODD_NAMES, check_promise, make_faulty_fold
 from tests.test_report import crawl
 from winnow.catalogs import schemas as S
 from winnow.flows.clean import clean_dataset
-from winnow.pipeline.config import RunConfig
+from winnow.pipeline.config import make_settings
 
 FAULT_KINDS = sorted(FAULTS) + ["vanish"]
 
@@ -86,8 +86,8 @@ def test_every_sample_exactly_once_with_its_reason(prefect_harness, monkeypatch,
         before = {name: snapshot(base / name) for name in ("data", "outside")}
         # pixels:8 (192-d) rather than 16: the faults live in the files, not in the embedding, and
         # the probe's cost grows with the dimension (a third of each example at 768-d).
-        config = RunConfig(target=str(root), out=str(base / "out"), encoder="pixels:8", k=5)
-        paths = clean_dataset(config)
+        config = str(root), make_settings(out=str(base / "out"), encoder="pixels:8", k=5)
+        paths = clean_dataset(*config)
         manifest = pl.read_parquet(paths["manifest"])
         check_promise(manifest, expected)
         # The report, from OUT/, reaches every flagged sample.
@@ -101,7 +101,7 @@ def test_every_sample_exactly_once_with_its_reason(prefect_harness, monkeypatch,
         clean = pl.read_parquet(paths["clean"])
         assert set(clean[S.PATH]) <= {p for p, r in expected.items() if r is None}
         if spec["rerun"]:  # again on the same output: every row still there, same answer
-            again = pl.read_parquet(clean_dataset(config)["manifest"])
+            again = pl.read_parquet(clean_dataset(*config)["manifest"])
             check_promise(again, {p: r for p, r in expected.items() if p not in gone})
             if not gone:  # unchanged data: the identical manifest
                 assert again.sort(S.SAMPLE_ID).equals(manifest.sort(S.SAMPLE_ID))

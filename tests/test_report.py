@@ -22,7 +22,7 @@ from PIL import Image
 import winnow.pipeline.report
 from tests.conftest import digit_images, write_image_folder
 from winnow.flows.clean import clean_dataset
-from winnow.pipeline.config import RunConfig
+from winnow.pipeline.config import make_settings
 from winnow.pipeline.report import RunNotFound, resolve_run, write_report
 
 HOSTILE_FILE = "x<img src=y onerror=alert(1)>.png"  # a file name that is also markup
@@ -43,7 +43,7 @@ def out_dir(prefect_harness, tmp_path_factory) -> Path:
     (root / "3" / HOSTILE_FILE).write_bytes(good[: len(good) // 3])  # truncated: unusable
     shutil.copy(paths[1], root / "7" / "copy_of_one.png")
     out = tmp_path_factory.mktemp("report") / "out"
-    clean_dataset(RunConfig(target=str(root), out=str(out), encoder="pixels:16", k=5))
+    clean_dataset(str(root), make_settings(out=str(out), encoder="pixels:16", k=5))
     return out
 
 

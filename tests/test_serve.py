@@ -293,7 +293,8 @@ def test_serve_interval_schedule_fires_on_a_real_server(prefect_server, small_fo
         assert run["state_type"] == "COMPLETED", (run["state"], (tmp_path / "serve.log").read_text()[-3000:])
         deployment = _get(f"{prefect_server}/deployments/{run['deployment_id']}")
         assert deployment["name"] == "e2e" and run["auto_scheduled"], "the run was not created by the schedule"
-        assert run["parameters"]["config"]["out"] == str(out)
+        assert run["parameters"]["settings"]["run"]["out"] == str(out)
+        assert run["parameters"]["settings"]["knn"] == {"k": 5}
         manifest = pl.read_parquet(out / "latest" / "manifest.parquet")
         assert manifest.height == 30 and manifest["sample_id"].n_unique() == 30
     finally:

@@ -17,12 +17,12 @@ import winnow.pipeline.stages
 from tests.conftest import digit_images, write_image_folder
 from winnow.embeddings.images import hash_bytes
 from winnow.flows.clean import clean_dataset
-from winnow.pipeline.config import RunConfig
+from winnow.pipeline.config import make_settings
 from winnow.pipeline.files import load_knn_graph
 
 
 def run(target, out, **kw):
-    return clean_dataset(RunConfig(target=str(target), out=str(out), encoder="pixels:16", k=5, **kw))
+    return clean_dataset(str(target), make_settings(out=str(out), encoder="pixels:16", k=5, **kw))
 
 
 def test_grown_dataset_embeds_only_new_files_and_diffs(prefect_harness, digit_folder, tmp_path):
@@ -84,7 +84,7 @@ def test_changed_parameter_builds_a_new_version_with_it(prefect_harness, digit_f
     out = tmp_path / "out"
     first = run(digit_folder, out)
     first_graph = load_knn_graph(os.path.join(first["run"], "work", "knn.npz"))
-    second = clean_dataset(RunConfig(target=str(digit_folder), out=str(out), encoder="pixels:16", k=3))
+    second = clean_dataset(str(digit_folder), make_settings(out=str(out), encoder="pixels:16", k=3))
     assert second["run"] != first["run"]
     assert load_knn_graph(os.path.join(second["run"], "work", "knn.npz")).indices.shape == (120, 3)
     assert load_knn_graph(os.path.join(first["run"], "work", "knn.npz")).indices.shape == (120, 5)
@@ -143,8 +143,8 @@ def _reran(before: dict, after: dict) -> set[str]:
     return {stage for stage, stamp in after.items() if before.get(stage) != stamp}
 
 
-def _config(target: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig(target=str(target), out=str(out), **{"encoder": "pixels:16", "k": 5, **changes})
+def _config(target: Path, out: Path, **changes) -> tuple[str, dict]:
+    return str(target), make_settings(out=str(out), **{"encoder": "pixels:16", "k": 5, **changes})
 
 
 def _resume_with(target: Path, out: Path, monkeypatch, **changes) -> set[str]:
@@ -154,7 +154,7 @@ def _resume_with(target: Path, out: Path, monkeypatch, **changes) -> set[str]:
     with monkeypatch.context() as m:
         m.setattr(winnow.flows.clean, "write_manifests", _crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
-            clean_dataset(_config(target, out, **changes))
+            clean_dataset(*_config(target, out, **changes))
     assert [p.name for p in (out / "runs").iterdir()] == [incomplete.name]  # resumed, not a new run
     return _reran(before, _stamps(incomplete))
 
@@ -182,7 +182,7 @@ def interrupted(prefect_harness, tmp_path_factory) -> tuple[Path, Path, Path, di
         m.setattr(winnow.flows.clean, "write_manifests", _crash)
         m.setattr(winnow.pipeline.stages, "stage_key", spy)
         with pytest.raises(RuntimeError, match="simulated crash"):
-            clean_dataset(_config(data, base / "out"))
+            clean_dataset(*_config(data, base / "out"))
     [incomplete] = list((base / "out" / "runs").iterdir())
     assert set(_stamps(incomplete)) == {"samples", "embed", "knn", "curate"}
     return data, holdout, base / "out", given
@@ -243,7 +243,7 @@ def test_editing_a_file_in_place_reruns_every_stage(prefect_harness, tmp_path, m
         with monkeypatch.context() as m:
             m.setattr(winnow.flows.clean, "write_manifests", _crash)
             with pytest.raises(RuntimeError, match="simulated crash"):
-                clean_dataset(_config(data, out))
+                clean_dataset(*_config(data, out))
         _edit_one_file(data, source=-1 if not blind else -2)
         ran = _resume_with(data, out, monkeypatch)
         if not blind:
@@ -258,22 +258,23 @@ def test_serve_registers_a_cron_deployment(prefect_harness, tmp_path):
 
     from winnow.flows.deploy import build_deployment
 
-    config = RunConfig(target="digits", out=str(tmp_path / "o"), encoder="pixels:16")
-    deployment_id = build_deployment(config, cron="0 3 * * *", name="digits-nightly").apply()
+    settings = make_settings(out=str(tmp_path / "o"), encoder="pixels:16")
+    deployment_id = build_deployment("digits", settings, cron="0 3 * * *", name="digits-nightly").apply()
     with get_client(sync_client=True) as client:
         dep = client.read_deployment(deployment_id)
     assert dep.name == "digits-nightly"
     assert [s.schedule.cron for s in dep.schedules] == ["0 3 * * *"]
-    assert dep.parameters["config"]["target"] == "digits"
+    assert dep.parameters["target"] == "digits"
+    assert dep.parameters["settings"] == {"run": {"out": str(tmp_path / "o")}, "embed": {"encoder": "pixels:16"}}
     with pytest.raises(ValueError, match="'every day'"):
-        build_deployment(config, cron="every day", name="bad")
+        build_deployment("digits", settings, cron="every day", name="bad")
 
 
 def test_dask_runner_with_two_workers_matches_local_run(prefect_harness, digit_folder, tmp_path):
     from winnow.flows.clean import run_clean
 
     local = run(digit_folder, tmp_path / "local")
-    dask = run_clean(RunConfig(target=str(digit_folder), out=str(tmp_path / "dask"), encoder="pixels:16", k=5,
+    dask = run_clean(str(digit_folder), make_settings(out=str(tmp_path / "dask"), encoder="pixels:16", k=5,
                                runner="dask", shards=2))
     assert json.loads(open(dask["summary"]).read())["embedding"]["shards"] == 2
     a = pl.read_parquet(local["manifest"]).sort("sample_id")

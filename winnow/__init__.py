@@ -9,6 +9,9 @@ One package, one layer per subpackage (each a folder of the repository):
     winnow.flows       the application: Prefect flows and the typer CLI
 
 `import winnow` is cheap: the names below load their layer on first use.
+
+    result = winnow.clean("digits", encoder="pixels")   # no Prefect, no server
+    result.manifest                                     # polars: one row per sample
 """
 
 from __future__ import annotations
@@ -23,9 +26,18 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # name -> module that defines it; loaded on first attribute access (PEP 562).
 _LAZY = {
+    "clean": "winnow.pipeline.cleaning",
+    "CleanResult": "winnow.pipeline.cleaning",
+    "load_result": "winnow.pipeline.cleaning",
+    "Config": "winnow.pipeline.config",
+    "ConfigError": "winnow.pipeline.config",
+    "EmbedConfig": "winnow.pipeline.config",
+    "RunOptions": "winnow.pipeline.config",
+    "KnnConfig": "winnow.curation",
+    "DetectConfig": "winnow.curation",
+    "DecisionPolicy": "winnow.curation",
     "run_clean": "winnow.pipeline.run",
     "validate_run": "winnow.pipeline.run",
-    "RunConfig": "winnow.pipeline.config",
 }
 
 __all__ = ["__version__", *_LAZY]
