@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import secrets
 import time
-import uuid
 from pathlib import Path
 
 import polars as pl
 
+from winnow import atomic
 from winnow.catalogs import schemas as S
 from winnow.pipeline.layout import PUBLISHED, RunLayout
 
@@ -65,11 +65,9 @@ def start_run(out: Path) -> Path:
     """The folder this run writes into: a resumed incomplete run, or a new one."""
     resumed = run_to_resume(out)
     if resumed is not None:
-        # Temp files of the killed run were never renamed into place; nothing reads them.
+        # Temp files and folders of the killed run were never renamed into place; nothing reads them.
         for folder in (resumed, RunLayout(resumed).work.folder):
-            for tmp in folder.glob(".*.tmp*"):
-                if tmp.is_file():
-                    tmp.unlink()
+            atomic.remove_temps(folder)
         return resumed
     run = runs_dir(out) / new_run_id()
     RunLayout(run).work.folder.mkdir(parents=True, exist_ok=True)
@@ -78,16 +76,14 @@ def start_run(out: Path) -> Path:
 
 def publish_run(out: Path, run: Path) -> None:
     """Mark `run` complete and point OUT/latest (and the top-level files) at it, atomically."""
-    RunLayout(run).complete.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
-    tmp = out / f".latest.{uuid.uuid4().hex}"
-    os.symlink(os.path.relpath(run, out), tmp)
-    os.replace(tmp, out / "latest")  # rename(2) over the old link: atomic
+    atomic.write_text(RunLayout(run).complete, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+    atomic.replace_symlink(out / "latest", os.path.relpath(run, out))
     for name in PUBLISHED:
         link = out / name
         if not link.is_symlink():
             if link.exists():  # an output from before versioning: replace it with the pointer
                 link.unlink()
-            os.symlink(os.path.join("latest", name), link)
+            atomic.replace_symlink(link, os.path.join("latest", name))
 
 
 def prune_old_work(out: Path, *, keep: int = 2) -> list[Path]:
