@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -22,13 +21,14 @@ import pyarrow.parquet as pq
 from winnow import curation
 from winnow.catalogs import (
     classes_of,
-    confinement_of,
     list_samples,
+    open_reader,
     read_ground_truth,
     resolve_catalog,
+    source_of,
 )
 from winnow.catalogs import schemas as S
-from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
+from winnow.embeddings import EmbeddingStore, embed_samples, get_encoder
 from winnow.pipeline.evaluate import score_against_ground_truth
 from winnow.pipeline.files import load_knn_graph, save_knn_graph, write_json, write_parquet
 from winnow.pipeline.stage_keys import is_done, mark_done, stage_key
@@ -48,14 +48,9 @@ def load_samples(target: str, work_dir: str, *, path_column: str | None = None, 
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     digest = hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=16)
-    # A file edited in place keeps its path: its size and mtime make the key change too,
-    # so a resumed run never reuses the embedding of the old content.
-    for path in table.column(S.ABS_PATH).to_pylist():
-        try:
-            st = os.stat(path)
-            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-        except OSError:
-            digest.update(b"-")
+    # A sample changed in place keeps its row: the source's fingerprint (files: size and mtime)
+    # makes the key change too, so a resumed run never reuses the embedding of the old content.
+    digest.update(source_of(table).fingerprint(table).encode())
     key = digest.hexdigest()
     if not is_done(work, "samples", key, ("samples.parquet",)):
         write_parquet(table, work / "samples.parquet")
@@ -82,15 +77,14 @@ def embed_shard(samples_path: str, encoder_name: str, store_dir: str, work_dir: 
         return str(out)
     samples = pq.read_table(samples_path)
     positions = list(range(shard, samples.num_rows, n_shards))
-    paths = samples.column(S.ABS_PATH).to_pylist()
-    refused = samples.column("refused").to_pylist()
+    locators = samples.column(S.LOCATOR).to_pylist()
+    refused = samples.column(S.REFUSED).to_pylist()
     encoder = encoder or get_encoder(encoder_name, device=device)
     store = EmbeddingStore(store_dir, encoder_id=encoder.encoder_id, dim=encoder.dim)
     t0 = time.perf_counter()
     with _progress_bar("embedding", len(positions), enabled=progress) as update:
-        report = embed_files([paths[i] for i in positions], encoder, store,
-                             refused=[refused[i] for i in positions], batch_size=batch_size, progress=update,
-                             confine_to=confinement_of(samples))
+        report = embed_samples([locators[i] for i in positions], open_reader(samples), encoder, store,
+                               refused=[refused[i] for i in positions], batch_size=batch_size, progress=update)
     seconds = time.perf_counter() - t0
     write_parquet(pl.DataFrame({"position": positions, S.CONTENT_HASH: report.content_hash,
                                 "reason": report.reason},
@@ -264,7 +258,8 @@ def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_
         S.LABEL: manifest[S.FINAL_LABEL].filter(keep),
         "original_label": manifest[S.LABEL].filter(keep),
         S.WEIGHT: manifest[S.WEIGHT].filter(keep),
-    })
+        S.LOCATOR: frame[S.LOCATOR].filter(keep),
+    }).to_arrow().cast(S.CLEAN_SCHEMA).replace_schema_metadata({"source": table.schema.metadata[b"source"]})
     previous = pl.read_parquet(previous_manifest) if previous_manifest else None
     diff = diff_manifests(previous, manifest)
     write_parquet(diff, run / "diff.parquet")
@@ -282,6 +277,7 @@ def write_manifests(samples_path: str, embed_path: str, curation_path: str, run_
     from winnow.catalogs.samples import skipped_files_of
 
     summary["skipped_files"] = skipped_files_of(table)
+    summary["source"] = source_of(table).kind
     summary["diff"] = {
         "previous_run": Path(previous_manifest).parent.name if previous_manifest else None,
         **{c: int(counts.get(c, 0)) for c in DIFF_CHANGES},
