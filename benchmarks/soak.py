@@ -98,13 +98,13 @@ def kill_midway(stage: str, root: Path, out: Path, store: Path) -> int:
 
 
 def soak(runs: int, seed: int, kill_every: int, encoder: str) -> dict[str, int]:
-    import winnow.embeddings.embed as embed_mod
+    import winnow.reading as reading_mod  # every file read of a run goes through winnow.reading.read_file
     from winnow.flows.clean import clean_dataset
     from winnow.pipeline.config import make_settings
 
     rng = random.Random(seed)
     totals = Counter()
-    real_read = embed_mod.read_file
+    real_read = reading_mod.read_file
     vanish: set[str] = set()
 
     def read(path, **options):
@@ -112,7 +112,7 @@ def soak(runs: int, seed: int, kill_every: int, encoder: str) -> dict[str, int]:
             os.remove(path)
         return real_read(path, **options)
 
-    embed_mod.read_file = read
+    reading_mod.read_file = read
     try:
         for i in range(runs):
             base = Path(tempfile.mkdtemp(prefix="winnow-soak-"))
@@ -148,7 +148,7 @@ def soak(runs: int, seed: int, kill_every: int, encoder: str) -> dict[str, int]:
             finally:
                 shutil.rmtree(base, ignore_errors=True)
     finally:
-        embed_mod.read_file = real_read
+        reading_mod.read_file = real_read
     return totals
 
 

@@ -1,4 +1,4 @@
-"""What a dataset is: catalog specs, their validation, and the table schemas."""
+"""What a dataset is: catalog specs, sample sources, their validation, and the table schemas."""
 
 from winnow.catalogs import schemas
 from winnow.catalogs.errors import (
@@ -13,14 +13,30 @@ from winnow.catalogs.errors import (
     MissingRoot,
     TooFewClasses,
     UnknownLabel,
+    UnknownSource,
     UnreadableFolder,
     UnsafePath,
     UnsupportedSource,
 )
-from winnow.catalogs.samples import classes_of, confinement_of, list_samples, make_sample_id
+from winnow.catalogs.samples import (
+    classes_of,
+    confinement_of,
+    list_samples,
+    make_sample_id,
+    open_reader,
+    read_sample,
+    source_of,
+)
+from winnow.catalogs.sources import (
+    SOURCES,
+    Listing,
+    Source,
+    get_source,
+    list_sources,
+    register_source,
+)
 from winnow.catalogs.spec import (
     CatalogSpec,
-    SourceSpec,
     cache_dir,
     catalog_from_folder,
     catalog_from_table,
@@ -31,6 +47,8 @@ from winnow.catalogs.spec import (
     resolve_catalog,
 )
 
+SourceSpec = Source  # the name of a catalog's source before sources were a registry
+
 __all__ = [
     "CatalogError", "CatalogNotFound", "CatalogSpec", "DuplicatePath", "EmptyDataset",
     "InvalidCatalog", "MissingColumn", "MissingRoot", "SourceSpec", "TooFewClasses",
@@ -39,4 +57,7 @@ __all__ = [
     "resolve_catalog", "schemas",
     # tables as targets, sources not readable yet, ground truth
     "AmbiguousTable", "UnsupportedSource", "catalog_from_table", "read_ground_truth",
+    # sample sources: the registry, and reopening a samples table's source in any process
+    "SOURCES", "Listing", "Source", "UnknownSource", "get_source", "list_sources", "open_reader", "read_sample",
+    "register_source", "source_of",
 ]

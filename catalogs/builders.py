@@ -58,12 +58,16 @@ BUILDERS: dict[str, Callable[[Path], None]] = {"digits": build_digits}
 
 def ensure_built(spec: CatalogSpec) -> None:
     """Run the catalog's builder if its data is not there yet."""
-    name = spec.source.builder
+    name = spec.builder
     if name is None:
         return
     if name not in BUILDERS:
         raise InvalidCatalog(f"unknown builder {name!r}; known: {sorted(BUILDERS)}")
-    # Builders own the folder above the source root (images/ + ground truth beside it).
-    dest = spec.source.root.parent if spec.source.kind == "image_folder" else spec.source.manifest.parent
+    data = spec.source.local_path()
+    if data is None:
+        raise InvalidCatalog(f"builder {name!r} needs a source of local files; the {spec.source.kind!r} source "
+                             f"has none")
+    # Builders own the folder above the source's data (images/ + ground truth beside it).
+    dest = data.parent
     if not dest.exists():
         BUILDERS[name](dest)

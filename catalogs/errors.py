@@ -13,6 +13,10 @@ class InvalidCatalog(CatalogError):
     """The TOML is malformed: unknown key, wrong type, missing required field."""
 
 
+class UnknownSource(InvalidCatalog):
+    """The [source] kind names no registered sample source (`winnow.catalogs.list_sources()`)."""
+
+
 class MissingRoot(CatalogError):
     """The image folder or manifest file the catalog points at does not exist."""
 

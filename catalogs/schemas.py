@@ -8,25 +8,36 @@ from __future__ import annotations
 import pyarrow as pa
 
 # --- samples table: what the catalog loader produces, one row per input sample ---------
-SAMPLE_ID = "sample_id"  # stable id: a hash of the sample's path relative to its root
-PATH = "path"  # path as the user gave it (relative to the root), POSIX separators
-ABS_PATH = "abs_path"  # resolved absolute location that the reader opens
+SAMPLE_ID = "sample_id"  # stable id per source: by default a hash of `path` (see sources.base.make_sample_id)
+PATH = "path"  # what a person calls the sample: its path relative to the root (POSIX separators), a shard
+# and member, a row... unique within the catalog
+LOCATOR = "locator"  # what the source's reader opens (opaque text): for file sources the absolute path
+ABS_PATH = "abs_path"  # the sample's local file, for file sources (the same as `locator`); null for samples
+# that are not files of their own (bytes in a table or an archive)
 LABEL = "label"  # given label, as a class name
 LABEL_INDEX = "label_index"  # position of `label` in the catalog's class list
-REFUSED = "refused"  # reason code set at listing time (e.g. outside_root), else null
+REFUSED = "refused"  # a reason code decided at listing time; the sample is then never read
 
 SAMPLES_SCHEMA = pa.schema(
     [
         pa.field(SAMPLE_ID, pa.string(), nullable=False),
         pa.field(PATH, pa.string(), nullable=False),
-        pa.field(ABS_PATH, pa.string(), nullable=False),
+        pa.field(LOCATOR, pa.string(), nullable=False),
+        pa.field(ABS_PATH, pa.string(), nullable=True),
         pa.field(LABEL, pa.string(), nullable=False),
         pa.field(LABEL_INDEX, pa.int32(), nullable=False),
-        # Set at listing time when the file cannot be used at all (symlink out of the
-        # root, say); the embedder turns it into the row's reason instead of reading it.
+        # Set at listing time when the sample cannot be used at all (a symlink out of the
+        # root, a file that is not an image); the embedder turns it into the row's reason
+        # instead of reading it.
         pa.field(REFUSED, pa.string(), nullable=True),
     ]
 )
+"""Schema metadata: `classes` (JSON list, label-index order), `catalog` (its name), `source`
+(JSON {"kind", "settings"}: `catalogs.open_reader` rebuilds the reader from it), `skipped_files`
+(JSON counts of inputs the source left out on purpose, e.g. hidden files)."""
+
+LISTING_SCHEMA = pa.schema([f for f in SAMPLES_SCHEMA if f.name != LABEL_INDEX])
+"""What a source's `list_samples` gives: the samples table before labels are indexed."""
 
 # --- output manifest: exactly one row per input sample -----------------------------------
 DECISION = "decision"
@@ -79,10 +90,11 @@ CLEAN_SCHEMA = pa.schema(
     [
         pa.field(SAMPLE_ID, pa.string(), nullable=False),
         pa.field(PATH, pa.string(), nullable=False),
-        pa.field(ABS_PATH, pa.string(), nullable=False),
+        pa.field(ABS_PATH, pa.string(), nullable=True),  # the local file; null when the sample is not a file
         pa.field(LABEL, pa.string(), nullable=False),  # the final label to train on
         pa.field(ORIGINAL_LABEL, pa.string(), nullable=False),
         pa.field(WEIGHT, pa.float64(), nullable=False),
+        pa.field(LOCATOR, pa.string(), nullable=False),  # what the source's reader opens (metadata `source`)
     ]
 )
 
@@ -208,7 +220,8 @@ REASON_CODES: dict[str, str] = {
     "pruned": "dropped to reach the target size",
     "over_cap": "dropped to respect a per-class or per-cluster cap",
 }
-"""Every reason code Winnow writes, with its meaning (shown by the README and the report)."""
+"""Every reason code Winnow writes, with its meaning (shown by the README and the report).
+A sample source's reader returns these codes for samples it cannot read."""
 
 UNUSABLE_REASONS = frozenset({"unreadable", "unsupported_format", "missing", "permission_denied", "too_large",
                               "outside_root"})

@@ -7,12 +7,9 @@ A catalog file looks like::
     classes = ["cat", "dog"]                           # optional; fixes the class order
 
     [source]
-    kind = "image_folder"        # or "manifest"
-    root = "images"              # image_folder: class_name/<image files> under this folder
-    # path = "labels.parquet"    # manifest: a .parquet or .csv file
-    # path_column = "path"       # manifest: column of paths relative to the manifest's folder
-    # label_column = "label"
-    # allow_outside_root = false # allow absolute or `..` paths and symlinks leaving the root
+    kind = "image_folder"        # a registered sample source: `winnow.catalogs.list_sources()`
+    root = "images"              # the rest of the table belongs to the source (catalogs/sources/<kind>.py)
+    # builder = "digits"         # optional: a bundled builder that materialises the data if missing
 
     # Optional: run settings for this dataset, the tables of winnow.Config (pipeline/config.py),
     # checked there; a --config file and the command line override them key by key.
@@ -23,7 +20,8 @@ A catalog file looks like::
     [run]                        # out, seed, holdout, ...
 
 Relative paths are resolved against the TOML file's folder; `{cache}` expands to the
-Winnow cache folder (``$WINNOW_CACHE`` or ``~/.cache/winnow``).
+Winnow cache folder (``$WINNOW_CACHE`` or ``~/.cache/winnow``). This module parses what every
+catalog shares and hands the [source] table to the source its `kind` names.
 
 A .csv or .parquet table of paths and labels is a catalog by itself (`catalog_from_table`):
 its paths are relative to the table's folder, its name is the file's stem.
@@ -32,48 +30,31 @@ its paths are relative to the table's folder, its name is the file's stem.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from winnow.catalogs.errors import (
-    AmbiguousTable,
     CatalogNotFound,
     DuplicatePath,
     InvalidCatalog,
     InvalidManifest,
     MissingColumn,
     MissingRoot,
+    UnknownSource,
 )
+from winnow.catalogs.keys import cache_dir, reject_unknown, resolve_path, typed
+from winnow.catalogs.sources import ImageFolderSource, ManifestSource, Source, get_source
+from winnow.catalogs.tables import TABLE_SUFFIXES, read_table, row_name, rows_name
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
-SOURCE_KINDS = ("image_folder", "manifest")
-# File names (lower-cased) a class folder lists as images: the extensions Pillow registers for
-# the formats embeddings.images decodes (PNG, JPEG, MPO, WebP, GIF, BMP, TIFF); tests/test_formats.py
-# keeps the two in step. Any other non-hidden file in a class folder becomes a row with reason
-# `unsupported_format`; which decoder reads an image is decided by its bytes, not its name.
-IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".gif", ".bmp",
-                    ".tif", ".tiff")
-TABLE_SUFFIXES = (".csv", ".parquet")  # a target with one of these is a table of samples
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str  # "image_folder" or "manifest"
-    root: Path  # image_folder: the class-folder tree; manifest: the folder paths are relative to
-    manifest: Path | None = None  # manifest: the .parquet / .csv file
-    path_column: str = "path"  # manifest: column holding sample paths
-    label_column: str = "label"  # manifest: column holding labels
-    allow_outside_root: bool = False  # absolute / `..` paths and outward symlinks are refused unless set
-    builder: str | None = None  # name of a bundled builder that materialises the data if missing
 
 
 @dataclass(frozen=True)
 class CatalogSpec:
     name: str  # short name, shown in outputs
-    source: SourceSpec  # where the samples are
+    source: Source  # where the samples are: one of the registered sources (catalogs/sources/)
     classes: tuple[str, ...] | None = None  # fixed class list and order; None: sorted labels found
     encoder: str | None = None  # encoder name (see `winnow encoders list`); None: Winnow's default
     ground_truth: Path | None = None  # optional Parquet of planted noise, for evaluation
@@ -82,16 +63,12 @@ class CatalogSpec:
     # which catalogs/ does not import): a settings layer under the user's.
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
     spec_path: Path | None = None  # the TOML file this came from (None for a plain folder)
+    builder: str | None = None  # a bundled builder that materialises the data if missing ([source] builder)
 
 
 CONFIG_TABLES = ("embed", "knn", "detect", "policy", "run")  # the sections of winnow.Config
 _TOP_KEYS = {"name", "description", "encoder", "classes", "ground_truth", "source", *CONFIG_TABLES}
-_SOURCE_KEYS = {"kind", "root", "path", "path_column", "label_column", "allow_outside_root", "builder"}
-
-
-def cache_dir() -> Path:
-    """The folder where bundled datasets are materialised and models cached."""
-    return Path(os.environ.get("WINNOW_CACHE", Path.home() / ".cache" / "winnow")).expanduser()
+_COMMON_SOURCE_KEYS = ("kind", "builder")  # the rest of [source] belongs to the source its kind names
 
 
 def list_catalogs() -> list[str]:
@@ -127,7 +104,7 @@ def resolve_catalog(target: str | os.PathLike, *, path_column: str | None = None
 def catalog_from_folder(root: str | os.PathLike, *, encoder: str | None = None) -> CatalogSpec:
     """A catalog for a plain folder of `class_name/<images>` (PNG, JPEG, WebP, GIF, BMP, TIFF)."""
     root = Path(root).expanduser().resolve()
-    return CatalogSpec(name=root.name, source=SourceSpec(kind="image_folder", root=root), encoder=encoder)
+    return CatalogSpec(name=root.name, source=ImageFolderSource(root=root), encoder=encoder)
 
 
 def catalog_from_table(path: str | os.PathLike, *, path_column: str | None = None,
@@ -137,84 +114,8 @@ def catalog_from_table(path: str | os.PathLike, *, path_column: str | None = Non
     The columns default to `path` and `label`. Without a `path` column, the one column whose
     values look like file paths is used; when several do, AmbiguousTable names them.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise MissingRoot(f"table {str(path)!r} does not exist")
-    head = read_table(path, n_rows=200, what="table")
-    columns = head.columns
-    if path_column is None:
-        path_column = "path" if "path" in columns else _guess_path_column(path, head, label_column or "label")
-    label_column = label_column or "label"
-    for role, col in (("path", path_column), ("label", label_column)):
-        if col not in columns:
-            raise MissingColumn(f"table {str(path)!r} has no column {col!r} for the {role}s; its columns: "
-                                f"{columns} (name another with {role}_column / --{role}-column)")
-    path = path.resolve()
-    return CatalogSpec(
-        name=path.stem,
-        source=SourceSpec(kind="manifest", root=path.parent, manifest=path, path_column=path_column,
-                          label_column=label_column),
-        spec_path=None,
-    )
-
-
-def read_table(path: Path, *, n_rows: int | None = None, what: str = "manifest"):
-    """A .csv (every column as text: values stay as written) or .parquet file as a polars
-    DataFrame; a file that cannot be read raises InvalidManifest quoting it."""
-    import polars as pl
-
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise MissingRoot(f"{what} {str(path)!r} must be a .parquet or .csv file, got suffix {suffix!r}")
-    try:
-        if suffix == ".parquet":
-            return pl.read_parquet(path, n_rows=n_rows)
-        return pl.read_csv(path, infer_schema_length=0, n_rows=n_rows)
-    except Exception as exc:  # polars / arrow / OS errors vary by version: one named error for all
-        raise InvalidManifest(f"{what} {str(path)!r} cannot be read as {suffix[1:]}: {exc}") from exc
-
-
-def row_name(path: Path, i: int) -> str:
-    """Where row `i` (0-based) of a table is, as a person finds it: a CSV's line (the header is
-    line 1, so the first row is line 2), a Parquet file's 1-based row."""
-    return f"line {i + 2}" if path.suffix.lower() == ".csv" else f"row {i + 1}"
-
-
-def rows_name(path: Path, rows: list[int]) -> str:
-    word = "lines" if path.suffix.lower() == ".csv" else "rows"
-    return f"{word} " + " and ".join(row_name(path, i).split(" ")[1] for i in rows)
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
-_FILE_LIKE = re.compile(r"[/\\]|\.[A-Za-z0-9]{2,5}$")
-
-
-def _guess_path_column(path: Path, head, label_column: str) -> str:
-    import polars as pl
-
-    candidates = []
-    for name, dtype in head.schema.items():
-        if name == label_column:
-            continue
-        if isinstance(dtype, (pl.Struct, pl.Binary)):  # images stored in the table: named when listed
-            candidates.append(name)
-            continue
-        if dtype != pl.String:
-            continue
-        values = [v for v in head[name].to_list() if v]
-        if values and sum(bool(_FILE_LIKE.search(v) or _URL.match(v)) for v in values) >= 0.9 * len(values):
-            candidates.append(name)
-    if len(candidates) == 1:
-        return candidates[0]
-    if candidates:
-        raise AmbiguousTable(
-            f"table {str(path)!r} has no 'path' column and several columns that could hold the sample "
-            f"paths: {candidates}; name one with path_column (--path-column)"
-        )
-    raise MissingColumn(
-        f"table {str(path)!r} has no 'path' column and no column of file paths; its columns: "
-        f"{head.columns} (name one with path_column / --path-column)"
-    )
+    source = ManifestSource.from_file(Path(path).expanduser(), path_column=path_column, label_column=label_column)
+    return CatalogSpec(name=source.manifest.stem, source=source, spec_path=None)
 
 
 def read_ground_truth(path: str | os.PathLike):
@@ -279,35 +180,21 @@ def load_catalog(path: str | os.PathLike) -> CatalogSpec:
 def parse_catalog(raw: dict[str, Any], *, base_dir: Path, spec_path: Path | None = None) -> CatalogSpec:
     """Validate a catalog given as a dict (the parsed TOML)."""
     where = str(spec_path) if spec_path else "catalog"
-    _reject_unknown(raw, _TOP_KEYS, where)
-    name = _typed(raw, "name", str, where, required=True)
+    reject_unknown(raw, _TOP_KEYS, where)
+    name = typed(raw, "name", str, where, required=True)
     if not name.strip():
         raise InvalidCatalog(f"{where}: 'name' must not be empty, got {name!r}")
     source_raw = raw.get("source")
     if not isinstance(source_raw, dict):
         raise InvalidCatalog(f"{where}: a [source] table is required, got {source_raw!r}")
-    _reject_unknown(source_raw, _SOURCE_KEYS, f"{where} [source]")
-    kind = _typed(source_raw, "kind", str, where, required=True)
-    if kind not in SOURCE_KINDS:
-        raise InvalidCatalog(f"{where}: source kind {kind!r} is not one of {SOURCE_KINDS}")
-    allow = _typed(source_raw, "allow_outside_root", bool, where) or False
-    builder = _typed(source_raw, "builder", str, where)
-    if kind == "image_folder":
-        root = _resolve(_typed(source_raw, "root", str, where, required=True), base_dir)
-        source = SourceSpec(kind=kind, root=root, allow_outside_root=allow, builder=builder)
-    else:
-        manifest = _resolve(_typed(source_raw, "path", str, where, required=True), base_dir)
-        root_text = _typed(source_raw, "root", str, where)
-        root = _resolve(root_text, base_dir) if root_text else manifest.parent
-        source = SourceSpec(
-            kind=kind,
-            root=root,
-            manifest=manifest,
-            path_column=_typed(source_raw, "path_column", str, where) or "path",
-            label_column=_typed(source_raw, "label_column", str, where) or "label",
-            allow_outside_root=allow,
-            builder=builder,
-        )
+    kind = typed(source_raw, "kind", str, where, required=True)
+    builder = typed(source_raw, "builder", str, where)
+    own = {k: v for k, v in source_raw.items() if k not in _COMMON_SOURCE_KEYS}
+    try:
+        source_class = get_source(kind)
+    except UnknownSource as exc:
+        raise UnknownSource(f"{where}: {exc}") from None
+    source = source_class.from_table(own, base_dir=base_dir, where=f"{where} [source]")
     classes = raw.get("classes")
     if classes is not None:
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
@@ -319,7 +206,7 @@ def parse_catalog(raw: dict[str, Any], *, base_dir: Path, spec_path: Path | None
         if dupes:
             raise InvalidCatalog(f"{where}: 'classes' repeats {dupes!r}")
         classes = tuple(classes)
-    gt = _typed(raw, "ground_truth", str, where)
+    gt = typed(raw, "ground_truth", str, where)
     config = {}
     for table in CONFIG_TABLES:
         if table in raw:
@@ -333,32 +220,15 @@ def parse_catalog(raw: dict[str, Any], *, base_dir: Path, spec_path: Path | None
         name=name,
         source=source,
         classes=classes,
-        encoder=_typed(raw, "encoder", str, where),
-        ground_truth=_resolve(gt, base_dir) if gt else None,
-        description=_typed(raw, "description", str, where) or "",
+        encoder=typed(raw, "encoder", str, where),
+        ground_truth=resolve_path(gt, base_dir) if gt else None,
+        description=typed(raw, "description", str, where) or "",
         config=config,
         spec_path=spec_path,
+        builder=builder,
     )
 
 
-def _reject_unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise InvalidCatalog(f"{where}: unknown key(s) {unknown!r}; allowed: {sorted(allowed)}")
-
-
-def _typed(table: dict[str, Any], key: str, kind: type, where: str, *, required: bool = False) -> Any:
-    if key not in table:
-        if required:
-            raise InvalidCatalog(f"{where}: required key {key!r} is missing")
-        return None
-    value = table[key]
-    # bool is an int subclass in Python; keep the check strict both ways.
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise InvalidCatalog(f"{where}: {key!r} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _resolve(text: str, base_dir: Path) -> Path:
-    path = Path(text.replace("{cache}", str(cache_dir()))).expanduser()
-    return path if path.is_absolute() else (base_dir / path)
+__all__ = ["BUNDLED_DIR", "TABLE_SUFFIXES", "CatalogSpec", "cache_dir", "catalog_from_folder", "catalog_from_table",
+           "list_catalogs", "load_catalog", "parse_catalog", "read_ground_truth", "read_table", "resolve_catalog",
+           "row_name", "rows_name"]

@@ -1,6 +1,10 @@
-"""Encoders, safe image reading, the on-disk embedding store and the batched embedder."""
+"""Encoders, safe image decoding, the on-disk embedding store and the batched embedder.
 
-from winnow.embeddings.embed import EmbedReport, embed_files
+Samples reach the embedder through a reader (`winnow.reading.SampleReader`): `embed_samples`
+takes locators and the reader of their source; `embed_files` is the same over local files.
+"""
+
+from winnow.embeddings.embed import EmbedReport, embed_files, embed_samples
 from winnow.embeddings.encoders import (
     DEFAULT_ENCODER,
     ENCODERS,
@@ -15,6 +19,5 @@ from winnow.embeddings.store import EmbeddingStore
 
 __all__ = [
     "DEFAULT_ENCODER", "ENCODERS", "OFFLINE_CHOICES", "EmbedReport", "EmbeddingStore", "Encoder",
-    "EncoderError", "EncoderUnavailable", "StoreMismatch", "UnknownEncoder", "decode_image",
-    "embed_files", "get_encoder", "list_encoders", "load_image", "read_file",
+    "EncoderError", "EncoderUnavailable", "StoreMismatch", "UnknownEncoder", "decode_image", "embed_files", "embed_samples", "get_encoder", "list_encoders", "load_image", "read_file",
 ]

@@ -1,9 +1,14 @@
-"""Embedding a list of files into the store: reader -> model -> writer, each stage timed.
+"""Embedding samples into the store: reader -> model -> writer, each stage timed.
 
-Readers (a thread pool: file I/O, hashing and image decoding release the GIL) prepare the
-next chunk while the model runs on the current one; each finished chunk is committed to
-the store as one block, so a killed run keeps every finished chunk and a re-run embeds
-only content the store does not have yet.
+Samples are locators read through a `winnow.reading.SampleReader` (local files, or a sample
+source's own reader: `winnow.catalogs.open_reader(samples)`). A thread pool (file I/O, hashing
+and image decoding release the GIL) reads and decodes the next chunk while the model runs on
+the current one; each finished chunk is committed to the store as one block, so a killed run
+keeps every finished chunk and a re-run embeds only content the store does not have yet.
+
+Decoding is the seam between kinds of data: `decode` turns a sample's bytes into what the
+encoder's `preprocess` takes (images: `decode_image`, bytes -> RGB image). Text needs only
+another decode (bytes -> str, with its own reason codes) and a text encoder.
 """
 
 from __future__ import annotations
@@ -15,21 +20,26 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from winnow.embeddings.encoders import Encoder
-from winnow.embeddings.images import decode_image, read_file
+from winnow.embeddings.images import decode_image
 from winnow.embeddings.store import EmbeddingStore
+from winnow.reading import FileReader, SampleRead, SampleReader
+
+Decode = Callable[[bytes], "tuple[Any, str | None]"]
+"""bytes -> (what the encoder's preprocess takes, None) or (None, reason code); never raises."""
 
 
 @dataclass
 class EmbedReport:
-    content_hash: list[str | None]  # per input file; None when it could not be read
-    reason: list[str | None]  # per input file; a reason code when it has no embedding
-    n_embedded: int = 0  # files whose content was newly embedded in this run
-    n_reused: int = 0  # usable files whose content was already in the store
+    content_hash: list[str | None]  # per input sample; None when it could not be read
+    reason: list[str | None]  # per input sample; a reason code when it has no embedding
+    n_embedded: int = 0  # samples whose content was newly embedded in this run
+    n_reused: int = 0  # usable samples whose content was already in the store
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage: read, decode, model, write
 
     @property
@@ -51,18 +61,40 @@ def embed_files(
     *,
     refused: Sequence[str | None] | None = None,
     batch_size: int = 64,
-    chunk_size: int = 256,  # one committed store block: a kill loses at most this much work
+    chunk_size: int = 256,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     confine_to: str | None = None,
 ) -> EmbedReport:
-    """Embed every file not yet in `store` (by content hash); report per-file hash or reason.
+    """Embed local image files: `embed_samples` with the file reader.
 
-    refused: optional per-file reason code decided before reading (e.g. "outside_root");
-    such files are not opened at all. confine_to: a resolved folder every file read must
-    really lie in (see `read_file`); None reads wherever the paths lead.
+    confine_to: a resolved folder every file read must really lie in (see
+    `winnow.reading.read_file`); None reads wherever the paths lead.
     """
-    n = len(paths)
+    return embed_samples(paths, FileReader(confine_to=confine_to), encoder, store, refused=refused,
+                         batch_size=batch_size, chunk_size=chunk_size, workers=workers, progress=progress)
+
+
+def embed_samples(
+    locators: Sequence[str],
+    reader: SampleReader,
+    encoder: Encoder,
+    store: EmbeddingStore,
+    *,
+    refused: Sequence[str | None] | None = None,
+    batch_size: int = 64,
+    chunk_size: int = 256,  # one committed store block: a kill loses at most this much work
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    decode: Decode = decode_image,
+) -> EmbedReport:
+    """Embed every sample whose content (by hash) is not yet in `store`; report per-sample hash or reason.
+
+    locators: what `reader.read_many` takes, one per sample. refused: optional per-sample
+    reason code decided before reading (e.g. "outside_root"); such samples are never read.
+    decode: bytes -> the encoder's input (see the module docstring).
+    """
+    n = len(locators)
     refused = list(refused) if refused is not None else [None] * n
     report = EmbedReport(content_hash=[None] * n, reason=list(refused))
     timers = {"read": 0.0, "decode": 0.0, "model": 0.0, "write": 0.0}
@@ -75,7 +107,7 @@ def embed_files(
     def prepare(start: int, pool: ThreadPoolExecutor) -> _Chunk:
         todo = [i for i in range(start, min(start + chunk_size, n)) if refused[i] is None]
         t0 = time.perf_counter()
-        reads = list(pool.map(lambda i: read_file(paths[i], confine_to=confine_to), todo))
+        reads = _read_parallel(reader, [locators[i] for i in todo], pool, workers)
         t1 = time.perf_counter()
         fresh: list[tuple[int, bytes, str]] = []
         for i, r in zip(todo, reads, strict=True):
@@ -87,18 +119,18 @@ def embed_files(
                 scheduled.add(r.content_hash)
                 fresh.append((i, r.data, r.content_hash))
 
-        def decode(item: tuple[int, bytes, str]) -> tuple[int, str, torch.Tensor | None, str | None]:
+        def to_tensor(item: tuple[int, bytes, str]) -> tuple[int, str, torch.Tensor | None, str | None]:
             i, data, h = item
-            img, reason = decode_image(data)
-            if img is None:
+            decoded, reason = decode(data)
+            if decoded is None:
                 return i, h, None, reason
             try:
-                return i, h, encoder.preprocess(img), None
+                return i, h, encoder.preprocess(decoded), None
             except Exception:  # a codec that decoded but produced garbage the transform rejects
                 return i, h, None, "unreadable"
 
         chunk = _Chunk([], [], [])
-        for i, h, tensor, reason in pool.map(decode, fresh):
+        for i, h, tensor, reason in pool.map(to_tensor, fresh):
             if tensor is None:
                 report.reason[i] = reason
                 failed[h] = reason
@@ -146,7 +178,7 @@ def embed_files(
     thread.join()
     if failure:
         raise failure[0]
-    # Reused: usable files whose content the store had before this run (in-run copies are neither).
+    # Reused: usable samples whose content the store had before this run (in-run copies are neither).
     report.n_reused = sum(
         1 for h, r in zip(report.content_hash, report.reason, strict=True) if h and r is None and h not in scheduled
     )
@@ -156,3 +188,20 @@ def embed_files(
             report.reason[i] = failed.get(h, "unreadable")
     report.seconds = timers
     return report
+
+
+def _read_parallel(reader: SampleReader, locators: list[str], pool: ThreadPoolExecutor, workers: int) -> list[SampleRead]:
+    """`reader.read_many` over contiguous slices, one per worker thread, results in order.
+
+    Contiguous, so a reader of shards sees neighbouring rows together (one open per shard).
+    """
+    if not locators:
+        return []
+    step = -(-len(locators) // workers)
+    parts = [locators[i : i + step] for i in range(0, len(locators), step)]
+    reads: list[SampleRead] = []
+    for part, got in zip(parts, pool.map(reader.read_many, parts), strict=True):
+        if len(got) != len(part):  # a reader bug, not a sample problem: fail loudly
+            raise RuntimeError(f"{type(reader).__name__}.read_many returned {len(got)} reads for {len(part)} locators")
+        reads.extend(got)
+    return reads

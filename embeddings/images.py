@@ -1,29 +1,25 @@
-"""Reading sample files safely: bytes -> content hash -> decoded RGB image, or a reason code.
+"""Decoding samples safely: bytes -> upright 8-bit RGB image, or a reason code.
 
-A bad file is data, not a crash: every function here returns a reason code from
-`catalogs.schemas.REASON_CODES` instead of raising for per-file problems.
+Bytes come from a reader (`winnow.reading`: local files, or a sample source's own reader). A
+bad image is data, not a crash: every function here returns a reason code from
+`catalogs.schemas.REASON_CODES` instead of raising for per-sample problems.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import io
 import logging
-import os
-import stat
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from winnow.reading import MAX_FILE_BYTES, SampleRead, SampleReader, hash_bytes, read_file, read_one
 
 LOG = logging.getLogger(__name__)
 
 # PIL's own default bomb limit (about 89 MP); above it we refuse without decoding.
 MAX_IMAGE_PIXELS = 89_478_485
-# Files above this many bytes are refused before being read into memory.
-MAX_FILE_BYTES = 256 * 1024 * 1024
 # The formats Winnow reads, by Pillow's format names. Only their decoders ever see a
 # sample's bytes, whatever its extension says: PIL would otherwise pick any plugin by magic
 # bytes, EPS included, which runs Ghostscript. "MPO" (multi-picture JPEG, what phones write)
@@ -46,66 +42,9 @@ def _registered(formats: tuple[str, ...]) -> tuple[str, ...]:
 ALLOWED_FORMATS = _registered(SUPPORTED_FORMATS)
 
 
-@dataclass(frozen=True)
-class FileRead:
-    data: bytes | None  # the file's bytes; None when unreadable
-    content_hash: str | None  # blake2b-128 of the bytes, hex; None when unreadable
-    reason: str | None  # reason code when the file could not be read
-
-
-def hash_bytes(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def read_file(path: str, *, confine_to: str | None = None) -> FileRead:
-    """Read a sample's bytes and hash them; OS problems become reason codes.
-
-    Only regular files are read: a FIFO or device named `x.png` would otherwise block
-    the run forever or stream without end. The size is checked before any byte is read.
-    confine_to: a resolved folder; the file actually opened must lie inside it, else the
-    read is refused as `outside_root`. The check is on the open descriptor, so a file
-    swapped for an outward symlink after listing is caught too.
-    """
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return FileRead(None, None, "missing")
-    except PermissionError:
-        return FileRead(None, None, "permission_denied")
-    except (OSError, ValueError):  # a dangling link loop, an I/O error, a NUL byte in the path
-        return FileRead(None, None, "unreadable")
-    try:
-        if confine_to is not None and not _inside(_opened_path(fd, path), confine_to):
-            return FileRead(None, None, "outside_root")
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return FileRead(None, None, "unreadable")
-        if info.st_size > MAX_FILE_BYTES:
-            return FileRead(None, None, "too_large")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except PermissionError:
-        return FileRead(None, None, "permission_denied")
-    except OSError as exc:
-        return FileRead(None, None, "missing" if exc.errno == errno.ENOENT else "unreadable")
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE_BYTES:  # grew after fstat
-        return FileRead(None, None, "too_large")
-    return FileRead(data, hash_bytes(data), None)
-
-
-def _opened_path(fd: int, path: str) -> str:
-    """The real path of the file behind `fd` (Linux /proc); elsewhere the resolved `path`."""
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return os.path.realpath(path)
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+# The reading half moved to `winnow.reading` (shared with the sample sources of winnow.catalogs);
+# these names stay importable from here.
+FileRead = SampleRead
 
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image | None, str | None]:
@@ -160,9 +99,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str) -> tuple[Image.Image | None, str | None]:
-    """Read and decode one file: (image, None) or (None, reason code)."""
-    read = read_file(path)
+def load_image(locator: str, *, reader: SampleReader | None = None) -> tuple[Image.Image | None, str | None]:
+    """Read and decode one sample: (image, None) or (None, reason code).
+
+    reader: the sample source's reader (`winnow.catalogs.open_reader(samples)`); None reads
+    `locator` as a local file path.
+    """
+    read = read_one(reader, locator) if reader is not None else read_file(locator)
     if read.reason is not None:
         return None, read.reason
     return decode_image(read.data)
+
+
+__all__ = ["ALLOWED_FORMATS", "MAX_FILE_BYTES", "MAX_IMAGE_PIXELS", "SUPPORTED_FORMATS", "FileRead", "SampleRead",
+           "decode_image", "hash_bytes", "load_image", "read_file", "to_rgb"]

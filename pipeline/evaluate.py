@@ -16,8 +16,8 @@ import polars as pl
 from winnow import curation
 from winnow.catalogs import (
     classes_of,
-    confinement_of,
     list_samples,
+    open_reader,
     read_ground_truth,
     resolve_catalog,
 )
@@ -321,7 +321,7 @@ def evaluate_catalog(target: str, noise: str, *, seed: int = 0, encoder: str | N
         keep = ~(joined["is_flipped"].fill_null(False).to_numpy() & joined["true_label"].is_null().to_numpy())
 
     # Only now the encoder, and with it torch: every mistake above is reported in a second.
-    from winnow.embeddings import DEFAULT_ENCODER, EmbeddingStore, embed_files, get_encoder
+    from winnow.embeddings import DEFAULT_ENCODER, EmbeddingStore, embed_samples, get_encoder
 
     name = encoder or spec.encoder or DEFAULT_ENCODER
     if names != "auto" and "zero_shot" in names and not name.startswith("open_clip:"):
@@ -335,9 +335,9 @@ def evaluate_catalog(target: str, noise: str, *, seed: int = 0, encoder: str | N
 
     store_dir = store or str(Path(tempfile.gettempdir()) / "winnow-evaluate-store")
     emb_store = EmbeddingStore(store_dir, encoder_id=enc.encoder_id, dim=enc.dim)
-    report = embed_files([p for p, ok in zip(table.column(S.ABS_PATH).to_pylist(), keep, strict=True) if ok], enc,
-                         emb_store, refused=[r for r, ok in zip(table.column("refused").to_pylist(), keep, strict=True) if ok],
-                         confine_to=confinement_of(table))
+    report = embed_samples([p for p, ok in zip(table.column(S.LOCATOR).to_pylist(), keep, strict=True) if ok],
+                           open_reader(table), enc, emb_store,
+                           refused=[r for r, ok in zip(table.column(S.REFUSED).to_pylist(), keep, strict=True) if ok])
     usable = np.array([r is None for r in report.reason])
     with tempfile.TemporaryDirectory() as tmp:
         matrix = emb_store.write_matrix([h for h, ok in zip(report.content_hash, usable, strict=True) if ok],

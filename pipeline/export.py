@@ -6,7 +6,9 @@
     imagefolder  DEST/<final label>/<file> symlinks to the images, for tools that read class
                  folders (torchvision ImageFolder, `datasets` imagefolder), with
                  DEST/metadata.csv beside them: file_name, sample_id, label, original_label,
-                 weight, path, abs_path
+                 weight, path, abs_path. A sample that is not a file of its own (its bytes live
+                 in a table or an archive: no abs_path) is written out as a file, read through
+                 its source's reader.
 
 Every format holds exactly the rows of clean.parquet: every kept or relabelled sample once,
 with its final label and weight. Labels and file names are hostile input: they never choose
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -24,8 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from winnow import atomic
+from winnow.catalogs import open_reader
 from winnow.catalogs import schemas as S
 from winnow.pipeline.report import resolve_run
+from winnow.reading import SampleReader
 
 FORMATS: dict[str, str] = {
     "parquet": "one Parquet file (polars, pandas, duckdb, Hugging Face datasets)",
@@ -69,7 +74,8 @@ def export_clean(run_or_out_dir: str | os.PathLike, *, fmt: str, dest: str | os.
     table = _read_clean(run)
     dest = Path(dest).expanduser()
     if fmt == "imagefolder":
-        return _write_imagefolder(table, dest)
+        # The reader is opened only if a sample is not a file (a file is linked, never read).
+        return _write_imagefolder(table, dest, reader=lambda: open_reader(run / "clean.parquet"))
     if dest.suffix.lower() not in _SUFFIXES[fmt]:
         dest = dest / f"clean{_SUFFIXES[fmt][0]}"
     if dest.is_dir():
@@ -90,6 +96,8 @@ def _read_clean(run: Path) -> pa.Table:
     if not path.is_file():
         raise FileNotFoundError(f"{str(run)!r} has no clean.parquet; re-run `winnow run` to write it")
     table = pq.read_table(path)
+    if S.LOCATOR not in table.column_names and S.ABS_PATH in table.column_names:
+        table = table.append_column(S.LOCATOR, table.column(S.ABS_PATH))  # runs before sources had locators
     missing = [f.name for f in S.CLEAN_SCHEMA if f.name not in table.column_names]
     if missing:
         raise ExportError(f"{str(path)!r} lacks the column(s) {', '.join(missing)}")
@@ -134,7 +142,7 @@ def _unique(name: str, taken: set[str], tag: str) -> str:
     raise ExportError(f"cannot find a free name for {name!r}")  # pragma: no cover
 
 
-def _write_imagefolder(table: pa.Table, dest: Path) -> Path:
+def _write_imagefolder(table: pa.Table, dest: Path, *, reader: Callable[[], SampleReader]) -> Path:
     if dest.exists() and not dest.is_dir():
         raise DestinationNotEmpty(f"{str(dest)!r} exists and is not a folder")
     if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).exists():
@@ -143,11 +151,11 @@ def _write_imagefolder(table: pa.Table, dest: Path) -> Path:
             f"or empty it"
         )
     with atomic.replace_folder(dest) as tmp:  # the old tree's links are unlinked, never followed
-        _fill_imagefolder(table, tmp)
+        _fill_imagefolder(table, tmp, reader)
     return dest
 
 
-def _fill_imagefolder(table: pa.Table, root: Path) -> None:
+def _fill_imagefolder(table: pa.Table, root: Path, reader: Callable[[], SampleReader]) -> None:
     frame = pl.from_arrow(table)
     reserved = {METADATA.casefold(), MARKER.casefold()}
     folders: dict[str, str] = {}
@@ -157,7 +165,9 @@ def _fill_imagefolder(table: pa.Table, root: Path) -> None:
     taken_files: dict[str, set[str]] = {f: set() for f in folders.values()}
     root_abs = os.path.abspath(root)
     file_names = []
-    for sid, path, abs_path, label in frame.select(S.SAMPLE_ID, S.PATH, S.ABS_PATH, S.LABEL).iter_rows():
+    to_copy: list[tuple[str, str, str, str]] = []  # (sample id, path, locator, where): samples that are not files
+    for sid, path, abs_path, locator, label in frame.select(S.SAMPLE_ID, S.PATH, S.ABS_PATH, S.LOCATOR,
+                                                            S.LABEL).iter_rows():
         folder = folders[label]
         if not taken_files[folder]:
             (root / folder).mkdir()
@@ -166,9 +176,27 @@ def _fill_imagefolder(table: pa.Table, root: Path) -> None:
         link = os.path.join(root_abs, folder, name)
         if os.path.dirname(link) != os.path.join(root_abs, folder) or os.path.commonpath([root_abs, link]) != root_abs:
             raise ExportError(f"refusing to write {link!r} outside {root_abs!r}")  # pragma: no cover
-        os.symlink(os.path.abspath(abs_path), link)
+        if abs_path is not None:
+            os.symlink(os.path.abspath(abs_path), link)
+        else:
+            to_copy.append((sid, path, locator, link))
         file_names.append(f"{folder}/{name}")
+    if to_copy:
+        _copy_samples(to_copy, reader())
     metadata = pl.DataFrame({"file_name": pl.Series(file_names, dtype=pl.String)}).hstack(
         frame.select(S.SAMPLE_ID, S.LABEL, "original_label", S.WEIGHT, S.PATH, S.ABS_PATH))
     metadata.write_csv(root / METADATA)
     (root / MARKER).write_text("written by `winnow export --format imagefolder`; safe to replace\n")
+
+
+def _copy_samples(samples: list[tuple[str, str, str, str]], reader: SampleReader, *, block: int = 256) -> None:
+    """Write each sample's bytes, read through its source's reader, to its file in the export."""
+    for start in range(0, len(samples), block):
+        part = samples[start : start + block]
+        reads = reader.read_many([locator for _, _, locator, _ in part])
+        for (sid, path, _, where), read in zip(part, reads, strict=True):
+            if read.reason is not None:  # kept by the run, unreadable now: the export would lack it
+                raise ExportError(f"sample {sid!r} ({path!r}) cannot be read any more ({read.reason}); "
+                                  f"re-run `winnow run` and export again")
+            with open(where, "xb") as fh:  # "x": never through a link or over a file already there
+                fh.write(read.data)

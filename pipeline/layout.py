@@ -149,5 +149,8 @@ class RunLayout:
         return (o.manifest, o.clean, o.summary, o.diff, self.report, self.thumbs)
 
 
+LATEST = "latest"  # OUT/latest -> runs/<run id>: the newest complete run
+RUNS = "runs"  # OUT/runs/<run id>/: one folder per run
+
 PUBLISHED = tuple(p.name for p in RunLayout(Path("run")).published())
 """The names OUT/ links to the latest run's files by."""

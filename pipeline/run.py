@@ -26,7 +26,7 @@ import pyarrow as pa
 from winnow.catalogs import CatalogSpec, list_samples, read_ground_truth, resolve_catalog
 from winnow.pipeline.config import Config, ConfigError, check_settings
 from winnow.pipeline.files import locked
-from winnow.pipeline.layout import EmbedOutput, RunLayout, SamplesOutput, WorkLayout
+from winnow.pipeline.layout import LATEST, EmbedOutput, RunLayout, SamplesOutput, WorkLayout
 from winnow.pipeline.versions import latest_run, prune_old_work, publish_run, start_run
 
 LOG = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
         "clean": str(outputs.clean),
         "summary": str(outputs.summary),
         "diff": str(outputs.diff),
-        "latest": str(plan.out / "latest"),
+        "latest": str(plan.out / LATEST),
         "ground_truth": str(plan.ground_truth) if plan.ground_truth else "",
     }
 

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -26,13 +25,14 @@ import pyarrow.parquet as pq
 from winnow import curation
 from winnow.catalogs import (
     classes_of,
-    confinement_of,
     list_samples,
+    open_reader,
     read_ground_truth,
     resolve_catalog,
+    source_of,
 )
 from winnow.catalogs import schemas as S
-from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
+from winnow.embeddings import EmbeddingStore, embed_samples, get_encoder
 from winnow.pipeline.evaluate import score_against_ground_truth
 from winnow.pipeline.files import load_knn_graph, save_knn_graph, write_json, write_parquet
 from winnow.pipeline.layout import (
@@ -64,14 +64,9 @@ def load_samples(target: str, work: WorkLayout, *, path_column: str | None = Non
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     digest = hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=16)
-    # A file edited in place keeps its path: its size and mtime make the key change too,
-    # so a resumed run never reuses the embedding of the old content.
-    for path in table.column(S.ABS_PATH).to_pylist():
-        try:
-            st = os.stat(path)
-            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-        except OSError:
-            digest.update(b"-")
+    # A sample changed in place keeps its row: the source's fingerprint (files: size and mtime)
+    # makes the key change too, so a resumed run never reuses the embedding of the old content.
+    digest.update(source_of(table).fingerprint(table).encode())
     key = digest.hexdigest()
     if not is_done(work, "samples", key, (out.table,)):
         write_parquet(table, out.table, schema=S.SAMPLES_SCHEMA)
@@ -98,15 +93,14 @@ def embed_shard(samples: SamplesOutput, encoder_name: str, store_dir: str, work:
         return out
     table = pq.read_table(samples.table)
     positions = list(range(shard, table.num_rows, n_shards))
-    paths = table.column(S.ABS_PATH).to_pylist()
+    locators = table.column(S.LOCATOR).to_pylist()
     refused = table.column(S.REFUSED).to_pylist()
     encoder = encoder or get_encoder(encoder_name, device=device)
     store = EmbeddingStore(store_dir, encoder_id=encoder.encoder_id, dim=encoder.dim)
     t0 = time.perf_counter()
     with _progress_bar("embedding", len(positions), enabled=progress) as update:
-        report = embed_files([paths[i] for i in positions], encoder, store,
-                             refused=[refused[i] for i in positions], batch_size=batch_size, progress=update,
-                             confine_to=confinement_of(table))
+        report = embed_samples([locators[i] for i in positions], open_reader(table), encoder, store,
+                               refused=[refused[i] for i in positions], batch_size=batch_size, progress=update)
     seconds = time.perf_counter() - t0
     write_parquet(pl.DataFrame({S.POSITION: positions, S.CONTENT_HASH: report.content_hash, S.REASON: report.reason},
                                schema={S.POSITION: pl.Int64, S.CONTENT_HASH: pl.String, S.REASON: pl.String}),
@@ -290,7 +284,8 @@ def write_manifests(samples: SamplesOutput, embed: EmbedOutput, curated: Curatio
         S.LABEL: manifest[S.FINAL_LABEL].filter(keep),
         S.ORIGINAL_LABEL: manifest[S.LABEL].filter(keep),
         S.WEIGHT: manifest[S.WEIGHT].filter(keep),
-    })
+        S.LOCATOR: frame[S.LOCATOR].filter(keep),
+    }).to_arrow().cast(S.CLEAN_SCHEMA).replace_schema_metadata({"source": table.schema.metadata[b"source"]})
     before = previous.outputs if previous else None
     previous_manifest = pl.read_parquet(before.manifest) if before else None
     diff = diff_manifests(previous_manifest, manifest)
@@ -309,6 +304,7 @@ def write_manifests(samples: SamplesOutput, embed: EmbedOutput, curated: Curatio
     from winnow.catalogs.samples import skipped_files_of
 
     summary["skipped_files"] = skipped_files_of(table)
+    summary["source"] = source_of(table).kind
     summary["diff"] = {
         "previous_run": previous.name if previous else None,
         **{c: int(counts.get(c, 0)) for c in DIFF_CHANGES},

@@ -21,14 +21,14 @@ import polars as pl
 
 from winnow import atomic
 from winnow.catalogs import schemas as S
-from winnow.pipeline.layout import PUBLISHED, RunLayout
+from winnow.pipeline.layout import LATEST, PUBLISHED, RUNS, RunLayout
 
 __all__ = ["PUBLISHED", "DIFF_CHANGES", "diff_manifests", "latest_run", "moved_thresholds", "new_run_id",
            "prune_old_work", "publish_run", "run_to_resume", "runs_dir", "start_run"]
 
 
 def runs_dir(out: Path) -> Path:
-    return out / "runs"
+    return out / RUNS
 
 
 def new_run_id() -> str:
@@ -38,7 +38,7 @@ def new_run_id() -> str:
 
 def latest_run(out: Path) -> Path | None:
     """The newest complete run, or None."""
-    link = out / "latest"
+    link = out / LATEST
     if link.is_symlink() or link.exists():
         target = link.resolve()
         if RunLayout(target).complete.exists():
@@ -77,13 +77,13 @@ def start_run(out: Path) -> Path:
 def publish_run(out: Path, run: Path) -> None:
     """Mark `run` complete and point OUT/latest (and the top-level files) at it, atomically."""
     atomic.write_text(RunLayout(run).complete, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
-    atomic.replace_symlink(out / "latest", os.path.relpath(run, out))
+    atomic.replace_symlink(out / LATEST, os.path.relpath(run, out))
     for name in PUBLISHED:
         link = out / name
         if not link.is_symlink():
             if link.exists():  # an output from before versioning: replace it with the pointer
                 link.unlink()
-            atomic.replace_symlink(link, os.path.join("latest", name))
+            atomic.replace_symlink(link, os.path.join(LATEST, name))
 
 
 def prune_old_work(out: Path, *, keep: int = 2) -> list[Path]:

@@ -121,7 +121,7 @@ def test_unexpected_exception_exits_1_with_its_traceback(folder, tmp_path):
         "import winnow.catalogs.samples as s\n"
         "def boom(*a, **k):\n"
         "    raise RuntimeError('boom: a bug, not a user error')\n"
-        "s._to_table = boom\n"
+        "s._with_label_index = boom\n"
         "from winnow.flows.cli import app\n"
         f"sys.argv = ['winnow', 'run', {str(folder)!r}, '--out', {str(tmp_path / 'o')!r}, '--encoder', 'pixels:16']\n"
         "app(prog_name='winnow')\n"

@@ -62,7 +62,7 @@ DRIVER = textwrap.dedent(
 
     if mode == "embed":
         # Small chunks so some are committed to the store before the kill.
-        winnow.pipeline.stages.embed_files = functools.partial(winnow.embeddings.embed.embed_files, chunk_size=16)
+        winnow.pipeline.stages.embed_samples = functools.partial(winnow.embeddings.embed.embed_samples, chunk_size=16)
         real = winnow.embeddings.encoders.Encoder.encode_batch
         calls = []
         def encode_then_die(self, batch):

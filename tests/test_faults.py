@@ -356,9 +356,9 @@ def faulty_run(prefect_harness, tmp_path_factory):
     vanish = root / "2" / "vanish.png"
     vanish.write_bytes(png_bytes(digit_images(1, seed=9)[0][0]))
     expected["2/vanish.png"] = "missing"
-    import winnow.embeddings.embed as embed_mod
+    import winnow.reading as reading_mod  # every file read of a run goes through winnow.reading.read_file
 
-    real_read = embed_mod.read_file
+    real_read = reading_mod.read_file
 
     def read_after_vanishing(path, **options):
         if path.endswith("vanish.png") and os.path.exists(path):
@@ -366,7 +366,7 @@ def faulty_run(prefect_harness, tmp_path_factory):
         return real_read(path, **options)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(embed_mod, "read_file", read_after_vanishing)
+        mp.setattr(reading_mod, "read_file", read_after_vanishing)
         paths = clean_dataset(str(root), make_settings(out=str(base / "out"), encoder="pixels:16", k=5))
     return paths, expected, base
 
@@ -399,11 +399,11 @@ def test_odd_names_round_trip_exactly(faulty_run):
 def test_symlink_out_of_root_is_never_opened(tmp_path, digit, monkeypatch):
     root, outside = tmp_path / "data", tmp_path / "outside"
     make_faulty_folder(root, outside, n=6, faults=[("symlink_out", 0)])
-    import winnow.embeddings.embed as embed_mod
+    import winnow.reading as reading_mod  # every file read of a run goes through winnow.reading.read_file
 
     opened = []
-    real_read = embed_mod.read_file
-    monkeypatch.setattr(embed_mod, "read_file", lambda p, **kw: opened.append(p) or real_read(p, **kw))
+    real_read = reading_mod.read_file
+    monkeypatch.setattr(reading_mod, "read_file", lambda p, **kw: opened.append(p) or real_read(p, **kw))
     from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
 
     table = list_samples(resolve_catalog(str(root)))

@@ -69,7 +69,7 @@ def test_every_allowed_format_is_registered_and_decodes_a_real_file(digit):
 
 def test_listed_extensions_are_exactly_those_of_the_allowed_formats():
     """A class folder lists as images the files of formats the decoder reads, and no others."""
-    from winnow.catalogs.spec import IMAGE_EXTENSIONS
+    from winnow.catalogs.sources.image_folder import IMAGE_EXTENSIONS
 
     registered = Image.registered_extensions()
     ours = {ext for ext, fmt in registered.items() if fmt in ALLOWED_FORMATS}

@@ -70,19 +70,19 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(spec=datasets())
 def test_every_sample_exactly_once_with_its_reason(prefect_harness, monkeypatch, spec):
-    import winnow.embeddings.embed as embed_mod
+    import winnow.reading as reading_mod  # every file read of a run goes through winnow.reading.read_file
 
     base = Path(tempfile.mkdtemp(prefix="winnow-promise-"))
     try:
         root, expected, vanish = build(base, spec)
-        real_read = embed_mod.read_file
+        real_read = reading_mod.read_file
 
         def read(path, **options):
             if path in vanish and os.path.lexists(path):
                 os.remove(path)  # listed, then gone before it is read
             return real_read(path, **options)
 
-        monkeypatch.setattr(embed_mod, "read_file", read)
+        monkeypatch.setattr(reading_mod, "read_file", read)
         before = {name: snapshot(base / name) for name in ("data", "outside")}
         # pixels:8 (192-d) rather than 16: the faults live in the files, not in the embedding, and
         # the probe's cost grows with the dimension (a third of each example at 768-d).

@@ -43,6 +43,7 @@ import polars as pl
 
 from winnow import atomic
 from winnow.catalogs import schemas as S
+from winnow.pipeline.layout import LATEST, RUNS, RunLayout
 from winnow.pipeline.report.data import (
     DUPLICATE_GROUPS,
     class_groups,
@@ -74,9 +75,9 @@ def resolve_run(run_or_out_dir: str | os.PathLike) -> Path:
     """A run folder as given, or OUT/latest resolved when given an output folder."""
     given = Path(run_or_out_dir).expanduser()
     run = given
-    if (given / "latest").exists():
-        run = (given / "latest").resolve()
-    if not (run / "manifest.parquet").is_file():
+    if (given / LATEST).exists():
+        run = (given / LATEST).resolve()
+    if not RunLayout(run).manifest.is_file():
         raise RunNotFound(
             f"{str(run_or_out_dir)!r} is not a Winnow run: no manifest.parquet in it "
             f"(pass a run folder, or an output folder holding a `latest` link)"
@@ -98,8 +99,8 @@ def write_report(run_or_out_dir: str | os.PathLike, *, thumb_limit: int = THUMB_
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     run = resolve_run(run_or_out_dir)
-    manifest = pl.read_parquet(run / "manifest.parquet")
-    summary_path = run / "summary.json"
+    manifest = pl.read_parquet(RunLayout(run).manifest)
+    summary_path = RunLayout(run).summary
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
     flagged = flagged_rows(manifest)
     groups = reason_groups(flagged) + class_groups(flagged)
@@ -115,8 +116,8 @@ def write_report(run_or_out_dir: str | os.PathLike, *, thumb_limit: int = THUMB_
         wanted.update(members)
     shown = manifest.filter(pl.col(S.SAMPLE_ID).is_in(list(wanted))).select(S.SAMPLE_ID, S.LABEL)
 
-    locations = read_locations(run, wanted)
-    thumbs = write_thumbnails(run, {sid: locations.get(sid) for sid in wanted})
+    reader, locations = read_locations(run, wanted)
+    thumbs = write_thumbnails(run, {sid: locations.get(sid) for sid in wanted}, reader)
 
     ctx = PageContext(
         catalog=str(summary.get("catalog", "run")), thumbs=thumbs, labels=dict(shown.iter_rows()),
@@ -138,10 +139,10 @@ def _link_from_out(run: Path) -> None:
     (what pipeline.versions.publish_run does for the other published files). Done here, before
     the run is published, so the first run's report works from OUT/ as soon as it is."""
     out = run.parent.parent
-    if run.parent.name != "runs" or not (out / ".winnow.lock").exists():
+    if run.parent.name != RUNS or not (out / ".winnow.lock").exists():
         return  # not a versioned output folder
     for name in (THUMBS, GALLERY):
         link = out / name
         if link.is_symlink() or link.exists():
             continue
-        atomic.replace_symlink(link, os.path.join("latest", name))
+        atomic.replace_symlink(link, os.path.join(LATEST, name))

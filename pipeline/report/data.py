@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from winnow.catalogs import CatalogError, open_reader
 from winnow.catalogs import schemas as S
 from winnow.pipeline.files import load_knn_graph
+from winnow.pipeline.layout import RunLayout
 from winnow.pipeline.report.sections import ReasonSection, section_for
+from winnow.reading import SampleReader
 
 DUPLICATE_GROUPS = 30  # duplicate groups shown
 GROUP_MEMBERS = 8  # copies shown per duplicate group
@@ -104,16 +107,26 @@ def keeper_paths(manifest: pl.DataFrame, flagged: pl.DataFrame) -> dict[str, str
     return dict(found.iter_rows())
 
 
-def read_locations(run: Path, ids: set[str]) -> dict[str, str]:
-    """sample id -> absolute file location, for `ids` only (a run may hold millions of rows)."""
-    source = run / "work" / "samples.parquet"
+def read_locations(run: Path, ids: set[str]) -> tuple[SampleReader | None, dict[str, str]]:
+    """The samples' reader and sample id -> locator, for `ids` only (a run may hold millions of rows).
+
+    Thumbnails are read through the run's source (catalogs/sources), so byte-sourced samples get
+    them too; no reader (None) when the run's source is a plug-in this process does not have.
+    """
+    layout = RunLayout(run)
+    source = layout.work.samples.table
     if not source.is_file():
-        source = run / "clean.parquet"  # old runs lose work/; clean.parquet knows the kept files
+        source = layout.outputs.clean  # old runs lose work/; clean.parquet knows the kept samples
     if not source.is_file() or not ids:
-        return {}
-    found = (pl.scan_parquet(source).select(S.SAMPLE_ID, S.ABS_PATH)
+        return None, {}
+    try:
+        reader = open_reader(source)
+    except CatalogError:
+        return None, {}
+    column = S.LOCATOR if S.LOCATOR in pl.read_parquet_schema(source) else S.ABS_PATH  # runs before locators
+    found = (pl.scan_parquet(source).select(S.SAMPLE_ID, column)
              .filter(pl.col(S.SAMPLE_ID).is_in(list(ids))).collect())
-    return dict(zip(found[S.SAMPLE_ID].to_list(), found[S.ABS_PATH].to_list(), strict=True))
+    return reader, dict(zip(found[S.SAMPLE_ID].to_list(), found[column].to_list(), strict=True))
 
 
 def read_neighbours(run: Path, ids: list[str], k: int) -> dict[str, list[tuple[str, float]]]:
@@ -121,11 +134,11 @@ def read_neighbours(run: Path, ids: list[str], k: int) -> dict[str, list[tuple[s
 
     Empty when the run's work/ folder is gone (old runs) or k is 0.
     """
-    work = run / "work"
-    if k == 0 or not ids or not (work / "embed.parquet").is_file() or not (work / "knn.npz").is_file():
+    work = RunLayout(run).work
+    if k == 0 or not ids or not work.embed.table.is_file() or not work.knn.graph.is_file():
         return {}
-    graph = load_knn_graph(work / "knn.npz")
-    embed = pl.read_parquet(work / "embed.parquet", columns=[S.SAMPLE_ID, "row"]).filter(pl.col("row") >= 0)
+    graph = load_knn_graph(work.knn.graph)
+    embed = pl.read_parquet(work.embed.table, columns=[S.SAMPLE_ID, S.ROW]).filter(pl.col(S.ROW) >= 0)
     n_rows = graph.indices.shape[0]
     by_row = embed.sort("row")
     if by_row.height != n_rows or not np.array_equal(by_row["row"].to_numpy(), np.arange(n_rows)):

@@ -11,16 +11,17 @@ from PIL import Image
 from winnow import atomic
 from winnow.embeddings import load_image
 from winnow.embeddings.images import to_rgb
+from winnow.reading import SampleReader
 
 THUMBS = "thumbs"  # the run's thumbnail folder; pages link to "thumbs/<name>"
 THUMB_PX = 128  # longest side of a stored thumbnail; tiny images are upscaled (nearest)
 
 
-def write_thumbnails(run: Path, paths: dict[str, str | None]) -> dict[str, str]:
-    """Replace RUN/thumbs with a thumbnail of every sample in `paths` (sample id -> file
-    location, None: none) whose image still decodes; returns sample id -> "thumbs/<name>"."""
+def write_thumbnails(run: Path, locators: dict[str, str | None], reader: SampleReader | None) -> dict[str, str]:
+    """Replace RUN/thumbs with a thumbnail of every sample in `locators` (sample id -> locator,
+    None: none) whose image still decodes, read through `reader`; returns sample id -> "thumbs/<name>"."""
     with atomic.replace_folder(run / THUMBS) as folder:
-        return make_thumbnails(paths, folder)
+        return make_thumbnails(locators, folder, reader)
 
 
 def _thumb_name(sample_id: str) -> str:
@@ -28,14 +29,14 @@ def _thumb_name(sample_id: str) -> str:
     return hashlib.blake2b(sample_id.encode("utf-8"), digest_size=10).hexdigest() + ".png"
 
 
-def make_thumbnails(paths: dict[str, str | None], folder: Path) -> dict[str, str]:
+def make_thumbnails(locators: dict[str, str | None], folder: Path, reader: SampleReader | None) -> dict[str, str]:
     """sample id -> "thumbs/<name>" for every sample whose image still decodes, written into `folder`."""
 
     def one(item: tuple[str, str | None]) -> tuple[str, str | None]:
-        sid, path = item
-        if not path:
+        sid, locator = item
+        if not locator or reader is None:  # never open a locator that is not a file as a path
             return sid, None
-        img, _reason = load_image(path)
+        img, _reason = load_image(locator, reader=reader)
         if img is None:
             return sid, None
         img = to_rgb(img)
@@ -50,4 +51,4 @@ def make_thumbnails(paths: dict[str, str | None], folder: Path) -> dict[str, str
         return sid, f"{THUMBS}/{name}"
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return {sid: rel for sid, rel in pool.map(one, sorted(paths.items())) if rel is not None}
+        return {sid: rel for sid, rel in pool.map(one, sorted(locators.items())) if rel is not None}

@@ -1,0 +1,95 @@
+"""`kind = "image_folder"`: a folder of class folders, `root/<label>/<image files>`.
+
+    [source]
+    kind = "image_folder"
+    root = "images"               # relative to the catalog file; "{cache}" = $WINNOW_CACHE
+    allow_outside_root = false    # follow symlinks that leave the root
+
+Every non-hidden file below a class folder is a row: one whose extension is not an image format
+Winnow reads is refused as `unsupported_format` (never opened), a symlink leading out of the root
+as `outside_root`. Hidden files and folders and files beside the class folders are not rows; the
+listing counts them (`skipped`), and the summary shows the counts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from winnow.catalogs.errors import EmptyDataset, MissingRoot
+from winnow.catalogs.keys import reject_unknown, resolve_path, typed
+from winnow.catalogs.sources.base import Listing
+from winnow.catalogs.sources.local import LocalFileSource, is_within, real_path, unlistable
+
+# File names (lower-cased) a class folder lists as images: the extensions Pillow registers for
+# the formats embeddings.images decodes (PNG, JPEG, MPO, WebP, GIF, BMP, TIFF); tests/test_formats.py
+# keeps the two in step. Any other non-hidden file in a class folder becomes a row with reason
+# `unsupported_format`; which decoder reads an image is decided by its bytes, not its name.
+IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".gif", ".bmp",
+                    ".tif", ".tiff")
+
+SKIPPED_KINDS = ("hidden", "outside_class_folders")
+"""Why a file of an image folder is not a row: a hidden file or folder (.DS_Store, ._x, .git:
+each counted once, never opened or walked), or a file beside the class folders (it has no label)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageFolderSource(LocalFileSource):
+    kind = "image_folder"
+    description = "class folders of image files: root/<label>/<file>"
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], *, base_dir: Path, where: str) -> ImageFolderSource:
+        reject_unknown(table, {"root", "allow_outside_root"}, where)
+        return cls(root=resolve_path(typed(table, "root", str, where, required=True), base_dir),
+                   allow_outside_root=typed(table, "allow_outside_root", bool, where) or False)
+
+    def list_samples(self) -> Listing:
+        root = self.root
+        if not root.is_dir():
+            raise MissingRoot(f"image folder {str(root)!r} does not exist or is not a folder")
+        real_root = root.resolve()
+        paths, files, labels, refusals = [], [], [], []
+        skipped = dict.fromkeys(SKIPPED_KINDS, 0)
+        # Sorted walk so the table's order does not depend on the file system.
+        try:
+            class_dirs = []
+            for entry in sorted(root.iterdir()):
+                if entry.name.startswith("."):
+                    skipped["hidden"] += 1
+                elif entry.is_dir():
+                    class_dirs.append(entry)
+                else:
+                    skipped["outside_class_folders"] += 1
+        except OSError as exc:
+            unlistable(exc)
+        for class_dir in class_dirs:
+            # os.walk descends into its top folder even when that is a symlink, so a class
+            # folder linked out of the root would expose every file below it.
+            class_escapes = class_dir.is_symlink() and not is_within(real_path(class_dir), real_root)
+            for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False, onerror=unlistable):
+                skipped["hidden"] += sum(d.startswith(".") for d in dirnames)
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fname in sorted(filenames):
+                    if fname.startswith("."):  # .DS_Store, ._x (AppleDouble), editor swap files
+                        skipped["hidden"] += 1
+                        continue
+                    full = Path(dirpath) / fname
+                    refused = None if fname.lower().endswith(IMAGE_EXTENSIONS) else "unsupported_format"
+                    if (class_escapes or full.is_symlink()) and not self.allow_outside_root:
+                        if not is_within(real_path(full), real_root):
+                            refused = "outside_root"
+                    paths.append(full.relative_to(root).as_posix())
+                    files.append(str(full.absolute()))
+                    labels.append(class_dir.name)
+                    refusals.append(refused)
+        if all(r == "unsupported_format" for r in refusals):
+            raise EmptyDataset(
+                f"image folder {str(root)!r} has no images: expected class_name/<file> with an extension "
+                f"in {{{','.join(IMAGE_EXTENSIONS)}}} below it"
+                + (f"; found only other files, e.g. {paths[:3]!r}" if paths else "")
+            )
+        return Listing.from_rows(paths=paths, locators=files, abs_paths=files, labels=labels, refused=refusals,
+                                 skipped=skipped)
