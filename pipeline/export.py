@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from winnow import atomic
 from winnow.catalogs import open_reader
 from winnow.catalogs import schemas as S
+from winnow.pipeline.layout import RunLayout
 from winnow.pipeline.report import resolve_run
 from winnow.reading import SampleReader
 
@@ -75,7 +76,7 @@ def export_clean(run_or_out_dir: str | os.PathLike, *, fmt: str, dest: str | os.
     dest = Path(dest).expanduser()
     if fmt == "imagefolder":
         # The reader is opened only if a sample is not a file (a file is linked, never read).
-        return _write_imagefolder(table, dest, reader=lambda: open_reader(run / "clean.parquet"))
+        return _write_imagefolder(table, dest, reader=lambda: open_reader(RunLayout(run).outputs.clean))
     if dest.suffix.lower() not in _SUFFIXES[fmt]:
         dest = dest / f"clean{_SUFFIXES[fmt][0]}"
     if dest.is_dir():
@@ -92,9 +93,9 @@ def export_clean(run_or_out_dir: str | os.PathLike, *, fmt: str, dest: str | os.
 
 
 def _read_clean(run: Path) -> pa.Table:
-    path = run / "clean.parquet"
+    path = RunLayout(run).outputs.clean
     if not path.is_file():
-        raise FileNotFoundError(f"{str(run)!r} has no clean.parquet; re-run `winnow run` to write it")
+        raise FileNotFoundError(f"{str(run)!r} has no {path.name}; re-run `winnow run` to write it")
     table = pq.read_table(path)
     if S.LOCATOR not in table.column_names and S.ABS_PATH in table.column_names:
         table = table.append_column(S.LOCATOR, table.column(S.ABS_PATH))  # runs before sources had locators

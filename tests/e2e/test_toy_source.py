@@ -137,14 +137,14 @@ class _Cards(HTMLParser):
 
 
 def test_a_registered_toy_source_runs_end_to_end(tmp_path, toy_source):
-    from winnow.pipeline.config import RunConfig
+    from winnow.pipeline.config import make_settings
     from winnow.pipeline.export import export_clean
     from winnow.pipeline.run import run_clean
 
     catalog = tmp_path / "toy.toml"
     catalog.write_text('name = "toy"\n[source]\nkind = "toy_digits"\nn = 120\n')
     out = tmp_path / "out"
-    paths = run_clean(RunConfig(target=str(catalog), out=str(out), encoder="pixels:8", k=5))
+    paths = run_clean(str(catalog), make_settings(out=str(out), encoder="pixels:8", k=5))
 
     manifest = pl.read_parquet(paths["manifest"])
     listed = ToyDigitsSource(n=120).list_samples().table
@@ -222,6 +222,7 @@ def test_the_samples_stage_key_follows_the_fingerprint(tmp_path, toy_source, mon
     """The samples stage key includes the source's fingerprint: data changed behind an unchanged
     listing gives the stages a new key, so nothing embedded from the old content is reused."""
     from winnow.catalogs import list_samples, load_catalog
+    from winnow.pipeline.layout import WorkLayout
     from winnow.pipeline.stages import load_samples
 
     catalog = tmp_path / "toy.toml"
@@ -229,8 +230,9 @@ def test_the_samples_stage_key_follows_the_fingerprint(tmp_path, toy_source, mon
     table = list_samples(load_catalog(catalog))
 
     def key() -> str:
-        load_samples(str(catalog), str(tmp_path), table=table)
-        return json.loads((tmp_path / "samples.done.json").read_text())["key"]
+        work = WorkLayout(tmp_path)
+        load_samples(str(catalog), work, table=table)
+        return json.loads(work.done("samples").read_text())["key"]
 
     first = key()
     assert key() == first
