@@ -1,7 +1,7 @@
 """Reading sample files safely: bytes -> content hash -> decoded RGB image, or a reason code.
 
 A bad file is data, not a crash: every function here returns a reason code from
-`catalogs.schemas.REASON_CODES` instead of raising for per-file problems.
+`catalogs.schemas.UNUSABLE_REASON_CODES` instead of raising for per-file problems.
 """
 
 from __future__ import annotations
