@@ -38,6 +38,7 @@ from benchmarks.common import emit  # noqa: E402
 from tests.test_crash_safety import DRIVER  # noqa: E402
 from tests.test_faults import FAULTS, ODD_NAMES, make_faulty_folder  # noqa: E402
 from winnow.catalogs import schemas as S  # noqa: E402
+from winnow.pipeline.issues import reason_codes  # noqa: E402
 
 KILL_STAGES = ("embed", "knn", "manifest")
 
@@ -74,7 +75,7 @@ def audit(manifest: pl.DataFrame, expected: dict[str, str | None]) -> dict[str, 
     for path, reasons in zip(paths, manifest[S.REASONS].to_list(), strict=True):
         want = expected.get(path)
         unusable = set(reasons or []) & S.UNUSABLE_REASONS
-        if reasons is None or not set(reasons) <= set(S.REASON_CODES):
+        if reasons is None or not set(reasons) <= set(reason_codes()):
             wrong += 1
         elif want is None and unusable or want is not None and reasons != [want]:
             wrong += 1

@@ -70,18 +70,23 @@ MANIFEST_SCHEMA = pa.schema(
 )
 """Required columns; detectors add their own score columns (`score_<detector>`) after these."""
 
-# Per-row scores the detectors add after the required columns, in the curation table and the
-# manifest: every `score_<detector>` that ran, the probe's margin, and these two (float64,
-# NaN / null where a row was not judged).
+# Per-row scores the label detectors add after the required columns, in the curation table and
+# the manifest: every `score_<detector>` that ran, the probe's margin and the suggestion's
+# confidence (float64, NaN / null where a row was not judged). The issue types' columns
+# (outlier_score, ...) follow them: each type declares its own (winnow.curation.issues).
 SCORE_PREFIX = "score_"
 PROBE_MARGIN = "probe_margin"  # out-of-fold p[given] - max p[other], in [-1, 1]; low = hard or wrong
 SUGGESTION_CONFIDENCE = "suggestion_confidence"  # the detectors' probability of the suggested label
-OUTLIER_SCORE = "outlier_score"  # kNN distance score; higher = farther from every other sample
+
+COLUMN_TYPES: dict[str, pa.DataType] = {
+    "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "string": pa.string(),
+}
+"""The arrow type of each dtype name an issue type may give its columns."""
 
 
 def is_score_column(name: str) -> bool:
     """A detector's per-row score column (float64), allowed after a table's required columns."""
-    return name.startswith(SCORE_PREFIX) or name in (PROBE_MARGIN, SUGGESTION_CONFIDENCE, OUTLIER_SCORE)
+    return name.startswith(SCORE_PREFIX) or name in (PROBE_MARGIN, SUGGESTION_CONFIDENCE)
 
 
 ORIGINAL_LABEL = "original_label"  # clean.parquet: the label as given, beside the final one
@@ -137,10 +142,10 @@ CURATION_SCHEMA = pa.schema(
         # Here the class INDEX the detectors suggest (-1 when not judged); the manifest names it.
         pa.field(SUGGESTED_LABEL, pa.int64(), nullable=False),
         pa.field(SUGGESTION_CONFIDENCE, pa.float64(), nullable=True),
-        pa.field(OUTLIER_SCORE, pa.float64(), nullable=True),
     ]
 )
-"""The curate stage's table: one row per sample; score columns (is_score_column) follow."""
+"""The curate stage's table: one row per sample; score columns (is_score_column) and the issue
+types' columns follow."""
 
 CHANGES = "changes"  # every change of the row, in DIFF_CHANGES order
 OLD_DECISION = "old_decision"
@@ -170,7 +175,8 @@ def check_table(table, schema: pa.Schema, *, what: str, extra=None) -> None:
     """Check that `table` (a pyarrow Table or anything with `.to_arrow()`, e.g. polars) starts
     with `schema`'s columns, in order, of its types (large / view string and list types count
     as their plain forms), with no nulls where the schema has none. Columns after those must
-    satisfy `extra(name)` and be float64 (detector scores); none are allowed without `extra`.
+    satisfy `extra(name)`: True means a float64 column (a detector score), an arrow type means
+    a column of that type (an issue type's), False an error; none are allowed without `extra`.
     """
     arrow = table if isinstance(table, pa.Table) else table.to_arrow()
     names = arrow.column_names
@@ -184,10 +190,13 @@ def check_table(table, schema: pa.Schema, *, what: str, extra=None) -> None:
         if not f.nullable and col.null_count:
             raise SchemaMismatch(f"{what} column {f.name!r} has {col.null_count} null(s); its schema allows none")
     for name in names[len(want):]:
-        if extra is None or not extra(name):
+        allowed = extra(name) if extra is not None else False
+        if allowed is False or allowed is None:
             raise SchemaMismatch(f"{what} has column {name!r}, which is not in its schema")
-        if _plain(arrow.column(name).type) != pa.float64():
-            raise SchemaMismatch(f"{what} score column {name!r} is {arrow.column(name).type}, not double")
+        expected = pa.float64() if allowed is True else allowed
+        got = _plain(arrow.column(name).type)
+        if got != expected:
+            raise SchemaMismatch(f"{what} score column {name!r} is {arrow.column(name).type}, not {expected}")
 
 
 def _plain(t: pa.DataType) -> pa.DataType:
@@ -198,7 +207,10 @@ def _plain(t: pa.DataType) -> pa.DataType:
     return t
 
 # --- reason codes ---------------------------------------------------------------------------
-REASON_CODES: dict[str, str] = {
+# The codes of files Winnow cannot use are fixed here: the embedder writes them. Every other
+# code belongs to an issue type (winnow.curation.issues declares each with its meaning);
+# winnow.pipeline.issues.reason_codes() is the whole list.
+UNUSABLE_REASON_CODES: dict[str, str] = {
     "unreadable": "not a decodable image: corrupt, truncated, empty, not an image, a format outside "
     "PNG/JPEG/WebP/GIF/BMP/TIFF, a FIFO or device, a symlink loop",
     "unsupported_format": "a file in a class folder whose extension is not an image format Winnow reads "
@@ -209,20 +221,9 @@ REASON_CODES: dict[str, str] = {
     "or the file is over 256 MiB",
     "outside_root": "a symlink (or a symlinked folder on its path) leads outside the dataset root; "
     "refused unless the catalog allows it",
-    "label_issue": "the evidence says the given label is wrong",
-    "near_duplicate": "a near copy of another sample that is kept",
-    "exact_duplicate": "a byte-identical copy of another sample that is kept",
-    "duplicate_label_conflict": "duplicates of each other carry different labels",
-    "leak": "duplicates a sample of a holdout catalog",
-    "outlier": "far from every other sample (kNN distance beyond the robust cut-off)",
-    "rare_class": "its class has fewer samples than the label detectors need (max(5, k)): its labels are not "
-    "judged and it is left out of the noise estimate; kept unless the policy drops it",
-    "pruned": "dropped to reach the target size",
-    "over_cap": "dropped to respect a per-class or per-cluster cap",
 }
-"""Every reason code Winnow writes, with its meaning (shown by the README and the report).
+"""Reasons that mean the sample has no embedding (it is always dropped), with their meanings.
 A sample source's reader returns these codes for samples it cannot read."""
 
-UNUSABLE_REASONS = frozenset({"unreadable", "unsupported_format", "missing", "permission_denied", "too_large",
-                              "outside_root"})
+UNUSABLE_REASONS = frozenset(UNUSABLE_REASON_CODES)
 """Reasons that mean the sample has no embedding: it is always dropped."""

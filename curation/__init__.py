@@ -4,6 +4,15 @@ from winnow.curation.confident_learning import find_confident_learning_issues
 from winnow.curation.curate import Curation, DetectConfig, cluster_balance, curate
 from winnow.curation.duplicates import DuplicateGroups, Leaks, find_duplicates, find_leaks
 from winnow.curation.errors import InvalidArray, LengthMismatch, MissingDependency
+from winnow.curation.issues import (
+    ISSUE_TYPES,
+    IssueContext,
+    IssueFindings,
+    IssueType,
+    ReportSection,
+    list_issue_types,
+    register_issue_type,
+)
 from winnow.curation.knn_graph import (
     IndexConfig,
     KnnConfig,
@@ -41,13 +50,13 @@ from winnow.curation.rebalance import (
 )
 
 __all__ = [
-    "DETECTORS", "Curation", "DecisionPolicy", "Decisions", "DetectConfig", "DuplicateGroups", "Hierarchy", "IndexConfig",
-    "InvalidArray", "KnnConfig", "KnnGraph", "KnnVotes", "LabelIssueReport", "Leaks", "LengthMismatch", "MissingDependency",
-    "Outliers", "PrunePlan", "Selection", "SemanticDuplicates", "build_knn_graph", "cluster_balance",
+    "DETECTORS", "ISSUE_TYPES", "Curation", "DecisionPolicy", "Decisions", "DetectConfig", "DuplicateGroups", "Hierarchy", "IndexConfig",
+    "InvalidArray", "IssueContext", "IssueFindings", "IssueType", "KnnConfig", "KnnGraph", "KnnVotes", "LabelIssueReport", "Leaks", "LengthMismatch", "MissingDependency",
+    "Outliers", "PrunePlan", "ReportSection", "Selection", "SemanticDuplicates", "build_knn_graph", "cluster_balance",
     "compute_weights", "curate", "decide", "detect_label_issues", "detection_metrics",
     "find_confident_learning_issues", "find_duplicates", "find_knn_label_issues", "find_label_issues",
     "find_leaks", "find_outliers", "find_semantic_duplicates", "find_simifeat_label_issues",
-    "hierarchical_kmeans", "kmeans", "list_detectors", "out_of_fold_pred_probs", "parse_noise_spec", "plant_label_noise",
-    "plan_prune", "plan_rebalance", "policy_from_dict", "resolve_target", "score_knn_distance",
+    "hierarchical_kmeans", "kmeans", "list_detectors", "list_issue_types", "out_of_fold_pred_probs", "parse_noise_spec", "plant_label_noise",
+    "plan_prune", "plan_rebalance", "policy_from_dict", "register_issue_type", "resolve_target", "score_knn_distance",
     "score_prototypicality", "search_knn",
 ]

@@ -1,5 +1,6 @@
-"""All findings for one dataset, from arrays: label issues, duplicates, leaks, outliers,
-clusters and pruning, turned into one decision per sample by the policy.
+"""All findings for one dataset, from arrays: label issues, duplicates, the issue types of
+the registry (curation/issues: leaks, outliers, rare classes, ...), clusters and pruning,
+turned into one decision per sample by the policy.
 
 This is the library's single entry point for a whole cleaning pass; the flow only reads
 files, calls `curate`, and writes the result.
@@ -12,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from winnow.curation.duplicates import find_duplicates, find_leaks, near_duplicate_threshold
+from winnow.curation.duplicates import find_duplicates
 from winnow.curation.errors import InvalidArray
+from winnow.curation.issues import IssueContext, check_findings, flag_types, issue_columns
 from winnow.curation.knn_graph import KnnGraph
 from winnow.curation.label_issues import DETECTORS, detect_label_issues, list_detectors
-from winnow.curation.outliers import find_outliers
 from winnow.curation.policy import DecisionPolicy, Decisions, decide
 from winnow.curation.prune import plan_prune
 from winnow.curation.rebalance import hierarchical_kmeans
@@ -119,8 +120,9 @@ class DetectConfig:
 @dataclass(frozen=True)
 class Curation:
     decisions: Decisions  # one decision per input row (N)
-    scores: dict[str, np.ndarray]  # per-row columns for the manifest, NaN / -1 where not embedded
+    scores: dict[str, np.ndarray]  # per-row columns for the manifest, NaN / -1 / None where not embedded
     facts: dict[str, Any] = field(default_factory=dict)  # cut-offs and counts for the summary
+    columns: dict[str, str] = field(default_factory=dict)  # the issue types' columns among `scores` -> dtype
 
 
 def curate(
@@ -141,6 +143,7 @@ def curate(
     holdout_hashes: list[str | None] | None = None,
     class_text_embeddings=None,
     class_names=None,
+    sample_stats=None,
 ) -> Curation:
     """Run every detector and decide.
 
@@ -157,10 +160,16 @@ def curate(
     with each. methods: the detectors, overriding `detect.methods` when given. seed: the
     probe's, simifeat's and (unless detect.kmeans_seed) k-means' seed.
 
+    sample_stats: {name: (N,) array} of per-sample statistics taken while decoding, for the
+    issue types that read them (IssueContext.stat); rows that were not decoded are ignored.
+
     Duplicate groups (equal content hashes, near duplicates at the detect cut) are found
     first: the label detectors count each group as one voter. A class with fewer usable
     samples than max(5, the graph's k) is rare: left out of label detection and the noise
     estimate, its rows get reason `rare_class` (facts["rare_classes"]: name -> count).
+    Every flag issue type of the registry (curation/issues: leak, outlier, rare_class and any
+    registered one) then flags rows through its `find`, adds its columns and facts; decide()
+    keeps or drops them by `policy.action_for(type)`.
     """
     labels = np.asarray(labels, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
@@ -176,29 +185,39 @@ def curate(
     check_same_length(embeddings=embeddings, rows=rows, knn_graph=graph.indices)
     hashes_u = [content_hashes[i] for i in rows] if content_hashes is not None else None
     keys_u = keys[rows]
+    m = len(rows)
+    stats_u = {}
+    for name, values in dict(sample_stats or {}).items():
+        values = np.asarray(values)
+        check_same_length(labels=labels, **{f"sample_stats[{name!r}]": values})
+        stats_u[name] = values[rows]
 
     methods = detect.method_names() if methods is None else methods
     kmeans_seed = seed if detect.kmeans_seed is None else detect.kmeans_seed
-    near = detect.near_duplicate_min_similarity
-    if near is None:
-        near = near_duplicate_threshold(graph)
-    # The groups alone (no representative yet): the label detectors count each as one voter.
-    groups_u = find_duplicates(graph, min_similarity=near, content_hashes=hashes_u, keys=keys_u).group
-
     # Label issues on the usable rows. A class whose every sample is unusable has no
     # evidence: detect over the classes present and map back.
     present = np.unique(labels[rows])
     remap = np.full(n_classes, -1, dtype=np.int64)
     remap[present] = np.arange(len(present))
     text = class_text_embeddings[present] if class_text_embeddings is not None else None
-    report = detect_label_issues(remap[labels[rows]], embeddings=embeddings, knn=graph, methods=methods,
-                                 n_classes=len(present), seed=seed, class_text_embeddings=text,
-                                 zero_shot_temperature=detect.zero_shot_temperature,
-                                 probe_folds=detect.probe_folds, probe_epochs=detect.probe_epochs,
-                                 duplicate_groups=groups_u)
+
+    def label_report(ctx: IssueContext):
+        # The duplicate groups alone (no representative yet): the label detectors count each as one voter.
+        return detect_label_issues(remap[labels[rows]], embeddings=embeddings, knn=graph, methods=methods,
+                                   n_classes=len(present), seed=seed, class_text_embeddings=text,
+                                   zero_shot_temperature=detect.zero_shot_temperature,
+                                   probe_folds=detect.probe_folds, probe_epochs=detect.probe_epochs,
+                                   duplicate_groups=ctx.duplicate_groups)
+
+    names = list(class_names) if class_names is not None else None
+    ctx = IssueContext(embeddings=embeddings, graph=graph, labels=labels[rows], n_classes=n_classes, keys=keys_u,
+                       detect=detect, class_names=names, content_hashes=hashes_u,
+                       holdout_embeddings=holdout_embeddings, holdout_hashes=holdout_hashes, sample_stats=stats_u,
+                       seed=seed, label_report=label_report, report_classes=present)
+    near = ctx.near_duplicate_similarity
+    report = ctx.label_report
     frame = report.frame
     issue = scatter_rows(rows, frame["is_label_issue"].to_numpy(), n, False)
-    rare = scatter_rows(rows, frame["is_rare_class"].to_numpy(), n, False)
     suggested = scatter_rows(rows, present[frame["suggested_label"].to_numpy()], n, -1)
     confidence = scatter_rows(rows, np.nan_to_num(frame["suggestion_confidence"].to_numpy()), n, 0.0)
     quality_u = frame["label_quality"].to_numpy()
@@ -207,18 +226,17 @@ def curate(
     dup = find_duplicates(graph, min_similarity=near, content_hashes=hashes_u,
                           labels=labels[rows], label_quality=np.nan_to_num(quality_u, nan=0.0),
                           keep=policy.duplicate_representative, keys=keys_u)
-    out = find_outliers(graph, expected_false=detect.outlier_expected_false, local=detect.outlier_local)
-    leaks = None
-    if holdout_embeddings is not None:
-        leaks = find_leaks(embeddings, holdout_embeddings, min_similarity=near,
-                           content_hashes=hashes_u, holdout_hashes=holdout_hashes).scatter(rows, n)
+    # The flag issue types (curation/issues), in registry order: each flags rows of the usable M.
+    findings = {t.name: check_findings(t, t.find(ctx), m) for t in flag_types()}
     hierarchy = hierarchical_kmeans(embeddings, levels=detect.cluster_levels, seed=kmeans_seed, niter=10)
     clusters = [scatter_rows(rows, level, n, -1) for level in hierarchy.assignments]
     priority = None
     if policy.keep is not None or policy.class_cap is not None:
-        eligible = ~dup.is_duplicate & ~out.is_outlier
-        if leaks is not None:
-            eligible &= ~leaks.is_leak[rows]
+        eligible = ~dup.is_duplicate
+        for t in flag_types():
+            if not t.rank_for_pruning:
+                for flags in findings[t.name].flags.values():
+                    eligible &= ~np.asarray(flags, dtype=bool)
         difficulty = -frame["probe_margin"].to_numpy() if "probe_margin" in frame.columns else None
         plan = plan_prune(embeddings, hierarchy.centroids[0], hierarchy.finest, difficulty=difficulty,
                           eligible=eligible, min_similarity=detect.semdedup_min_similarity,
@@ -229,36 +247,52 @@ def curate(
     decisions = decide(
         labels, unusable_reason=unusable_reason, is_label_issue=issue, suggested_label=suggested,
         suggestion_confidence=confidence, policy=policy, duplicates=dup.scatter(rows, n),
-        outliers=out.scatter(rows, n), leaks=leaks, clusters=clusters, prune_priority=priority,
-        keys=keys, n_classes=n_classes, is_rare_class=rare,
+        flags={name: {code: scatter_rows(rows, np.asarray(f, dtype=bool), n, False) for code, f in found.flags.items()}
+               for name, found in findings.items()},
+        clusters=clusters, prune_priority=priority, keys=keys, n_classes=n_classes,
     )
     scores = {
         "label_quality": scatter_rows(rows, quality_u, n, np.nan),
         "suggested_label": suggested,
         "suggestion_confidence": scatter_rows(rows, frame["suggestion_confidence"].to_numpy(), n, np.nan),
-        "outlier_score": scatter_rows(rows, out.score, n, np.nan),
     }
     for col in frame.columns:
         if col.startswith("score_") or col == "probe_margin":
             scores[col] = scatter_rows(rows, frame[col].to_numpy(), n, np.nan)
+    columns = issue_columns()  # every registered type's, in registry order; the flag types fill theirs
+    for found in findings.values():
+        for col, values in found.columns.items():
+            scores[col] = _scatter_column(rows, values, n, columns[col])
     flagged_quality = quality_u[frame["is_label_issue"].to_numpy()]
-    names = list(class_names) if class_names is not None else None
-    rare_classes = {(names[int(present[c])] if names is not None else str(int(present[c]))): int(count)
-                    for c, count in sorted(report.rare_classes.items())}
     facts = {
         "label_detectors": list(report.methods),
         "estimated_noise_rate": round(float(report.noise_rate), 4),
-        "rare_classes": rare_classes,  # class too rare to judge -> its usable samples
         "label_issue_cutoff": float(flagged_quality.max()) if flagged_quality.size else None,
         "detector_weights": {k: round(float(v), 4) for k, v in report.weights.items()},
-        "outlier_threshold": float(out.threshold),
+    }
+    for name, found in findings.items():
+        clash = sorted(set(found.facts) & set(facts))
+        if clash:
+            raise InvalidArray(f"issue type {name!r} reports fact(s) {clash!r} that another step reports")
+        facts.update(found.facts)
+    facts.update({
         "near_duplicate_min_similarity": round(float(near), 4),
         "duplicate_groups": int(dup.n_groups),
         "clusters": int(len(hierarchy.centroids[0])),
         "cluster_balance_before": cluster_balance(clusters[0][rows]),
         "cluster_balance_after": cluster_balance(decisions.cluster[decisions.final_label >= 0]),
-    }
-    return Curation(decisions=decisions, scores=scores, facts=facts)
+    })
+    return Curation(decisions=decisions, scores=scores, facts=facts,
+                    columns={c: columns[c] for c in scores if c in columns})
+
+
+def _scatter_column(rows: np.ndarray, values, n: int, dtype: str) -> np.ndarray:
+    """An issue type's (M,) column over all N rows: NaN (float64) or None (other types) where not embedded."""
+    if dtype == "float64":
+        return scatter_rows(rows, np.asarray(values, dtype=np.float64), n, np.nan)
+    out = np.full(n, None, dtype=object)
+    out[rows] = np.asarray(values, dtype=object)
+    return out
 
 
 def cluster_balance(assignment: np.ndarray) -> dict[str, float]:

@@ -12,13 +12,20 @@ never shrinks or reweights the data unless asked (no target size, no caps, weigh
 Label issues follow `on_label_issue` ("auto": relabel only on strong evidence).
 
 Order of the decision for one sample (a drop stops nothing: every finding is listed):
-unusable -> leak -> outlier -> rare class -> label issue -> duplicate (one representative per group,
-re-picked among the members that survive the steps before) -> per-class cap ("over_cap")
--> target size ("pruned") -> weight.
+unusable -> the flag issue types in registry order (curation/issues: leak -> outlier -> rare
+class -> any registered type, each kept or dropped by `on_<name>`) -> label issue -> duplicate
+(one representative per group, re-picked among the members that survive the steps before) ->
+per-class cap ("over_cap") -> target size ("pruned") -> weight.
+
+A registered issue type needs no field here: `on_<its name>` ("drop" | "keep") is accepted by
+`policy_from_dict` (so by `--set policy.on_<name>=...` and a [policy] table) and kept in
+`actions`; `policy.action_for(name)` (or `policy.on_<name>`) reads it, else the type's default.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +33,7 @@ import numpy as np
 
 from winnow.curation.duplicates import REPRESENTATIVE_RULES, DuplicateGroups
 from winnow.curation.errors import InvalidArray
+from winnow.curation.issues import ISSUE_TYPES, flag_types
 from winnow.curation.prune import PRUNE_KEEP
 from winnow.curation.rebalance import (
     CLASS_DISTRIBUTIONS,
@@ -94,7 +102,13 @@ class DecisionPolicy:
     # beta of the effective number of samples, in [0, 1).
     effective_number_beta: float = 0.999
 
+    # --- issue types without a field of their own (curation/issues) ---------------------
+    # (issue type name, "drop" | "keep") pairs, from `on_<name>` keys; a type not listed
+    # gets its default action. A dict is accepted and stored sorted.
+    actions: tuple[tuple[str, str], ...] = ()
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "actions", _check_actions(self.actions))
         choices = {
             "on_label_issue": ON_LABEL_ISSUE, "duplicate_representative": REPRESENTATIVE_RULES,
             "on_duplicate": ON_FINDING, "on_duplicate_label_conflict": ON_LABEL_CONFLICT,
@@ -115,6 +129,55 @@ class DecisionPolicy:
             raise InvalidArray(f"effective_number_beta must be in [0, 1), got {self.effective_number_beta!r}")
 
 
+    def action_for(self, issue: str) -> str:
+        """What is done with a flagged sample of flag issue type `issue`: its `on_<issue>`
+        field, else its entry in `actions`, else the type's default action."""
+        if issue not in ISSUE_TYPES or ISSUE_TYPES[issue].mechanics != "flag":
+            raise InvalidArray(f"{issue!r} is not a registered flag issue type; flag types: "
+                               f"{[t.name for t in flag_types()]}")
+        key = f"on_{issue}"
+        if key in _FIELDS:
+            return getattr(self, key)
+        return dict(self.actions).get(issue, ISSUE_TYPES[issue].default_action)
+
+    def __getattr__(self, name: str) -> Any:
+        # policy.on_<registered type> reads like a field (only called when no field matched).
+        if name.startswith("on_") and name[3:] in ISSUE_TYPES and ISSUE_TYPES[name[3:]].mechanics == "flag":
+            actions = self.__dict__.get("actions", ())
+            return dict(actions).get(name[3:], ISSUE_TYPES[name[3:]].default_action)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+_FIELDS = frozenset(DecisionPolicy.__dataclass_fields__)
+
+
+def _check_actions(actions) -> tuple[tuple[str, str], ...]:
+    """`actions` (pairs or a dict) as sorted (name, action) pairs, each a registered flag type's."""
+    if isinstance(actions, Mapping):
+        pairs = list(actions.items())
+    elif isinstance(actions, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in actions):
+        pairs = [tuple(p) for p in actions]
+    else:
+        raise InvalidArray(f"actions must map issue type names to 'drop' or 'keep', got {actions!r}")
+    out = {}
+    for name, action in pairs:
+        issue = ISSUE_TYPES.get(name)
+        if issue is None or issue.mechanics != "flag":
+            raise InvalidArray(f"actions: {name!r} is not a registered flag issue type; flag types: "
+                               f"{[t.name for t in flag_types()]}")
+        if f"on_{name}" in _FIELDS:
+            raise InvalidArray(f"actions: set {name!r} through its own field on_{name}, not actions")
+        if action not in ON_FINDING:
+            raise InvalidArray(f"on_{name} must be one of {ON_FINDING}, got {action!r}")
+        out[name] = action
+    return tuple(sorted(out.items()))
+
+
+def issue_policy_keys() -> list[str]:
+    """Every `on_<name>` key of a registered flag issue type (a field or an `actions` entry)."""
+    return [f"on_{t.name}" for t in flag_types()]
+
+
 # Fields that were policy keys before the detection knobs got their own section (issue 13):
 # naming the new place beats "unknown key".
 MOVED_TO_DETECT = ("near_duplicate_min_similarity", "outlier_expected_false", "outlier_local",
@@ -132,7 +195,22 @@ def policy_from_dict(values: dict[str, Any], *, base: DecisionPolicy | None = No
     if moved:
         raise InvalidArray(f"policy key(s) {moved!r} moved to the detect section: set them in a [detect] table "
                            f"or with --set detect.{moved[0]}=...")
-    return dataclass_from_dict(DecisionPolicy, values, base=base, error=InvalidArray, what="policy")
+    if not isinstance(values, Mapping):
+        raise InvalidArray(f"policy must be a table of key = value, got {values!r}")
+    # on_<registered issue type> without a field of its own: an entry of `actions`.
+    extra = {k for k in values if k.startswith("on_") and k not in _FIELDS and k[3:] in ISSUE_TYPES}
+    unknown = sorted(set(values) - _FIELDS - extra)
+    if unknown:
+        raise InvalidArray(f"unknown policy key(s) {unknown!r}; known: "
+                           f"{sorted(_FIELDS - {'actions'} | set(issue_policy_keys()))}")
+    fields = {k: v for k, v in values.items() if k not in extra}
+    policy = dataclass_from_dict(DecisionPolicy, fields, base=base, error=InvalidArray, what="policy")
+    if extra:
+        actions = dict(policy.actions)
+        for key in sorted(extra):
+            actions[key[3:]] = values[key]
+        policy = dataclasses.replace(policy, actions=actions)
+    return policy
 
 
 @dataclass(frozen=True)
@@ -161,6 +239,7 @@ def decide(
     keys=None,
     n_classes: int | None = None,
     is_rare_class: np.ndarray | None = None,
+    flags: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> Decisions:
     """One decision per sample.
 
@@ -180,17 +259,22 @@ def decide(
     depend on row order. n_classes: K, for class counts (default max label + 1).
     is_rare_class: (N,) bool, rows of classes too rare to judge (reason `rare_class`,
     `policy.on_rare_class`).
+    flags: the findings of the flag issue types (curation/issues): {type name: {reason code:
+    (N,) bool}}; `leaks`, `outliers` and `is_rare_class` are shorthands for the built-in three.
+    Each type's flagged usable rows get its code, and are dropped when `policy.action_for(type)`
+    is "drop", in registry order.
     """
     n = len(labels)
     labels = np.asarray(labels, dtype=np.int64)
-    is_leak = _flags(leaks, "is_leak")
-    is_outlier = _flags(outliers, "is_outlier")
-    is_rare = _flags(is_rare_class, "is_rare_class")
+    found = _issue_flags(flags, leak=_flags(leaks, "is_leak"), outlier=_flags(outliers, "is_outlier"),
+                         rare_class=_flags(is_rare_class, "is_rare_class"))
     levels = as_cluster_levels(clusters)
     check_same_length(labels=labels, unusable_reason=unusable_reason, is_label_issue=is_label_issue,
                       suggested_label=suggested_label, suggestion_confidence=suggestion_confidence,
-                      leaks=is_leak, outliers=is_outlier, is_rare_class=is_rare, prune_priority=prune_priority, keys=keys,
+                      prune_priority=prune_priority, keys=keys,
                       duplicates=None if duplicates is None else duplicates.group,
+                      **{(_SHORTHAND[t] if t in _SHORTHAND and c == t else f"flags[{t!r}][{c!r}]"): a for t, codes in found.items()
+                         for c, a in codes.items()},
                       **{f"clusters[{i}]": a for i, a in enumerate(levels)})
     decision = np.array(["keep"] * n, dtype=object)
     final = labels.copy()
@@ -206,14 +290,13 @@ def decide(
     for i in np.flatnonzero(~usable):
         reasons[i].append(unusable_reason[i])
         drop(i)
-    for flag, code, action in ((is_leak, "leak", policy.on_leak), (is_outlier, "outlier", policy.on_outlier),
-                               (is_rare, "rare_class", policy.on_rare_class)):
-        if flag is None:
-            continue
-        for i in np.flatnonzero(flag & usable):
-            reasons[i].append(code)
-            if action == "drop":
-                drop(i)
+    for issue in flag_types():  # registry order
+        action = policy.action_for(issue.name)
+        for code, flag in found.get(issue.name, {}).items():
+            for i in np.flatnonzero(flag & usable):
+                reasons[i].append(code)
+                if action == "drop":
+                    drop(i)
     for i in np.flatnonzero(np.asarray(is_label_issue, dtype=bool) & usable):
         reasons[i].append("label_issue")
         action = policy.on_label_issue
@@ -278,10 +361,40 @@ def _decide_duplicates(dup: DuplicateGroups, usable, dropped, reasons, duplicate
             drop(i)
 
 
-def _flags(finding, attr: str) -> np.ndarray | None:
+# decide()'s keywords for the built-in flag types (error messages name what the caller passed).
+_SHORTHAND = {"leak": "leaks", "outlier": "outliers", "rare_class": "is_rare_class"}
+
+
+def _issue_flags(flags, **shorthands) -> dict[str, dict[str, np.ndarray]]:
+    """{type: {code: (N,) bool}} from `flags` and the built-in shorthands, each checked."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, codes in dict(flags or {}).items():
+        issue = ISSUE_TYPES.get(name)
+        if issue is None or issue.mechanics != "flag":
+            raise InvalidArray(f"flags: {name!r} is not a registered flag issue type; flag types: "
+                               f"{[t.name for t in flag_types()]}")
+        if not isinstance(codes, Mapping):
+            raise InvalidArray(f"flags[{name!r}] must map reason codes to (N,) bool arrays, got {codes!r}")
+        for code, arr in codes.items():
+            if code not in issue.reasons:
+                raise InvalidArray(f"flags[{name!r}]: {code!r} is not a reason code of {name!r} "
+                                   f"({sorted(issue.reasons)})")
+            out.setdefault(name, {})[code] = _flags(arr, f"flags[{name!r}][{code!r}]", attribute=False)
+    for name, arr in shorthands.items():
+        if arr is None:
+            continue
+        if name in out:
+            raise InvalidArray(f"the {name!r} findings were given twice (as a keyword and in flags)")
+        out[name] = {name: arr}
+    # Codes in the type's declared order, so a sample's reasons do not depend on the dict given.
+    return {name: {c: out[name][c] for c in ISSUE_TYPES[name].reasons if c in out[name]} for name in out}
+
+
+def _flags(finding, attr: str, *, attribute: bool = True) -> np.ndarray | None:
+    """(N,) bool flags: `finding` itself, or (with `attribute`) its `attr` (Outliers.is_outlier)."""
     if finding is None:
         return None
-    arr = np.asarray(getattr(finding, attr, finding))
+    arr = np.asarray(getattr(finding, attr, finding) if attribute else finding)
     if arr.ndim != 1 or arr.dtype != bool:
         raise InvalidArray(f"{attr} must be a 1-D bool array (N,), got shape {arr.shape} dtype {arr.dtype}")
     return arr

@@ -2,7 +2,7 @@
 
 Bytes come from a reader (`winnow.reading`: local files, or a sample source's own reader). A
 bad image is data, not a crash: every function here returns a reason code from
-`catalogs.schemas.REASON_CODES` instead of raising for per-sample problems.
+`catalogs.schemas.UNUSABLE_REASON_CODES` instead of raising for per-sample problems.
 """
 
 from __future__ import annotations

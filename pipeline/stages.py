@@ -35,6 +35,7 @@ from winnow.catalogs import schemas as S
 from winnow.embeddings import EmbeddingStore, embed_samples, get_encoder
 from winnow.pipeline.evaluate import score_against_ground_truth
 from winnow.pipeline.files import load_knn_graph, save_knn_graph, write_json, write_parquet
+from winnow.pipeline.issues import extra_column, issue_columns, issue_types_key
 from winnow.pipeline.layout import (
     CurationOutput,
     EmbedOutput,
@@ -49,6 +50,9 @@ from winnow.pipeline.stage_keys import is_done, mark_done, read_done_key, stage_
 from winnow.pipeline.versions import DIFF_CHANGES, diff_manifests, moved_thresholds
 
 LOG = logging.getLogger(__name__)
+
+# The polars type of each dtype name an issue type may give its columns (schemas.COLUMN_TYPES).
+_POLARS_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "string": pl.String}
 
 
 def load_samples(target: str, work: WorkLayout, *, path_column: str | None = None, label_column: str | None = None,
@@ -194,7 +198,7 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     knobs = {k: v for k, v in dataclasses.asdict(detect).items() if k != "methods"}
     key = stage_key(work, "curate", upstream=("samples", "embed", "knn"),
                     params={"policy": dataclasses.asdict(policy), "methods": methods, "seed": seed,
-                            "holdout": holdout_keys, "detect": knobs})
+                            "holdout": holdout_keys, "detect": knobs, "issue_types": issue_types_key()})
     if is_done(work, "curate", key, (out.table, out.facts)):
         return out
     table = pq.read_table(samples.table)
@@ -221,6 +225,8 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     )
     d = result.decisions
     ids = emb_table[S.SAMPLE_ID].to_numpy()
+    # The label detectors' columns first, then the issue types' (registry order).
+    detector_cols = [c for c in result.scores if c not in result.columns]
     frame = pl.DataFrame({
         S.SAMPLE_ID: ids,
         S.DECISION: pl.Series(d.decision.tolist(), dtype=pl.String),
@@ -229,9 +235,11 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
         S.WEIGHT: d.weight,
         S.DUPLICATE_OF: pl.Series([ids[j] if j >= 0 else None for j in d.duplicate_of], dtype=pl.String),
         S.CLUSTER: pl.Series(d.cluster, dtype=pl.Int64).cast(pl.Int32).replace(-1, None),
-        **{name: values for name, values in result.scores.items()},
+        **{name: result.scores[name] for name in detector_cols},
+        **{name: pl.Series(name, result.scores[name].tolist() if dtype != "float64" else result.scores[name],
+                           dtype=_POLARS_TYPES[dtype]) for name, dtype in result.columns.items()},
     }).with_columns(pl.col(pl.Float64).fill_nan(None))
-    write_parquet(frame, out.table, schema=S.CURATION_SCHEMA, extra=S.is_score_column)
+    write_parquet(frame, out.table, schema=S.CURATION_SCHEMA, extra=extra_column)
     write_json(result.facts, out.facts)
     mark_done(work, "curate", key)
     return out
@@ -258,8 +266,11 @@ def write_manifests(samples: SamplesOutput, embed: EmbedOutput, curated: Curatio
         idx = frame[col].to_numpy()
         return pl.Series([names[int(i)] if i >= 0 else None for i in idx], dtype=pl.String)
 
-    score_cols = [c for c in cur.columns if c.startswith(S.SCORE_PREFIX)] + [
-        c for c in (S.PROBE_MARGIN, S.SUGGESTION_CONFIDENCE, S.OUTLIER_SCORE) if c in cur.columns]
+    # The label detectors' scores, then the issue types' columns in registry order.
+    own = issue_columns()
+    score_cols = [c for c in cur.columns if c.startswith(S.SCORE_PREFIX) and c not in own] + [
+        c for c in (S.PROBE_MARGIN, S.SUGGESTION_CONFIDENCE) if c in cur.columns] + [
+        c for c in own if c in cur.columns]
     manifest = pl.DataFrame({
         S.SAMPLE_ID: frame[S.SAMPLE_ID],
         S.PATH: frame[S.PATH],
@@ -291,7 +302,7 @@ def write_manifests(samples: SamplesOutput, embed: EmbedOutput, curated: Curatio
     diff = diff_manifests(previous_manifest, manifest)
     write_parquet(diff, out.diff, schema=S.DIFF_SCHEMA)
     write_parquet(clean, out.clean, schema=S.CLEAN_SCHEMA)
-    write_parquet(manifest, out.manifest, schema=S.MANIFEST_SCHEMA, extra=S.is_score_column)
+    write_parquet(manifest, out.manifest, schema=S.MANIFEST_SCHEMA, extra=extra_column)
     summary = summarise(manifest, run_info)
     summary.update(read_json(curated.facts))
     if ground_truth:

@@ -41,6 +41,7 @@ from winnow.catalogs import (
 )
 from winnow.catalogs import schemas as S
 from winnow.embeddings.images import decode_image, read_file
+from winnow.pipeline.issues import reason_codes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -228,7 +229,7 @@ def check_promise(manifest: pl.DataFrame, expected: dict[str, str | None]) -> No
     for path, decision, reasons, quality in manifest.select(
         S.PATH, S.DECISION, S.REASONS, S.LABEL_QUALITY
     ).iter_rows():
-        assert set(reasons) <= set(S.REASON_CODES), (path, reasons)
+        assert set(reasons) <= set(reason_codes()), (path, reasons)
         want = expected[path]
         if want is None:
             assert not set(reasons) & S.UNUSABLE_REASONS, (path, reasons)

@@ -129,7 +129,7 @@ def test_hidden_files_are_not_rows_but_counted(user_data, tmp_path):
 
 
 def test_unsupported_format_is_a_documented_unusable_reason():
-    assert "unsupported_format" in S.REASON_CODES and "unsupported_format" in S.UNUSABLE_REASONS
+    assert "unsupported_format" in S.UNUSABLE_REASON_CODES and "unsupported_format" in S.UNUSABLE_REASONS
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "| `unsupported_format` |" in readme
 

@@ -5,7 +5,7 @@ sample source) and `winnow.embeddings` consumes them, and neither may import the
 contract between them lives here, with nothing heavier than the standard library:
 
 - `SampleRead`: one sample's bytes, the blake2b-128 content hash of those bytes, or a reason
-  code (`winnow.catalogs.schemas.REASON_CODES`) when the sample cannot be read;
+  code (`winnow.catalogs.schemas.UNUSABLE_REASON_CODES`) when the sample cannot be read;
 - `SampleReader`: anything with `read_many(locators) -> list[SampleRead]`. A locator is an
   opaque string only its reader interprets (a file path, a shard and a row, a URL...);
 - `FileReader`, `read_file`: local files, confined to a folder, regular files only, size-capped.

@@ -1,14 +1,17 @@
 """How the report presents each reason code: its gallery section's title, order and card scores.
 
-REASON_SECTIONS maps a reason code to its ReasonSection; a family of codes shares one (every
-unusable-file code, both duplicate codes). A reason code that is not registered gets the
-generic section, so a new issue type shows up without touching the report: its own gallery
-listing, sorted by its score column when the manifest has one, lowest first, that score on
-every card. Its score column is `score_<code>`, else `score_<the code without its last
-_part>` and so on (reason `blurry_image` finds `score_blurry_image`, then `score_blurry`).
+The issue types of the registry (winnow.curation.issues) declare their reason codes' sections
+(IssueType.section -> curation's ReportSection, which curation declares without knowing the
+report); `section_for` turns those into ReasonSections here. REASON_SECTIONS holds the fixed
+unusable-file codes (one family, by path) and whatever `register_reason_section` adds, which
+wins over the registry. A reason code that no one declared gets the generic section, so a new
+issue type shows up without touching the report: its own gallery listing, sorted by its score
+column when the manifest has one, lowest first, that score on every card. Its score column is
+`score_<code>`, else `score_<the code without its last _part>` and so on (reason
+`blurry_image` finds `score_blurry_image`, then `score_blurry`).
 
 Scores sort lowest first by default: a `score_*` column is a quality (label_issues.py: low =
-likely wrong, as in cleanlab). Register `descending=True` for a score where high is worse.
+likely wrong, as in cleanlab). Declare `descending=True` for a score where high is worse.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from winnow.catalogs import schemas as S
+from winnow.curation import issues
 
 
 @dataclass(frozen=True)
@@ -28,28 +32,22 @@ class ReasonSection:
     descending: bool = False  # True: the highest value first
     order: str = "lowest label quality first"  # how that order reads, on its pages
     title: str | None = None  # shown before the code in its headings; None: the code alone
-    meaning: str | None = None  # one line on what the code means; None: catalogs.schemas.REASON_CODES
+    meaning: str | None = None  # one line on what the code means; None: its issue type's (or catalogs.schemas.UNUSABLE_REASON_CODES)
     card_scores: tuple[str, ...] = ()  # more columns on its samples' cards (all show label_quality, score_*)
     listed_first: bool = False  # listed before every other reason (the rest: the most frequent first)
 
 
 LOWEST_QUALITY = ReasonSection()
-_DUPLICATES = ReasonSection(sort_by=S.DUPLICATE_OF, order="copies of one original together")
 _UNUSABLE = ReasonSection(sort_by=S.PATH, order="by path")
 
-REASON_SECTIONS: dict[str, ReasonSection] = {
-    "label_issue": ReasonSection(listed_first=True),
-    "exact_duplicate": _DUPLICATES,
-    "near_duplicate": _DUPLICATES,
-    "outlier": ReasonSection(sort_by="outlier_score", descending=True, order="farthest first",
-                             card_scores=("outlier_score",)),
-    **dict.fromkeys(sorted(S.UNUSABLE_REASONS), _UNUSABLE),
-}
+REASON_SECTIONS: dict[str, ReasonSection] = dict.fromkeys(sorted(S.UNUSABLE_REASONS), _UNUSABLE)
+"""Sections set here rather than by an issue type: the unusable-file codes, and overrides."""
 
 
 def list_reason_sections() -> list[str]:
-    """The reason codes with a registered section (any other code gets the generic one)."""
-    return sorted(REASON_SECTIONS)
+    """The reason codes with a section of their own (any other code gets the generic one)."""
+    declared = {code for t in issues.ISSUE_TYPES.values() for code in t.reasons if _declared(t, code) is not None}
+    return sorted(set(REASON_SECTIONS) | declared)
 
 
 def register_reason_section(codes: str | Iterable[str], section: ReasonSection) -> None:
@@ -77,22 +75,47 @@ def reason_meaning(code: str) -> str:
     section = REASON_SECTIONS.get(code)
     if section is not None and section.meaning is not None:
         return section.meaning
-    return S.REASON_CODES.get(code, "")
+    issue = issues.issue_of(code)
+    if issue is not None:
+        return issue.reasons[code]
+    return S.UNUSABLE_REASON_CODES.get(code, "")
+
+
+def _declared(issue: issues.IssueType, code: str) -> ReasonSection | None:
+    """The ReasonSection an issue type declares for `code`; None when it names no sort column
+    (the generic section then applies, with the declared title and placement)."""
+    spec = issue.section(code)
+    if spec.sort_by is None:
+        return None
+    card = spec.card_columns or ((spec.sort_by,) if spec.sort_by in issue.columns else ())
+    order = spec.order or f"{'highest' if spec.descending else 'lowest'} {spec.sort_by} first"
+    return ReasonSection(sort_by=spec.sort_by, descending=spec.descending, order=order, title=spec.title,
+                         card_scores=tuple(card), listed_first=spec.listed_first)
 
 
 def section_for(code: str, columns: Collection[str]) -> ReasonSection:
     """How to present `code` in a report whose manifest has `columns`.
 
-    The registered section, or the generic one (by the code's score column, else by label
-    quality). A section whose sort column the manifest lacks (an outlier row from a manifest
-    without outlier_score) is sorted by label quality instead, and says so.
+    A section registered here, else the one its issue type declares, else the generic one (by
+    the code's score column, else by label quality). A section whose sort column the manifest
+    lacks (an outlier row from a manifest without outlier_score) is sorted by label quality
+    instead, and says so.
     """
     section = REASON_SECTIONS.get(code)
+    issue = issues.issue_of(code) if section is None else None
+    if issue is not None:
+        section = _declared(issue, code)
     if section is None:
         score = score_column(code, columns)
         if score is None:
-            return LOWEST_QUALITY
-        return ReasonSection(sort_by=score, order=f"lowest {score} first", card_scores=(score,))
+            section = LOWEST_QUALITY
+        else:
+            section = ReasonSection(sort_by=score, order=f"lowest {score} first", card_scores=(score,))
+        if issue is not None:  # no order of its own, but maybe a title or a place
+            spec = issue.section(code)
+            section = dataclasses.replace(section, title=spec.title, listed_first=spec.listed_first,
+                                          card_scores=spec.card_columns or section.card_scores)
+        return section
     if section.sort_by not in columns:
         return dataclasses.replace(section, sort_by=LOWEST_QUALITY.sort_by, descending=False,
                                    order=LOWEST_QUALITY.order)

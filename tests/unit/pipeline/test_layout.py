@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import digit_images, write_image_folder
 from winnow.catalogs import schemas as S
+from winnow.pipeline.issues import extra_column, issue_columns
 from winnow.pipeline.layout import PUBLISHED, STAGES, RunLayout, WorkLayout
 from winnow.pipeline.run import direct_stages, execute, validate_run
 
@@ -62,16 +63,18 @@ def test_every_table_written_matches_its_schema(finished_run):
         work.shard(0, 1).table: (S.EMBED_SHARD_SCHEMA, None),
         work.embed.table: (S.EMBED_SCHEMA, None),
         work.holdout(0).embed.table: (S.EMBED_SCHEMA, None),
-        work.curation.table: (S.CURATION_SCHEMA, S.is_score_column),
-        run.outputs.manifest: (S.MANIFEST_SCHEMA, S.is_score_column),
+        work.curation.table: (S.CURATION_SCHEMA, extra_column),
+        run.outputs.manifest: (S.MANIFEST_SCHEMA, extra_column),
         run.outputs.clean: (S.CLEAN_SCHEMA, None),
         run.outputs.diff: (S.DIFF_SCHEMA, None),
     }
     for path, (schema, extra) in tables.items():
         S.check_table(pl.read_parquet(path), schema, what=path.name, extra=extra)
-    # The curation table carries scores beyond its schema's columns, and each is declared as one.
+    # The curation table carries scores beyond its schema's columns, each declared as a detector's
+    # score or as an issue type's column (outlier_score: the outlier type's).
     extra = [c for c in pl.read_parquet(work.curation.table).columns if c not in S.CURATION_SCHEMA.names]
-    assert extra and all(S.is_score_column(c) for c in extra)
+    assert extra and all(S.is_score_column(c) or c in issue_columns() for c in extra)
+    assert "outlier_score" in extra and "outlier_score" in issue_columns()
 
 
 def test_the_schema_check_can_fail():
