@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from tests.clirun import base_env, run_python, winnow_command
+from tests.helpers.clirun import base_env, run_python, winnow_command
 from winnow.flows.clean import clean_dataset
 from winnow.flows.cli import app
 from winnow.pipeline.config import RunConfig

@@ -42,7 +42,7 @@ from winnow.catalogs import (
 from winnow.catalogs import schemas as S
 from winnow.embeddings.images import decode_image, read_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # --- fault makers -----------------------------------------------------------------------------
 # Each writes one file (or link) at `dest` and returns the reason code the manifest must

@@ -23,13 +23,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_faults import make_faulty_folder
+from tests.e2e.test_faults import make_faulty_folder
 from winnow.catalogs import schemas as S
 from winnow.flows.clean import clean_dataset
 from winnow.pipeline.config import RunConfig
 from winnow.pipeline.files import RunLocked
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENCODER = "pixels:16"
 FAULTS = [("truncated", 0), ("bomb", 1), ("zero_byte", 2), ("symlink_out", 0), ("cmyk", 1)]
 

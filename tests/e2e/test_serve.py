@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import digit_images, write_image_folder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_faults import FAULTS, ODD_NAMES, check_promise, make_faulty_folder
-from tests.test_report import crawl
+from tests.e2e.test_faults import FAULTS, ODD_NAMES, check_promise, make_faulty_folder
+from tests.unit.pipeline.test_report import crawl
 from winnow.catalogs import schemas as S
 from winnow.flows.clean import clean_dataset
 from winnow.pipeline.config import RunConfig
@@ -130,11 +130,13 @@ def test_every_property_runs_the_profiles_examples():
     from tests.conftest import CI_EXAMPLES
 
     properties = {}
-    for path in sorted(Path(__file__).parent.glob("test_*.py")):
-        module = importlib.import_module(f"tests.{path.stem}")
+    tests = Path(__file__).resolve().parents[1]
+    for path in sorted(tests.rglob("test_*.py")):
+        rel = path.relative_to(tests.parent)
+        module = importlib.import_module(".".join(rel.with_suffix("").parts))
         for name, fn in vars(module).items():
             if name.startswith("test_") and hasattr(fn, "hypothesis"):
-                properties[f"{path.name}::{name}"] = fn._hypothesis_internal_use_settings
+                properties[f"{rel.as_posix()}::{name}"] = fn._hypothesis_internal_use_settings
     assert len(properties) >= 10, sorted(properties)  # the ones this suite has today, at least
     loaded = settings.default
     assert loaded.max_examples >= CI_EXAMPLES

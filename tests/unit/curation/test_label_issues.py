@@ -209,7 +209,7 @@ def test_bad_arrays_raise_clear_errors(sym):
 # CIFAR-10N's human "worse" transition matrix. Here no single detector is enough: kNN voting
 # beats confident learning on the pair flips and loses to it on the human noise.
 SINGLE_DETECTORS = ("knn_vote", "simifeat", "confident_learning", "small_loss")  # each flags on its own
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 OVERLAP_NOISE = {
     "pair30": lambda: noise_transition_matrix("pair", 0.3, n_classes=10),
     "cifar10n_worse": lambda: np.loadtxt(ROOT / "benchmarks" / "data" / "cifar10n_worse.csv", delimiter=","),

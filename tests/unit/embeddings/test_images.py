@@ -18,12 +18,12 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from tests.userdata import VARIANTS, digit_images_by_class, make_user_folder
+from tests.helpers.userdata import VARIANTS, digit_images_by_class, make_user_folder
 from winnow.catalogs import list_samples, resolve_catalog
 from winnow.catalogs import schemas as S
 from winnow.embeddings.images import ALLOWED_FORMATS, decode_image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 # The formats the README promises. A Pillow that stops registering or decoding one of them
 # must turn this suite red, not turn users' files into `unreadable` rows.
 PROMISED = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")

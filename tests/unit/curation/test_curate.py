@@ -19,7 +19,7 @@ from tests.conftest import digit_images, write_image_folder
 from winnow.curation import DecisionPolicy, build_knn_graph, curate
 from winnow.curation.rebalance import resolve_target
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def digits_world(n=400, n_unusable=5, seed=0):

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.test_curate import digits_world
+from tests.unit.curation.test_curate import digits_world
 from winnow.curation import (
     InvalidArray,
     build_knn_graph,

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from tests.clirun import REPO, run_winnow
 from tests.conftest import digit_images, write_image_folder
+from tests.helpers.clirun import REPO, run_winnow
 from winnow.flows.cli import app
 
 runner = CliRunner()

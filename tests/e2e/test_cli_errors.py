@@ -13,8 +13,8 @@ import os
 import polars as pl
 import pytest
 
-from tests.clirun import base_env, run_python, run_winnow
 from tests.conftest import digit_images, write_image_folder
+from tests.helpers.clirun import base_env, run_python, run_winnow
 
 # CPU seconds of the whole process (interpreter start included). CPU time, not wall time: on a
 # shared 2-core machine the wall clock measures the neighbours; the 13-17 s this replaced were a

@@ -66,6 +66,7 @@ def _browse(page: Path, tmp: Path, *, screenshot: Path | None = None) -> str:
     return done.stdout
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(out_dir, tmp_path):
     # The first run's own report already works from OUT/: its gallery/ link is in place.
     flagged_by_run = set().union(*(p.ids for p in crawl(out_dir / "report.html").values()))

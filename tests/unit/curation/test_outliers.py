@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_duplicates import PlantedFolder, planted_folder
+from tests.unit.curation.test_duplicates import PlantedFolder, planted_folder
 from winnow.curation.errors import InvalidArray
 from winnow.curation.knn_graph import build_knn_graph
 from winnow.curation.outliers import find_outliers, score_knn_distance, score_local
