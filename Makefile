@@ -40,8 +40,10 @@ test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The inner loop: tests/unit/ and the repo checks; no whole runs, no browser, no README walk-through.
+# FAST_EXTRA='and not slow' also skips the unit tests marked slow (real encoder weights, big properties).
+FAST_EXTRA ?=
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e and not browser and not acceptance"
+	$(PY) -m pytest -q -p no:cacheprovider -m "$(strip not e2e and not browser and not acceptance $(FAST_EXTRA))"
 
 # Re-resolve after editing dependencies in pyproject.toml: pins already in the lock are kept
 # where they still fit (UPGRADE=1 takes the newest releases instead), then the lock is stamped

@@ -13,7 +13,7 @@ import os
 import polars as pl
 import pytest
 
-from tests.conftest import digit_images, write_image_folder
+from tests.helpers import digit_images, write_image_folder
 from tests.helpers.clirun import base_env, run_python, run_winnow
 
 # CPU seconds of the whole process (interpreter start included). CPU time, not wall time: on a

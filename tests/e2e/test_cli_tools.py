@@ -1,18 +1,22 @@
 """`winnow detect`, `winnow evaluate`, `--keep`, `--holdout` and the options of `run`.
 
 Success paths run through typer's CliRunner; anything about errors or output streams runs a
-real `winnow` process (tests/clirun.py), since CliRunner never prints a traceback."""
+real `winnow` process (tests/helpers/clirun.py), since CliRunner never prints a traceback."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import digit_images, write_image_folder
+from tests.helpers import digit_images, write_image_folder
 from tests.helpers.clirun import REPO, run_winnow
 from winnow.flows.cli import app
 
@@ -322,3 +326,32 @@ def test_run_on_a_table_file(tmp_path):
     assert result.exit_code == 0, result.output
     manifest = pl.read_parquet(tmp_path / "o" / "manifest.parquet")
     assert manifest["path"].to_list() == rel and manifest["label"].to_list() == [p.parent.name for p in paths]
+
+
+# --- `--keep` over a folder with a corrupt file, in a real process -------------------------------
+
+
+def test_cli_run_keep_with_a_corrupt_png(tmp_path):
+    """`winnow run FOLDER --keep 0.7` on a folder with one corrupt PNG: every input row once."""
+    folder = tmp_path / "digits"
+    paths = write_image_folder(folder, digit_images(60, seed=4))
+    corrupt = paths[17]
+    corrupt.write_bytes(corrupt.read_bytes()[:40])
+    winnow = Path(sys.executable).with_name("winnow")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           # Two shared cores: Prefect's temporary server can take longer than its default 20 s to start.
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    out = tmp_path / "out"
+    proc = subprocess.run([str(winnow), "run", str(folder), "--out", str(out), "--encoder", "pixels", "--keep", "0.7"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    manifest = pl.read_parquet(out / "manifest.parquet")
+    listed = sorted(p.relative_to(folder).as_posix() for p in paths)
+    assert sorted(manifest["path"].to_list()) == listed  # every input row, exactly once
+    bad = manifest.filter(pl.col("path") == corrupt.relative_to(folder).as_posix())
+    assert bad["decision"].to_list() == ["drop"] and bad["reasons"].to_list() == [["unreadable"]]
+    kept = int((manifest["decision"] != "drop").sum())
+    pruned = int(manifest["reasons"].list.contains("pruned").sum())
+    # The target is met exactly unless the findings alone leave fewer rows than it.
+    assert kept == round(0.7 * 60) if pruned else kept <= round(0.7 * 60), (kept, pruned)

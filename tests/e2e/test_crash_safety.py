@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from tests.e2e.test_faults import make_faulty_folder
+from tests.helpers.crash import DRIVER
+from tests.helpers.faults import make_faulty_folder
 from winnow.catalogs import schemas as S
 from winnow.flows.clean import clean_dataset
 from winnow.pipeline.config import RunConfig
@@ -32,73 +32,6 @@ from winnow.pipeline.files import RunLocked
 REPO = Path(__file__).resolve().parents[2]
 ENCODER = "pixels:16"
 FAULTS = [("truncated", 0), ("bomb", 1), ("zero_byte", 2), ("symlink_out", 0), ("cmyk", 1)]
-
-DRIVER = textwrap.dedent(
-    """
-    import functools, json, os, signal, sys, time, uuid
-    from pathlib import Path
-    repo, mode, target, out, store = sys.argv[1:6]
-    import winnow.embeddings.embed
-    import winnow.embeddings.encoders
-    import winnow.pipeline.files
-    import winnow.pipeline.stages
-    from winnow.flows.clean import clean_dataset
-    from winnow.pipeline.config import RunConfig
-
-    def die():
-        sys.stdout.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def patch(name, wrapper):
-        # The flow modules import helpers by name; patch every module that holds one.
-        for mod in (winnow.pipeline.files, winnow.pipeline.stages):
-            if hasattr(mod, name):
-                setattr(mod, name, wrapper(getattr(mod, name)))
-
-    def half_written(path):
-        # What a writer leaves when killed mid-file: a partial temp file beside the target.
-        path = Path(path)
-        (path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp").write_bytes(b"PAR1 half a file")
-
-    if mode == "embed":
-        # Small chunks so some are committed to the store before the kill.
-        winnow.pipeline.stages.embed_files = functools.partial(winnow.embeddings.embed.embed_files, chunk_size=16)
-        real = winnow.embeddings.encoders.Encoder.encode_batch
-        calls = []
-        def encode_then_die(self, batch):
-            calls.append(1)
-            if len(calls) == 4:
-                die()
-            return real(self, batch)
-        winnow.embeddings.encoders.Encoder.encode_batch = encode_then_die
-    elif mode == "knn":
-        def wrap(real):
-            def save(graph, path):
-                half_written(path)
-                die()
-            return save
-        patch("save_knn_graph", wrap)
-    elif mode == "manifest":
-        def wrap(real):
-            def write(table, path):
-                if Path(path).name == "manifest.parquet":
-                    half_written(path)
-                    die()
-                return real(table, path)
-            return write
-        patch("write_parquet", wrap)
-    elif mode == "hold":
-        # Hold the run lock for a while: signal the test, then embed slowly.
-        real = winnow.embeddings.encoders.Encoder.encode_batch
-        def slow(self, batch):
-            Path(out, "holding").write_text(str(os.getpid()))
-            time.sleep(2)  # three batches of 64: the lock is held for 6 s or more
-            return real(self, batch)
-        winnow.embeddings.encoders.Encoder.encode_batch = slow
-    paths = clean_dataset(RunConfig(target=target, out=out, store=store, encoder="pixels:16", k=5))
-    print("RESULT " + json.dumps(paths))
-    """
-)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ through a link out of it; a second run on the same output gives the same manifes
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import tempfile
@@ -18,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.test_faults import FAULTS, ODD_NAMES, check_promise, make_faulty_folder
-from tests.unit.pipeline.test_report import crawl
+from tests.helpers.faults import FAULTS, ODD_NAMES, check_promise, make_faulty_folder
+from tests.helpers.pages import crawl
 from winnow.catalogs import schemas as S
 from winnow.flows.clean import clean_dataset
 from winnow.pipeline.config import RunConfig
@@ -114,7 +113,7 @@ def test_fault_catalogue_reasons_are_known(kind):
     # Each fault maker's reason is a documented code (or None for a valid-but-unusual image).
     tmp = Path(tempfile.mkdtemp())
     try:
-        from tests.conftest import digit_images
+        from tests.helpers import digit_images
 
         dest = tmp / "c" / f"x{'.jpg' if kind in ('cmyk', 'exif_rotated') else '.png'}"
         (tmp / "c").mkdir()
@@ -122,24 +121,3 @@ def test_fault_catalogue_reasons_are_known(kind):
         assert reason is None or reason in S.UNUSABLE_REASONS
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def test_every_property_runs_the_profiles_examples():
-    """The profiles in conftest.py govern every property test: none sets its own example count,
-    so CI runs at least 50 examples of each and HYPOTHESIS_PROFILE=explore widens them all."""
-    from tests.conftest import CI_EXAMPLES
-
-    properties = {}
-    tests = Path(__file__).resolve().parents[1]
-    for path in sorted(tests.rglob("test_*.py")):
-        rel = path.relative_to(tests.parent)
-        module = importlib.import_module(".".join(rel.with_suffix("").parts))
-        for name, fn in vars(module).items():
-            if name.startswith("test_") and hasattr(fn, "hypothesis"):
-                properties[f"{rel.as_posix()}::{name}"] = fn._hypothesis_internal_use_settings
-    assert len(properties) >= 10, sorted(properties)  # the ones this suite has today, at least
-    loaded = settings.default
-    assert loaded.max_examples >= CI_EXAMPLES
-    wrong = {name: (s.max_examples, s.derandomize) for name, s in properties.items()
-             if (s.max_examples, s.derandomize) != (loaded.max_examples, loaded.derandomize)}
-    assert not wrong, f"property tests that override the profile (max_examples, derandomize): {wrong}"

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.conftest import digit_images, write_image_folder
+from tests.helpers import digit_images, write_image_folder
 
 REPO = Path(__file__).resolve().parents[2]
 

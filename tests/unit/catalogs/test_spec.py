@@ -221,3 +221,27 @@ def test_manifest_errors_give_the_line_an_editor_shows(tmp_path):
     pl.DataFrame({"path": ["a.png", "b.png", "a.png"], "label": ["x", "y", "x"]}).write_parquet(tmp_path / "m.parquet")
     with pytest.raises(DuplicatePath, match="rows 1 and 3"):
         list_samples(resolve_catalog(tmp_path / "m.parquet"))
+
+
+# --- bad catalog keys: named errors quoting the bad value, before any work -------------------------
+
+FOLDER = '[source]\nkind = "image_folder"\nroot = "data"\n'
+
+
+@pytest.mark.parametrize(
+    "text, error, match",
+    [
+        ('name = "x"\nlabels = ["a"]\n' + FOLDER, InvalidCatalog, "'labels'"),
+        ('name = "x"\n' + FOLDER + 'follow_links = true\n', InvalidCatalog, "'follow_links'"),
+        ('name = "x"\nencoder = 7\n' + FOLDER, InvalidCatalog, "'encoder' must be str, got 7"),
+        ('name = "x"\n' + FOLDER + 'allow_outside_root = "yes"\n', InvalidCatalog, "got 'yes'"),
+        ('name = "x"\nclasses = [1, 2]\n' + FOLDER, InvalidCatalog, r"\[1, 2\]"),
+        ('name = "x"\nclasses = ["a", " "]\n' + FOLDER, InvalidCatalog, "' '"),
+        ('name = "x"\nclasses = ["a", "a"]\n' + FOLDER, InvalidCatalog, "'a'"),
+        ('name = "x"\npolicy = 3\n' + FOLDER, InvalidCatalog, "got 3"),
+        ('name = ""\n' + FOLDER, InvalidCatalog, "''"),
+    ],
+)
+def test_bad_catalog_keys_and_types(tmp_path, text, error, match):
+    with pytest.raises(error, match=match):
+        load_catalog(write_toml(tmp_path / "c.toml", text))

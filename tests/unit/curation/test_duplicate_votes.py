@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 
-from tests.conftest import digit_images
+from tests.helpers import digit_images
 from winnow.curation import build_knn_graph, curate, detect_label_issues
 
 N_FLIPS = 8

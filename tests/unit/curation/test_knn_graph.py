@@ -128,5 +128,5 @@ def test_gpu_request_without_faiss_gpu_names_the_extra():
         graph = build_knn_graph(clustered(500), k=5, index=IndexConfig(device="cuda"))
         assert graph.method == "exact-gpu"
         return
-    with pytest.raises(MissingDependency, match=r"winnow\[gpu\]"):
+    with pytest.raises(MissingDependency, match=r"winnow-curate\[gpu\]"):
         build_knn_graph(clustered(500), k=5, index=IndexConfig(device="cuda"))

@@ -151,6 +151,7 @@ def test_noise_free_well_separated_flags_almost_nothing():
     assert f["is_label_issue"].sum() <= 3
 
 
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), k=st.integers(2, 4), rate=st.floats(0.0, 0.4))
 def test_scores_in_unit_interval(seed, k, rate):
@@ -163,6 +164,7 @@ def test_scores_in_unit_interval(seed, k, rate):
     assert f["suggested_label"].min() >= 0 and f["suggested_label"].max() < k
 
 
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000))
 def test_permuting_samples_permutes_results(seed):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.curation.test_duplicates import PlantedFolder, planted_folder
+from tests.helpers.planted import PlantedFolder, planted_folder
 from winnow.curation.errors import InvalidArray
 from winnow.curation.knn_graph import build_knn_graph
 from winnow.curation.outliers import find_outliers, score_knn_distance, score_local
@@ -15,10 +15,11 @@ from winnow.curation.outliers import find_outliers, score_knn_distance, score_lo
 
 @pytest.fixture(scope="session")
 def planted(tmp_path_factory) -> PlantedFolder:
-    # Same root as tests/test_duplicates.py: the folder is built and embedded once.
+    # Same root as tests/unit/curation/test_duplicates.py (tests/helpers/planted.py): the folder is built and embedded once.
     return planted_folder(str(tmp_path_factory.getbasetemp() / "planted"))
 
 
+@pytest.mark.slow
 def test_planted_out_of_domain_images_are_found(planted):
     out = find_outliers(build_knn_graph(planted.embeddings, k=10))
     ood = planted.kind == "ood"
@@ -32,6 +33,7 @@ def test_planted_out_of_domain_images_are_found(planted):
     assert ood[top].mean() >= 0.85
 
 
+@pytest.mark.slow
 def test_clean_folder_has_almost_no_outliers(planted):
     base = planted.kind == "base"
     out = find_outliers(build_knn_graph(planted.embeddings[base], k=10))

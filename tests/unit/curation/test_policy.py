@@ -193,6 +193,7 @@ def _run(x, labels, unusable, issue, suggested, conf, leaks, policy, keys):
                   keys=keys, n_classes=3)
 
 
+@pytest.mark.slow
 @settings(deadline=None)
 @given(worlds())
 def test_decide_invariants_and_row_order(world):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.unit.curation.test_curate import digits_world
+from tests.helpers import digits_world
 from winnow.curation import DecisionPolicy, build_knn_graph, curate, detect_label_issues
 from winnow.curation.noise import noise_transition_matrix, plant_label_noise
 from winnow.curation.rebalance import resolve_target

@@ -1,5 +1,6 @@
 """Embeddings a user hands to the public functions: raw rows are normalised with a warning,
-zero / NaN / inf rows are errors quoting the row (curation/validation.py, one place)."""
+zero / NaN / inf rows are errors quoting the row (curation/validation.py, one place); NaN / inf
+values and mismatched lengths are named errors quoting the value."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.unit.curation.test_curate import digits_world
+from tests.helpers import digits_world
+from winnow import curation
 from winnow.curation import (
     InvalidArray,
     build_knn_graph,
@@ -123,3 +125,30 @@ def test_zero_nan_and_inf_rows_raise_quoting_the_row(unit_and_raw, entry, bad):
     pattern = {"zero": r"row (57|7)\b.*norm 0", "nan": r"\[(57|7), 3\] is nan", "inf": r"\[(57|7), 3\] is inf"}[bad]
     with pytest.raises(InvalidArray, match=pattern):
         call()
+
+
+# --- bad arrays: NaN / inf / mismatched lengths, named and quoted -------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_embeddings_and_pred_probs(bad):
+    emb = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    emb[7, 2] = bad
+    word = "nan" if np.isnan(bad) else "inf"
+    with pytest.raises(curation.InvalidArray, match=rf"embeddings\[7, 2\] is \S*{word}"):
+        curation.build_knn_graph(emb, k=3)
+    probs = np.full((6, 2), 0.5)
+    probs[4, 1] = bad
+    from winnow.curation.confident_learning import find_confident_learning_issues
+
+    with pytest.raises(curation.InvalidArray, match=rf"pred_probs\[4, 1\] is \S*{word}"):
+        find_confident_learning_issues(np.array([0, 1, 0, 1, 0, 1]), probs)
+
+
+def test_mismatched_lengths_name_both_sides():
+    from winnow.curation.confident_learning import find_confident_learning_issues
+
+    with pytest.raises(curation.LengthMismatch, match="labels has 5 rows but pred_probs has 6"):
+        find_confident_learning_issues(np.array([0, 1, 0, 1, 0]), np.full((6, 2), 0.5))
+    with pytest.raises(curation.InvalidArray, match=r"labels\[2\] is 7, outside 0..1"):
+        find_confident_learning_issues(np.array([0, 1, 7, 1, 0, 1]), np.full((6, 2), 0.5))
