@@ -19,7 +19,7 @@ LOCK_EXCLUDES := matplotlib
 UV ?= $(shell command -v uv 2>/dev/null || echo $(VENV)/bin/uv)
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test lint bench lock clean-env chromium
+.PHONY: demo test test-fast lint bench lock clean-env chromium
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) tests/test_lock.py check
@@ -38,6 +38,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The inner loop: tests/unit/ and the repo checks; no whole runs, no browser, no README walk-through.
+# FAST_EXTRA='and not slow' also skips the unit tests marked slow (real encoder weights, big properties).
+FAST_EXTRA ?=
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider -m "$(strip not e2e and not browser and not acceptance $(FAST_EXTRA))"
 
 # Re-resolve after editing dependencies in pyproject.toml: pins already in the lock are kept
 # where they still fit (UPGRADE=1 takes the newest releases instead), then the lock is stamped

@@ -82,7 +82,7 @@ def as_csr(graph):
 
 
 def real_images(n_base: int) -> list[str]:
-    from tests.test_duplicates import write_planted_folder
+    from tests.helpers.planted import write_planted_folder
     from winnow.embeddings import decode_image, get_encoder, read_file
 
     rows = ["| encoder | images | method | duplicates P / R | outliers P / R |", "|---|---|---|---|---|"]

@@ -35,8 +35,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import polars as pl  # noqa: E402
 
 from benchmarks.common import emit  # noqa: E402
-from tests.test_crash_safety import DRIVER  # noqa: E402
-from tests.test_faults import FAULTS, ODD_NAMES, make_faulty_folder  # noqa: E402
+from tests.helpers.crash import DRIVER  # noqa: E402
+from tests.helpers.faults import FAULTS, ODD_NAMES, make_faulty_folder  # noqa: E402
 from winnow.catalogs import schemas as S  # noqa: E402
 from winnow.pipeline.issues import reason_codes  # noqa: E402
 

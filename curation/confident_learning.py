@@ -4,7 +4,7 @@ The confident joint counts, for each given label i, the samples whose predicted
 probability of some class j clears j's average self-confidence; calibrated to the
 label counts it estimates the joint distribution of (given, true) labels, and its
 off-diagonal mass is the noise rate. Pruning then removes that many samples per class.
-Our own implementation; cleanlab is the test oracle (tests/test_confident_learning.py).
+Our own implementation; cleanlab is the test oracle (tests/unit/curation/test_confident_learning.py).
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ class DetectConfig:
     # Also flag samples far from their neighbours relative to the neighbours' own spread
     # (a local ratio, for data whose concepts differ much in density). Off by default: on
     # real images it adds a few false flags and the global score already finds the junk.
-    # Provenance: chosen on the MNIST images of tests/test_outliers.py and of
+    # Provenance: chosen on the MNIST images of tests/unit/curation/test_outliers.py and of
     # benchmarks/duplicates_outliers.py (500 files, efficientnet-lite0 and pixels) against
     # that benchmark's 100k synthetic mix; not validated on held-out data.
     outlier_local: bool = False

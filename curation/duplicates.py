@@ -16,7 +16,7 @@ the samples are copies. A fixed cosine, `DetectConfig.near_duplicate_min_similar
 overrides it: a fixed value means different things for different encoders (0.95 flags
 most of sklearn's digits as copies under the `pixels` encoder, whose distinct digits
 reach 0.99, while EfficientNet keeps re-encoded / resized copies above 0.97; see
-tests/test_duplicates.py and benchmarks/duplicates_outliers.py).
+tests/unit/curation/test_duplicates.py and benchmarks/duplicates_outliers.py).
 """
 
 from __future__ import annotations

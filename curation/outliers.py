@@ -11,7 +11,7 @@ Two scores, both read off the graph (nothing N x N):
   next to a dense concept stands out even when its global distance is ordinary.
 
 By default only the global score flags (`local=False`): on real images (MNIST through
-efficientnet-lite0 and pixels, tests/test_outliers.py) the global cut-off alone finds
+efficientnet-lite0 and pixels, tests/unit/curation/test_outliers.py) the global cut-off alone finds
 the planted out-of-domain images with no false flag, while the local ratio has heavier
 tails than the model below and adds a few false flags per few hundred images. Turn the
 local test on (`DetectConfig.outlier_local`) for data whose concepts differ much in

@@ -30,7 +30,7 @@ SUPPORTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
 def _registered(formats: tuple[str, ...]) -> tuple[str, ...]:
     """The formats this Pillow can open. Image.open raises KeyError on a name it does not
     register (every file after it would read as unreadable), so the list is built from what
-    is registered; a promised format that is missing is logged, and tests/test_formats.py fails."""
+    is registered; a promised format that is missing is logged, and tests/unit/embeddings/test_images.py fails."""
     Image.init()
     found = tuple(f for f in formats if f in Image.OPEN)
     lost = [f for f in formats if f not in found and f != "MPO"]

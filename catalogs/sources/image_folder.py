@@ -24,7 +24,7 @@ from winnow.catalogs.sources.base import Listing
 from winnow.catalogs.sources.local import LocalFileSource, is_within, real_path, unlistable
 
 # File names (lower-cased) a class folder lists as images: the extensions Pillow registers for
-# the formats embeddings.images decodes (PNG, JPEG, MPO, WebP, GIF, BMP, TIFF); tests/test_formats.py
+# the formats embeddings.images decodes (PNG, JPEG, MPO, WebP, GIF, BMP, TIFF); tests/unit/embeddings/test_images.py
 # keeps the two in step. Any other non-hidden file in a class folder becomes a row with reason
 # `unsupported_format`; which decoder reads an image is decided by its bytes, not its name.
 IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".gif", ".bmp",

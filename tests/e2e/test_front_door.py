@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import base_env, run_python, run_winnow
-from tests.conftest import digit_images, write_image_folder
+from tests.helpers.clirun import base_env, run_python, run_winnow
+from tests.helpers.images import digit_images, write_image_folder
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e  # real processes

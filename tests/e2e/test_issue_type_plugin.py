@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.conftest import digit_images, write_image_folder
+from tests.helpers.images import digit_images, write_image_folder
 from winnow.curation import issues
 from winnow.curation.errors import InvalidArray
 from winnow.curation.issues import IssueContext, IssueFindings, IssueType

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 import winnow
-from tests.conftest import digit_images, write_image_folder
+from tests.helpers.images import digit_images, write_image_folder
 from winnow.catalogs import InvalidCatalog, catalog_from_folder, load_catalog
 from winnow.pipeline.config import ConfigError
 

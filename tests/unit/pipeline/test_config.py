@@ -12,7 +12,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import digit_images, write_image_folder
+from tests.helpers.images import digit_images, write_image_folder
 from winnow.catalogs import load_catalog
 from winnow.curation import (
     DecisionPolicy,

@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from tests.conftest import digit_images, write_image_folder
+from tests.helpers.images import digit_images, write_image_folder
 from winnow.catalogs import schemas as S
 from winnow.pipeline.issues import extra_column, issue_columns
 from winnow.pipeline.layout import PUBLISHED, STAGES, RunLayout, WorkLayout

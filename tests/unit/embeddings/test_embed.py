@@ -1,0 +1,83 @@
+"""embed_files: store reuse, unreadable files as reasons, and reads confined to the dataset's root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import digit_images, write_image_folder
+from tests.helpers.faults import make_faulty_folder
+from winnow.catalogs import list_samples, resolve_catalog
+from winnow.catalogs import schemas as S
+from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
+from winnow.embeddings.images import read_file
+
+
+@pytest.fixture(scope="module")
+def digit():
+    return digit_images(1, seed=3)[0][0]
+
+
+def test_embed_files_reuses_store_and_reports_unreadable(tmp_path):
+    root = tmp_path / "imgs"
+    paths = write_image_folder(root, digit_images(30))
+    (root / "1").mkdir(exist_ok=True)
+    (root / "1" / "corrupt.png").write_bytes(paths[0].read_bytes()[:40])
+    (root / "1" / "empty.png").write_bytes(b"")
+    (root / "1" / "copy.png").write_bytes(paths[1].read_bytes())  # same content as paths[1]
+    files = [str(p) for p in paths] + [str(root / "1" / "corrupt.png"), str(root / "1" / "empty.png"),
+                                       str(root / "1" / "copy.png")]
+    enc = get_encoder("pixels:16")
+    store = EmbeddingStore(tmp_path / "store", encoder_id=enc.encoder_id, dim=enc.dim)
+    first = embed_files(files, enc, store, chunk_size=8, batch_size=4)
+    assert first.reason[-3:] == ["unreadable", "unreadable", None]
+    assert first.n_embedded == 30 and first.content_hash[-1] == first.content_hash[1]
+    # Grow the dataset: only the new files are embedded.
+    new = write_image_folder(root, digit_images(5, seed=9), prefix="new")
+    second = embed_files(files + [str(p) for p in new], enc, store, chunk_size=8)
+    assert second.n_embedded == 5 and second.n_reused == 31
+
+
+def test_file_swapped_for_an_outward_symlink_after_listing_is_refused(tmp_path):
+    from winnow.catalogs import confinement_of, list_samples, resolve_catalog
+
+    root = tmp_path / "data"
+    paths = write_image_folder(root, digit_images(6))
+    secret = tmp_path / "outside" / "secret.png"
+    secret.parent.mkdir()
+    digit_images(1, seed=3)[0][0].save(secret)
+    table = list_samples(resolve_catalog(str(root)))
+    victim = paths[0]
+    victim.unlink()
+    victim.symlink_to(secret)  # the race: listed as a plain file, read as a link out of the root
+    enc = get_encoder("pixels:8")
+    store = EmbeddingStore(tmp_path / "store", encoder_id=enc.encoder_id, dim=enc.dim)
+    files = table.column("abs_path").to_pylist()
+    report = embed_files(files, enc, store, confine_to=confinement_of(table))
+    assert report.reason[files.index(str(victim))] == "outside_root"
+    assert sum(r is None for r in report.reason) == 5
+    # An in-root symlink is still fine.
+    inside = root / paths[1].parent.name / "alias.png"
+    inside.symlink_to(paths[1])
+    assert read_file(str(inside), confine_to=confinement_of(table)).reason is None
+
+
+def test_symlink_out_of_root_is_never_opened(tmp_path, digit, monkeypatch):
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    make_faulty_folder(root, outside, n=6, faults=[("symlink_out", 0)])
+    import winnow.reading as reading_mod  # every file read of a run goes through winnow.reading.read_file
+
+    opened = []
+    real_read = reading_mod.read_file
+    monkeypatch.setattr(reading_mod, "read_file", lambda p, **kw: opened.append(p) or real_read(p, **kw))
+    from winnow.embeddings import EmbeddingStore, embed_files, get_encoder
+
+    table = list_samples(resolve_catalog(str(root)))
+    refused = table.column("refused").to_pylist()
+    assert refused.count("outside_root") == 1
+    enc = get_encoder("pixels:8")
+    report = embed_files(table.column(S.ABS_PATH).to_pylist(), enc,
+                         EmbeddingStore(tmp_path / "s", encoder_id=enc.encoder_id, dim=enc.dim), refused=refused)
+    assert opened and not [p for p in opened if Path(p).name.startswith("symlink_out")]
+    assert report.reason.count("outside_root") == 1
