@@ -166,6 +166,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
     """The stages of one run into a new version under OUT/runs/ (or the killed run it resumes)."""
     # The stages import the image readers (and torch): not needed for validation.
     from winnow.pipeline.report import write_report
+    from winnow.pipeline.review.store import reviews_dir
     from winnow.pipeline.stages import read_json
 
     started = time.perf_counter()
@@ -187,7 +188,8 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
             holdouts.append(_embed(stages, plan, stages.load_samples(target, folder, table=table), folder))
         curated = stages.curate_samples(samples, embed, knn, work, encoder_name=plan.encoder_name,
                                         policy=config.policy, detect=config.detect, seed=config.run.seed,
-                                        holdouts=tuple(holdouts), encoder=plan.encoder)
+                                        holdouts=tuple(holdouts), encoder=plan.encoder,
+                                        reviews=str(reviews_dir(plan.out)))
         run_info = {
             "run_id": run.name,
             "catalog": plan.spec.name,

@@ -46,6 +46,8 @@ from winnow.pipeline.layout import (
     ShardOutput,
     WorkLayout,
 )
+from winnow.pipeline.review.apply import apply_reviews, newly_reviewed, review_counts
+from winnow.pipeline.review.store import empty_reviews, read_reviews, reviews_key
 from winnow.pipeline.stage_keys import is_done, mark_done, read_done_key, stage_key
 from winnow.pipeline.versions import DIFF_CHANGES, diff_manifests, moved_thresholds
 
@@ -184,21 +186,26 @@ def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig =
 def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, work: WorkLayout, *,
                    encoder_name: str, policy: curation.DecisionPolicy = curation.DecisionPolicy(),
                    detect: curation.DetectConfig = curation.DetectConfig(), seed: int = 0,
-                   holdouts: tuple[EmbedOutput, ...] = (), encoder=None) -> CurationOutput:
+                   holdouts: tuple[EmbedOutput, ...] = (), encoder=None,
+                   reviews: str | None = None) -> CurationOutput:
     """Every detector + the policy -> the curation table (one row per input sample) and its facts.
 
     detect.methods: "auto" or detector names; zero_shot needs an open_clip encoder (its text tower).
     holdouts: the embed outputs of the holdout catalogs (their samples that training rows duplicate
     are leaks).
+    reviews: the output folder's reviews/ (pipeline/review): the reviewers' decisions win while a
+    sample's content is unchanged; they are part of the stage key, so a new review re-decides.
     """
     out = work.curation
+    review_rows = read_reviews(reviews) if reviews else None
     methods = detect.method_names()
     methods = methods if isinstance(methods, str) else list(methods)
     holdout_keys = [read_done_key(h.done) for h in holdouts]
     knobs = {k: v for k, v in dataclasses.asdict(detect).items() if k != "methods"}
     key = stage_key(work, "curate", upstream=("samples", "embed", "knn"),
                     params={"policy": dataclasses.asdict(policy), "methods": methods, "seed": seed,
-                            "holdout": holdout_keys, "detect": knobs, "issue_types": issue_types_key()})
+                            "holdout": holdout_keys, "detect": knobs, "issue_types": issue_types_key(),
+                            "reviews": reviews_key(review_rows) if review_rows is not None else None})
     if is_done(work, "curate", key, (out.table, out.facts)):
         return out
     table = pq.read_table(samples.table)
@@ -239,6 +246,9 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
         **{name: pl.Series(name, result.scores[name].tolist() if dtype != "float64" else result.scores[name],
                            dtype=_POLARS_TYPES[dtype]) for name, dtype in result.columns.items()},
     }).with_columns(pl.col(pl.Float64).fill_nan(None))
+    frame = apply_reviews(frame, review_rows if review_rows is not None else empty_reviews(),
+                          content_hashes=emb_table[S.CONTENT_HASH].to_list(),
+                          label_index=table.column(S.LABEL_INDEX).to_numpy(), classes=classes)
     write_parquet(frame, out.table, schema=S.CURATION_SCHEMA, extra=extra_column)
     write_json(result.facts, out.facts)
     mark_done(work, "curate", key)
@@ -316,9 +326,11 @@ def write_manifests(samples: SamplesOutput, embed: EmbedOutput, curated: Curatio
 
     summary["skipped_files"] = skipped_files_of(table)
     summary["source"] = source_of(table).kind
+    summary["reviews"] = review_counts(manifest)
     summary["diff"] = {
         "previous_run": previous.name if previous else None,
         **{c: int(counts.get(c, 0)) for c in DIFF_CHANGES},
+        "newly_reviewed": newly_reviewed(previous_manifest, manifest),
     }
     if before and before.summary.exists():
         summary["diff"]["thresholds"] = moved_thresholds(read_json(before.summary), summary)

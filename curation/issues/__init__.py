@@ -35,6 +35,7 @@ from winnow.curation.issues.leak import Leak
 from winnow.curation.issues.outlier import Outlier
 from winnow.curation.issues.rare_class import RareClass
 from winnow.curation.issues.rebalance import Rebalance
+from winnow.curation.issues.review import Review
 
 ISSUE_TYPES: dict[str, IssueType] = {
     "leak": Leak(),
@@ -43,6 +44,7 @@ ISSUE_TYPES: dict[str, IssueType] = {
     "label_issue": LabelIssue(),
     "duplicate": Duplicate(),
     "rebalance": Rebalance(),
+    "review": Review(),
 }
 """Every issue type, by name, in decision order (the flag types in this order come first)."""
 
