@@ -53,7 +53,8 @@ app.add_typer(encoders_app, name="encoders")
 # Named user errors of modules a command may not have imported (they import torch): an error
 # of a module that was never imported cannot have been raised.
 _LAZY_USER_ERRORS = (("winnow.embeddings.errors", "EncoderError"), ("winnow.pipeline.export", "ExportError"),
-                     ("winnow.pipeline.report", "RunNotFound"))
+                     ("winnow.pipeline.report", "RunNotFound"), ("winnow.pipeline.review.store", "ReviewError"),
+                     ("winnow.pipeline.review.app", "TokenRequired"))
 
 
 def _is_user_error(exc: BaseException, extra: tuple[type[BaseException], ...] = ()) -> bool:
@@ -338,6 +339,30 @@ def report(
 
         path = write_report(out)
     typer.echo(f"Report: {path}")
+
+
+@app.command()
+def review(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="An output folder of `winnow run` (its latest run) or one run folder.")],
+    host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token: Annotated[str | None, typer.Option(envvar="WINNOW_REVIEW_TOKEN", help="Token every change (and, off loopback, every request) must carry. Default: a random one.")] = None,
+) -> None:
+    """Review the flagged samples of a run in a local web app; decisions go to OUT/reviews/ and every later run applies them."""
+    import secrets
+
+    with _user_errors():
+        from winnow.pipeline.review.app import check_bind, is_loopback, serve
+
+        check_bind(host, token)
+        from winnow.pipeline.report import resolve_run
+
+        run = resolve_run(out)
+    token = token or secrets.token_urlsafe(24)
+    url = f"http://{host}:{port}/" + ("" if is_loopback(host) else f"?token={token}")
+    typer.echo(f"Reviewing {run}: open {url} (Ctrl-C stops it)")
+    with _user_errors():
+        serve(out, host=host, port=port, token=token)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
     OUT/runs/<run id>/                  RunLayout
         manifest.parquet clean.parquet diff.parquet summary.json report.html thumbs/
+        map.parquet                     the embedding map (pipeline/review/projection.py)
         COMPLETE                        written last: the run finished (pipeline/versions.py)
         work/                           WorkLayout: the stages' files
             samples.parquet             load_samples      -> SamplesOutput
@@ -137,6 +138,11 @@ class RunLayout:
     @property
     def thumbs(self) -> Path:
         return self.folder / "thumbs"
+
+    @property
+    def map(self) -> Path:
+        """map.parquet: the embedding map (pipeline/review/projection.py), once per run."""
+        return self.folder / "map.parquet"
 
     @property
     def complete(self) -> Path:

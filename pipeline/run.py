@@ -166,6 +166,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
     """The stages of one run into a new version under OUT/runs/ (or the killed run it resumes)."""
     # The stages import the image readers (and torch): not needed for validation.
     from winnow.pipeline.report import write_report
+    from winnow.pipeline.review.projection import write_map
     from winnow.pipeline.review.store import reviews_dir
     from winnow.pipeline.stages import read_json
 
@@ -205,6 +206,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
             previous=RunLayout(previous) if previous else None,
             ground_truth=str(plan.ground_truth) if plan.ground_truth else None,
         )
+        write_map(run.folder, seed=config.run.seed)
         write_report(run.folder)
         publish_run(plan.out, run.folder)
         prune_old_work(plan.out, keep=2)

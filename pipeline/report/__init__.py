@@ -128,9 +128,23 @@ def write_report(run_or_out_dir: str | os.PathLike, *, thumb_limit: int = THUMB_
         sections={g.key: g.section for g in groups if g.kind == "reason"},
     )
     write_gallery(run, flagged, groups, ctx)
-    out = atomic.write_text(run / REPORT, render_overview(summary, manifest, flagged, groups, dup_groups, ctx))
+    out = atomic.write_text(run / REPORT, render_overview(summary, manifest, flagged, groups, dup_groups, ctx,
+                                                          map_html=_map_html(run, manifest)))
     _link_from_out(run)
     return out
+
+
+def _map_html(run: Path, manifest: pl.DataFrame) -> str:
+    """The embedding map's static figure, when the run has RUN/map.parquet."""
+    from winnow.pipeline.review.projection import map_svg, read_map
+
+    path = RunLayout(run).map
+    if not path.is_file():
+        return ""
+    points, meta = read_map(path)
+    labels = manifest.select(S.SAMPLE_ID, S.LABEL).filter(pl.col(S.SAMPLE_ID).is_in(points[S.SAMPLE_ID].implode()))
+    classes = sorted(manifest[S.LABEL].unique().to_list())
+    return map_svg(points, dict(labels.iter_rows()), classes, meta)
 
 
 def _link_from_out(run: Path) -> None:

@@ -50,8 +50,8 @@ def _label_issue_cutoff(summary: dict, manifest: pl.DataFrame) -> float | None:
 
 
 def render_overview(summary: dict, manifest: pl.DataFrame, flagged: pl.DataFrame, groups: list[Group],
-                    dup_groups: list[tuple[str, list[str]]], ctx: PageContext) -> str:
-    """The text of report.html."""
+                    dup_groups: list[tuple[str, list[str]]], ctx: PageContext, *, map_html: str = "") -> str:
+    """The text of report.html (`map_html`: the embedding map's static figure, if the run has one)."""
     cutoff = _label_issue_cutoff(summary, manifest)
     parts = [
         f"{document_head(f'Winnow report: {ctx.catalog}')}<body><main>",
@@ -62,6 +62,7 @@ def render_overview(summary: dict, manifest: pl.DataFrame, flagged: pl.DataFrame
         _confusion_section(manifest, ctx),
         _histogram_section(manifest, ctx.score_cols, cutoff),
         "</div>",
+        _map_section(map_html),
         _gallery_section(flagged, groups, ctx),
         _duplicates_section(manifest, dup_groups, ctx),
         _unusable_section(manifest, ctx),
@@ -90,6 +91,11 @@ def _summary_section(summary: dict, manifest: pl.DataFrame, n_flagged: int, cuto
         c = int(decisions.get(d, 0))
         cards.append((d, c, f"{100 * c / n:.1f}% of samples" if n else "", cls))
     cards.append(("flagged", n_flagged, "samples with any reason", ""))
+    reviews = summary.get("reviews")
+    if reviews:
+        cards.append(("reviewed", reviews.get("reviewed", 0), "decided by a person (OUT/reviews/)", "ok"))
+        cards.append(("pending review", reviews.get("pending", 0),
+                      f"flagged, not reviewed; {fmt(reviews.get('stale', 0))} changed since review", ""))
     emb = summary.get("embedding") or {}
     if emb:
         cards.append(("embedded", emb.get("embedded", "?"), f"reused {fmt(emb.get('reused', '?'))}", ""))
@@ -112,6 +118,17 @@ def _summary_section(summary: dict, manifest: pl.DataFrame, n_flagged: int, cuto
     return (f"<section id=\"summary\"><h2>Summary</h2><div class=\"cards\">{card_html}</div>"
             f"<table id=\"reasons\"><thead><tr><th>reason</th><th>samples</th><th>meaning</th></tr></thead>"
             f"<tbody>{rows}</tbody></table></section>")
+
+
+def _map_section(map_html: str) -> str:
+    if not map_html:
+        return ""
+    style = ("<style>#embedding-map svg{background:#fafafa;border:1px solid #ddd;max-width:100%;height:auto}"
+             "#embedding-map .lg{display:inline-block;margin-right:.8em;font-size:.85em}"
+             "#embedding-map .lg i{display:inline-block;width:.8em;height:.8em;margin-right:.3em;"
+             "border-radius:50%}</style>")
+    return (f"<section id=\"map\"><h2>Embedding map</h2>{style}{map_html}"
+            f"<p class=\"note\">Interactive version: <code>winnow review OUT</code>.</p></section>")
 
 
 def _class_section(manifest: pl.DataFrame) -> str:
