@@ -68,7 +68,9 @@ COVERED_ELSEWHERE: dict[str, tuple[tuple[str, ...], str]] = {
     **{f"curation/issues/{name}.py": (("tests/unit/curation/test_issue_registry.py",
                                        "tests/e2e/test_issue_type_plugin.py"),
                                       "every issue type is checked through the one registry contract")
-       for name in ("base", "duplicate", "label_issue", "leak", "outlier", "rare_class", "rebalance")},
+       for name in ("base", "duplicate", "label_issue", "leak", "outlier", "rare_class", "rebalance", "review")},
+    "pipeline/review/app.py": (("tests/e2e/test_review.py", "tests/e2e/test_review_browser.py"),
+                               "the app is a server: driven through FastAPI's TestClient, over HTTP and in chromium"),
     "pipeline/issues.py": (("tests/unit/curation/test_issue_registry.py", "tests/e2e/test_issue_type_plugin.py"),
                            "joins the issue registry with the schemas; checked with the registry"),
     **{f"pipeline/report/{name}.py": (("tests/unit/pipeline/test_report.py",
