@@ -129,8 +129,9 @@ def read_map(path: str | Path) -> tuple[pl.DataFrame, dict]:
     return pl.from_arrow(table), meta
 
 
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
-           "#bab0ac", "#86bcb6", "#8cd17d", "#d37295", "#a0cbe8", "#ffbe7d", "#499894", "#79706e")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d")
+"""Class colours (tab10 without its red, then tab20's light tones): black rings flagged points, red marks the selection in the app."""
 
 
 def class_colour(index: int) -> str:
@@ -152,14 +153,14 @@ def map_svg(points: pl.DataFrame, labels: dict[str, str], classes: list[str], me
     for sid, x, y, flag in points.select(S.SAMPLE_ID, "x", "y", "flagged").iter_rows():
         cx, cy = pad + x * (size - 2 * pad), pad + (1 - y) * (size - 2 * pad)
         fill = colour_of.get(labels.get(sid, ""), "#999")
-        stroke = ' stroke="#d62728" stroke-width="1.6"' if flag else ""
-        r = 3.2 if flag else 2.2
+        stroke = ' stroke="#111" stroke-width="1.4"' if flag else ""
+        r = 3.6 if flag else 2.4
         dots.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r}" fill="{fill}"{stroke}>'
                     f'<title>{escape(labels.get(sid, ""))}{" (flagged)" if flag else ""}</title></circle>')
     legend = "".join(f'<span class="lg"><i style="background:{colour_of[c]}"></i>{escape(c)}</span>'
                      for c in classes[:24])
     note = (f"{meta.get('method', '?')} projection of {meta.get('sampled', points.height):,} of "
-            f"{meta.get('total', points.height):,} embedded samples; {points.height:,} drawn; red ring: flagged")
+            f"{meta.get('total', points.height):,} embedded samples; {points.height:,} drawn; black ring: flagged")
     return (f'<figure id="embedding-map"><svg viewBox="0 0 {size} {size}" width="{size}" height="{size}" '
             f'role="img" aria-label="embedding map">{"".join(dots)}</svg>'
             f'<figcaption>{escape(note)}<div class="legend">{legend}</div></figcaption></figure>')

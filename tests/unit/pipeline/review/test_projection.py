@@ -39,5 +39,5 @@ def test_static_map_is_escaped_and_capped():
                         "y": np.linspace(0, 1, 10, dtype=np.float32), "flagged": [i < 3 for i in range(10)]})
     svg = map_svg(pts, {f"s{i}": "<b>" for i in range(10)}, ["<b>"], {"method": "pca", "sampled": 10, "total": 99},
                   limit=5)
-    assert svg.count("<circle") == 5 and svg.count('stroke="#d62728"') == 3  # flagged drawn first
+    assert svg.count("<circle") == 5 and svg.count('stroke="#111"') == 3  # flagged drawn first
     assert "<b>" not in svg and "&lt;b&gt;" in svg and "10 of 99" in svg
