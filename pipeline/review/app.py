@@ -47,8 +47,8 @@ from winnow.pipeline.review.store import (
     REVIEWED_AT,
     REVIEWER,
     ReviewError,
+    ReviewReader,
     folder_signature,
-    read_reviews,
     reviews_dir,
     write_reviews,
 )
@@ -163,6 +163,8 @@ class ReviewData:
         self._cache_key: tuple | None = None
         self._view: pl.DataFrame | None = None
         self._reviews: pl.DataFrame | None = None
+        self._reader = ReviewReader(self.reviews_folder)
+        self._map_json: bytes | None = None
 
     # --- the live view: flagged rows joined with the newest reviews ---------------------------
     def view(self) -> pl.DataFrame:
@@ -170,7 +172,7 @@ class ReviewData:
         key = folder_signature(self.reviews_folder)
         with self._lock:
             if key != self._cache_key or self._view is None:
-                reviews = read_reviews(self.reviews_folder)
+                reviews = self._reader.read()
                 self._reviews = reviews
                 joined = self.flagged.join(
                     reviews.select(S.SAMPLE_ID, pl.col(S.CONTENT_HASH).alias("_r_hash"),
@@ -311,6 +313,12 @@ class ReviewData:
             "score_range": [_num(score.min()), _num(score.max())] if score.len() else [None, None],
             "map": self.map_meta if self.map_points is not None else None,
         }
+
+    def map_json(self) -> bytes:
+        """map_payload as JSON, built once (the map does not change while the app runs)."""
+        if self._map_json is None:
+            self._map_json = json.dumps(self.map_payload(), separators=(",", ":")).encode()
+        return self._map_json
 
     def map_payload(self) -> dict[str, Any]:
         if self.map_points is None:
@@ -456,8 +464,8 @@ def create_app(out: str | Path, *, token: str, token_for_reads: bool = False):
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
     @app.get("/api/map")
-    def map_points() -> dict[str, Any]:
-        return data.map_payload()
+    def map_points() -> Response:
+        return Response(data.map_json(), media_type="application/json")
 
     @app.post("/api/reviews")
     async def reviews(request: Request) -> dict[str, Any]:

@@ -125,15 +125,43 @@ def read_reviews(folder: str | os.PathLike) -> pl.DataFrame:
 
     Ties on `reviewed_at` go to the later file name, then the later row.
     """
-    parts = []
-    for i, path in enumerate(review_files(folder)):
-        frame = read_review_file(path)
-        parts.append(frame.with_columns(pl.lit(i).alias("_file"), pl.int_range(pl.len()).alias("_row")))
+    return newest_per_sample([(path, read_review_file(path)) for path in review_files(folder)])
+
+
+def newest_per_sample(parts: list[tuple[Path, pl.DataFrame]]) -> pl.DataFrame:
+    """The newest row per sample of the part files' rows (given in file name order)."""
     if not parts:
         return empty_reviews()
-    every = pl.concat(parts)
+    every = pl.concat([frame.with_columns(pl.lit(i).alias("_file"), pl.int_range(pl.len()).alias("_row"))
+                       for i, (_, frame) in enumerate(parts)])
     return (every.sort([REVIEWED_AT, "_file", "_row"]).group_by(S.SAMPLE_ID, maintain_order=True).last()
             .sort(S.SAMPLE_ID).select(list(_POLARS_SCHEMA)))
+
+
+class ReviewReader:
+    """read_reviews for a long-lived reader (the app): a part file is parsed once, then kept
+    while its name, size and mtime stay; a new file costs one file read, not the whole folder."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self._parsed: dict[str, tuple[tuple[int, int], pl.DataFrame]] = {}
+        self._lock = threading.Lock()
+
+    def read(self) -> pl.DataFrame:
+        with self._lock:
+            parts, seen = [], set()
+            for path in review_files(self.folder):
+                st = path.stat()
+                stamp = (st.st_size, st.st_mtime_ns)
+                cached = self._parsed.get(path.name)
+                if cached is None or cached[0] != stamp:
+                    cached = (stamp, read_review_file(path))
+                    self._parsed[path.name] = cached
+                parts.append((path, cached[1]))
+                seen.add(path.name)
+            for gone in set(self._parsed) - seen:
+                del self._parsed[gone]
+            return newest_per_sample(parts)
 
 
 def reviews_key(reviews: pl.DataFrame) -> str:

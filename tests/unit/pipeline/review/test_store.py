@@ -93,3 +93,23 @@ def test_the_key_follows_the_effective_reviews(tmp_path):
     assert empty != one == reviews_key(read_reviews(tmp_path))
     write_reviews(tmp_path, [_act("a", "drop")], reviewer="bob", now=T0 + timedelta(seconds=2))
     assert reviews_key(read_reviews(tmp_path)) != one
+
+
+def test_the_app_reader_parses_each_file_once_and_follows_the_folder(tmp_path, monkeypatch):
+    from winnow.pipeline.review import store
+
+    reader = store.ReviewReader(tmp_path)
+    assert reader.read().height == 0
+    write_reviews(tmp_path, [_act("a")], reviewer="ann", now=T0)
+    write_reviews(tmp_path, [_act("b")], reviewer="ann", now=T0)
+    assert reader.read().height == 2
+    parsed = []
+    real = store.read_review_file
+    monkeypatch.setattr(store, "read_review_file", lambda p: parsed.append(p.name) or real(p))
+    path, _ = write_reviews(tmp_path, [_act("a", "drop")], reviewer="bob", now=T0 + timedelta(seconds=1))
+    got = reader.read()
+    assert parsed == [path.name]  # only the new file was read
+    assert got.filter(pl.col("sample_id") == "a")["decision"].item() == "drop"
+    assert got.equals(read_reviews(tmp_path))
+    path.unlink()
+    assert reader.read().filter(pl.col("sample_id") == "a")["decision"].item() == "keep"
