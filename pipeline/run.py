@@ -111,6 +111,10 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
         raise ConfigError(f"--out {str(out)!r} is inside the dataset folder {str(spec.source.root)!r}: the next "
                           f"run would list its files as samples; choose a folder outside it")
     methods = config.detect.method_names()
+    # A review file that does not follow the schema fails now, not after embedding (it names the file).
+    from winnow.pipeline.review.store import read_reviews, reviews_dir
+
+    read_reviews(reviews_dir(out))
     holdouts = tuple((h, list_samples(resolve_catalog(h))) for h in config.run.holdout)
     ground_truth = None
     if spec.ground_truth is not None:

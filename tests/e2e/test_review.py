@@ -213,3 +213,20 @@ def test_two_reviewers_at_once_lose_nothing_over_http(world):
     assert set(ids[100:130]) <= reviewed
     assert len(list((out / "reviews").glob("*-retry-ann.parquet"))) == 1
     assert got.height >= before
+
+
+def test_command_line_errors_are_one_line(world, tmp_path):
+    from tests.helpers.clirun import run_winnow
+
+    root, out = world
+    done = run_winnow("review", str(out), "--host", "0.0.0.0", track_imports=False, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: --host '0.0.0.0'") and "--token" in done.stderr
+    done = run_winnow("review", str(tmp_path), track_imports=False, timeout=120)
+    assert done.returncode == 2 and "not a Winnow run" in done.stderr
+    bad_out = tmp_path / "out"
+    (bad_out / "reviews").mkdir(parents=True)
+    pq.write_table(pa.table({"sample_id": ["x"]}), bad_out / "reviews" / "by-hand.parquet")
+    done = run_winnow("run", str(root), "--out", str(bad_out), "--encoder", "pixels:16", track_imports=False,
+                      timeout=300)
+    assert done.returncode == 2 and "by-hand.parquet" in done.stderr and "Traceback" not in done.output
+    assert not (bad_out / "runs").exists()  # found before any work
