@@ -230,3 +230,17 @@ def test_command_line_errors_are_one_line(world, tmp_path):
                       timeout=300)
     assert done.returncode == 2 and "by-hand.parquet" in done.stderr and "Traceback" not in done.output
     assert not (bad_out / "runs").exists()  # found before any work
+
+
+def test_the_prefect_flow_that_scheduled_runs_execute_applies_reviews(prefect_harness, world, tmp_path):
+    from winnow.flows.clean import clean_dataset
+    from winnow.pipeline.config import make_settings
+
+    root, _ = world
+    out = tmp_path / "out"
+    first = pl.read_parquet(winnow.clean(root, out=out, **KW).run_dir / "manifest.parquet")
+    row = first.filter(pl.col("decision") == "keep").row(0, named=True)
+    write_reviews(out / "reviews", [_act(row, "drop")], reviewer="night")
+    paths = clean_dataset(str(root), make_settings(out=str(out), encoder="pixels:16", k=5))
+    got = pl.read_parquet(paths["manifest"]).filter(pl.col("sample_id") == row["sample_id"]).row(0, named=True)
+    assert got["decision"] == "drop" and got["review_state"] == "reviewed" and got["reviewer"] == "night"
