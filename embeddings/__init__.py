@@ -11,6 +11,7 @@ from winnow.embeddings.encoders import (
     ENCODERS,
     OFFLINE_CHOICES,
     Encoder,
+    encoder_modality,
     get_encoder,
     list_encoders,
 )
@@ -21,5 +22,5 @@ from winnow.embeddings.text import decode_text, load_text
 
 __all__ = [
     "DEFAULT_ENCODER", "DEFAULT_TEXT_ENCODER", "ENCODERS", "OFFLINE_CHOICES", "EmbedReport", "EmbeddingStore", "Encoder",
-    "EncoderError", "EncoderUnavailable", "StoreMismatch", "UnknownEncoder", "decode_image", "decode_text", "embed_files", "embed_samples", "get_encoder", "list_encoders", "load_image", "load_text", "read_file",
+    "EncoderError", "EncoderUnavailable", "StoreMismatch", "UnknownEncoder", "decode_image", "decode_text", "embed_files", "embed_samples", "encoder_modality", "get_encoder", "list_encoders", "load_image", "load_text", "read_file",
 ]

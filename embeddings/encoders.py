@@ -372,6 +372,14 @@ def list_encoders() -> list[tuple[str, str]]:
     return [(name, usage) for name, (_, usage) in ENCODERS.items()]
 
 
+TEXT_FAMILIES = ("sentence-transformers", "open_clip_text")  # the families whose encoders embed text
+
+
+def encoder_modality(name: str) -> str:
+    """What an encoder name embeds, without loading it: "text" or "image"."""
+    return "text" if name.partition(":")[0] in TEXT_FAMILIES else "image"
+
+
 def get_encoder(name: str, *, device: str | None = None) -> Encoder:
     """Load an encoder by name (see the module docstring)."""
     family, _, rest = name.partition(":")

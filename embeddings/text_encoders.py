@@ -93,6 +93,7 @@ class SentenceTransformerEncoder(TextEncoder):
                                      "pip install sentence-transformers") from exc
         self.device = pick_device(device)
         folder = resolve_sentence_transformer(name)
+        _quiet_transformers()
         self.model = SentenceTransformer(str(folder), device=str(self.device))
         self.model.eval()
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
@@ -109,6 +110,16 @@ class SentenceTransformerEncoder(TextEncoder):
         features = tokenize(texts)
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         return self.model(features)["sentence_embedding"]
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" bar on stderr for a 90 MB model (the run's own bars say where it is)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except (ImportError, AttributeError):
+        pass
 
 
 def resolve_sentence_transformer(name: str) -> Path:

@@ -56,6 +56,7 @@ _POLARS_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "
 
 
 def load_samples(target: str, work: WorkLayout, *, path_column: str | None = None, label_column: str | None = None,
+                 text_column: str | None = None, id_column: str | None = None,
                  table: pa.Table | None = None) -> SamplesOutput:
     """Catalog -> samples.parquet (validated; one row per input sample).
 
@@ -63,7 +64,8 @@ def load_samples(target: str, work: WorkLayout, *, path_column: str | None = Non
     """
     out = work.samples
     if table is None:
-        table = list_samples(resolve_catalog(target, path_column=path_column, label_column=label_column))
+        table = list_samples(resolve_catalog(target, path_column=path_column, label_column=label_column,
+                                             text_column=text_column, id_column=id_column))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
