@@ -81,7 +81,9 @@ def find_minhash_pairs(texts: Sequence[str | None], *, threshold: float = MINHAS
     sets = {i: _shingles(texts[i], shingle_chars) for i in reps}
     hashes = MinHash.bulk([[s.encode("utf-8", "surrogatepass") for s in sets[i]] for i in reps],
                           num_perm=num_perm, seed=seed)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # Bands tuned for recall: every candidate is checked exactly below, so a false candidate costs
+    # one set intersection while a missed one is a copy left in the data.
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.05, 0.95))
     with lsh.insertion_session() as session:
         for i, m in zip(reps, hashes, strict=True):
             session.insert(i, m)
