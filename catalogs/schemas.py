@@ -221,6 +221,11 @@ UNUSABLE_REASON_CODES: dict[str, str] = {
     "or the file is over 256 MiB",
     "outside_root": "a symlink (or a symlinked folder on its path) leads outside the dataset root; "
     "refused unless the catalog allows it",
+    # Text samples (a table's text column): the cell is there but holds nothing to embed.
+    "empty_text": "a text sample that is empty (or a missing cell)",
+    "blank_text": "a text sample of only whitespace",
+    "not_utf8": "a text sample whose bytes are not valid UTF-8",
+    "text_too_long": "a text sample over the length limit (100,000 characters)",
 }
 """Reasons that mean the sample has no embedding (it is always dropped), with their meanings.
 A sample source's reader returns these codes for samples it cannot read."""

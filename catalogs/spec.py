@@ -46,6 +46,7 @@ from winnow.catalogs.errors import (
 )
 from winnow.catalogs.keys import cache_dir, reject_unknown, resolve_path, typed
 from winnow.catalogs.sources import ImageFolderSource, ManifestSource, Source, get_source
+from winnow.catalogs.sources.text_table import TEXT_TABLE_SUFFIXES, TextTableSource
 from winnow.catalogs.tables import TABLE_SUFFIXES, read_table, row_name, rows_name
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -77,21 +78,33 @@ def list_catalogs() -> list[str]:
 
 
 def resolve_catalog(target: str | os.PathLike, *, path_column: str | None = None,
-                    label_column: str | None = None) -> CatalogSpec:
-    """A catalog from a TOML file, a .csv / .parquet table, a bundled catalog name, or a
-    plain class-folder tree. `path_column` / `label_column` name a table's columns."""
+                    label_column: str | None = None, text_column: str | None = None,
+                    id_column: str | None = None) -> CatalogSpec:
+    """A catalog from a TOML file, a .csv / .parquet / .jsonl table, a bundled catalog name, or a
+    plain class-folder tree. `path_column` / `label_column` / `id_column` name a table's columns;
+    `text_column` makes it a table of texts (a .jsonl file is one, its texts in `text` by default)."""
     text = os.fspath(target)
     path = Path(text).expanduser()
-    is_table = path.suffix.lower() in TABLE_SUFFIXES
-    if (path_column or label_column) and not is_table:
-        given = [f"{k}={v!r}" for k, v in (("path_column", path_column), ("label_column", label_column)) if v]
-        raise InvalidCatalog(f"{', '.join(given)} name(s) columns of a .csv / .parquet table, but the target "
-                             f"{text!r} is not one (a catalog file names its columns in [source])")
+    is_text = path.suffix.lower() in TEXT_TABLE_SUFFIXES and (text_column is not None or path.suffix.lower() == ".jsonl")
+    is_table = path.suffix.lower() in TABLE_SUFFIXES or is_text
+    named = (("path_column", path_column), ("label_column", label_column), ("text_column", text_column),
+             ("id_column", id_column))
+    if any(v for _, v in named) and not is_table:
+        given = [f"{k}={v!r}" for k, v in named if v]
+        raise InvalidCatalog(f"{', '.join(given)} name(s) columns of a .csv / .parquet / .jsonl table, but the "
+                             f"target {text!r} is not one (a catalog file names its columns in [source])")
+    if is_text and path_column:
+        raise InvalidCatalog(f"path_column={path_column!r} names a column of file paths, but the table {text!r} is "
+                             f"read as texts (text_column={text_column!r}): give one of the two")
     if path.is_dir():
         return catalog_from_folder(path)
     if path.is_file():
+        if is_text:
+            source = TextTableSource.from_file(path, text_column=text_column, label_column=label_column,
+                                               id_column=id_column)
+            return CatalogSpec(name=path.stem, source=source)
         if is_table:
-            return catalog_from_table(path, path_column=path_column, label_column=label_column)
+            return catalog_from_table(path, path_column=path_column, label_column=label_column, id_column=id_column)
         return load_catalog(path)
     if text in list_catalogs():
         return load_catalog(BUNDLED_DIR / f"{text}.toml")
@@ -108,13 +121,14 @@ def catalog_from_folder(root: str | os.PathLike, *, encoder: str | None = None) 
 
 
 def catalog_from_table(path: str | os.PathLike, *, path_column: str | None = None,
-                       label_column: str | None = None) -> CatalogSpec:
+                       label_column: str | None = None, id_column: str | None = None) -> CatalogSpec:
     """A catalog for a .csv / .parquet table of sample paths (relative to its folder) and labels.
 
     The columns default to `path` and `label`. Without a `path` column, the one column whose
     values look like file paths is used; when several do, AmbiguousTable names them.
     """
-    source = ManifestSource.from_file(Path(path).expanduser(), path_column=path_column, label_column=label_column)
+    source = ManifestSource.from_file(Path(path).expanduser(), path_column=path_column, label_column=label_column,
+                                      id_column=id_column)
     return CatalogSpec(name=source.manifest.stem, source=source, spec_path=None)
 
 

@@ -48,6 +48,7 @@ from winnow.curation.rebalance import (
     plan_rebalance,
     resolve_target,
 )
+from winnow.curation.text_duplicates import find_minhash_pairs, normalise_text, text_duplicate_keys
 
 __all__ = [
     "DETECTORS", "ISSUE_TYPES", "Curation", "DecisionPolicy", "Decisions", "DetectConfig", "DuplicateGroups", "Hierarchy", "IndexConfig",
@@ -55,8 +56,9 @@ __all__ = [
     "Outliers", "PrunePlan", "ReportSection", "Selection", "SemanticDuplicates", "build_knn_graph", "cluster_balance",
     "compute_weights", "curate", "decide", "detect_label_issues", "detection_metrics",
     "find_confident_learning_issues", "find_duplicates", "find_knn_label_issues", "find_label_issues",
-    "find_leaks", "find_outliers", "find_semantic_duplicates", "find_simifeat_label_issues",
+    "find_leaks", "find_minhash_pairs", "find_outliers", "find_semantic_duplicates", "find_simifeat_label_issues",
     "hierarchical_kmeans", "kmeans", "list_detectors", "list_issue_types", "out_of_fold_pred_probs", "parse_noise_spec", "plant_label_noise",
     "plan_prune", "plan_rebalance", "policy_from_dict", "register_issue_type", "resolve_target", "score_knn_distance",
+    "normalise_text", "text_duplicate_keys",
     "score_prototypicality", "search_knn",
 ]

@@ -77,6 +77,10 @@ class DetectConfig:
     semdedup_min_similarity: float = 0.9
     # Hierarchical k-means clusters per level, finest first; () = sqrt(N), then its sqrt.
     cluster_levels: tuple[int, ...] = ()
+    # Texts: Jaccard similarity of two texts' character 5-gram sets at or above which they are
+    # near copies (MinHash LSH, curation/text_duplicates.py). 0.8 is the usual fuzzy-dedup cut
+    # (NeMo Curator's default); not tuned here.
+    text_near_duplicate_jaccard: float = 0.8
     # k-means seed (FAISS); None: the run's seed. The rows are put in a canonical order
     # first, so runs repeat.
     kmeans_seed: int | None = None
@@ -95,6 +99,8 @@ class DetectConfig:
         for name in ("near_duplicate_min_similarity", "semdedup_min_similarity"):
             if getattr(self, name) is not None and not -1.0 <= getattr(self, name) <= 1.0:
                 raise InvalidArray(f"{name} must be a cosine in [-1, 1], got {getattr(self, name)!r}")
+        if not 0.0 < self.text_near_duplicate_jaccard <= 1.0:
+            raise InvalidArray(f"text_near_duplicate_jaccard must be in (0, 1], got {self.text_near_duplicate_jaccard!r}")
         if not self.outlier_expected_false > 0:
             raise InvalidArray(f"outlier_expected_false must be > 0, got {self.outlier_expected_false!r}")
         levels = self.cluster_levels
@@ -144,6 +150,8 @@ def curate(
     class_text_embeddings=None,
     class_names=None,
     sample_stats=None,
+    duplicate_keys: list[str | None] | None = None,
+    duplicate_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Curation:
     """Run every detector and decide.
 
@@ -162,6 +170,11 @@ def curate(
 
     sample_stats: {name: (N,) array} of per-sample statistics taken while decoding, for the
     issue types that read them (IssueContext.stat); rows that were not decoded are ignored.
+
+    duplicate_keys: N keys whose equality makes rows exact duplicates, in place of the content
+    hashes (texts: the normalised text's hash, curation/text_duplicates.py). duplicate_pairs:
+    (rows, cols, similarity) over the N input rows of near copies found another way (texts:
+    MinHash LSH); pairs touching an unusable row are ignored.
 
     Duplicate groups (equal content hashes, near duplicates at the detect cut) are found
     first: the label detectors count each group as one voter. A class with fewer usable
@@ -184,6 +197,10 @@ def curate(
     keys = rank_keys(keys, n, unique=True)
     check_same_length(embeddings=embeddings, rows=rows, knn_graph=graph.indices)
     hashes_u = [content_hashes[i] for i in rows] if content_hashes is not None else None
+    if duplicate_keys is not None:
+        check_same_length(labels=labels, duplicate_keys=np.asarray(duplicate_keys, dtype=object))
+    dup_keys_u = [duplicate_keys[i] for i in rows] if duplicate_keys is not None else hashes_u
+    pairs_u = _pairs_on_rows(duplicate_pairs, rows, n) if duplicate_pairs is not None else None
     keys_u = keys[rows]
     m = len(rows)
     stats_u = {}
@@ -213,7 +230,8 @@ def curate(
     ctx = IssueContext(embeddings=embeddings, graph=graph, labels=labels[rows], n_classes=n_classes, keys=keys_u,
                        detect=detect, class_names=names, content_hashes=hashes_u,
                        holdout_embeddings=holdout_embeddings, holdout_hashes=holdout_hashes, sample_stats=stats_u,
-                       seed=seed, label_report=label_report, report_classes=present)
+                       seed=seed, label_report=label_report, report_classes=present,
+                       duplicate_keys=dup_keys_u, duplicate_pairs=pairs_u)
     near = ctx.near_duplicate_similarity
     report = ctx.label_report
     frame = report.frame
@@ -223,9 +241,9 @@ def curate(
     quality_u = frame["label_quality"].to_numpy()
 
     # Rows of rare classes have no label quality: the last choice as a group's representative.
-    dup = find_duplicates(graph, min_similarity=near, content_hashes=hashes_u,
+    dup = find_duplicates(graph, min_similarity=near, content_hashes=dup_keys_u,
                           labels=labels[rows], label_quality=np.nan_to_num(quality_u, nan=0.0),
-                          keep=policy.duplicate_representative, keys=keys_u)
+                          keep=policy.duplicate_representative, keys=keys_u, pairs=pairs_u)
     # The flag issue types (curation/issues), in registry order: each flags rows of the usable M.
     findings = {t.name: check_findings(t, t.find(ctx), m) for t in flag_types()}
     hierarchy = hierarchical_kmeans(embeddings, levels=detect.cluster_levels, seed=kmeans_seed, niter=10)
@@ -284,6 +302,20 @@ def curate(
     })
     return Curation(decisions=decisions, scores=scores, facts=facts,
                     columns={c: columns[c] for c in scores if c in columns})
+
+
+def _pairs_on_rows(pairs, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs over the N input rows -> pairs over the M usable rows (pairs touching others dropped)."""
+    a, b, sim = (np.asarray(x) for x in pairs)
+    if not len(a) == len(b) == len(sim):
+        raise InvalidArray(f"duplicate_pairs has {len(a)}, {len(b)} and {len(sim)} entries; they must match")
+    if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n):
+        raise InvalidArray(f"duplicate_pairs must be input rows in [0, {n}), got {min(a.min(), b.min())} .. "
+                           f"{max(a.max(), b.max())}")
+    where = np.full(n, -1, dtype=np.int64)
+    where[rows] = np.arange(len(rows))
+    ok = (where[a.astype(np.int64)] >= 0) & (where[b.astype(np.int64)] >= 0)
+    return where[a[ok].astype(np.int64)], where[b[ok].astype(np.int64)], sim[ok].astype(np.float32)
 
 
 def _scatter_column(rows: np.ndarray, values, n: int, dtype: str) -> np.ndarray:

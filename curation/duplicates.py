@@ -95,6 +95,7 @@ def find_duplicates(
     label_quality=None,
     keep: str = "central",
     keys=None,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> DuplicateGroups:
     """Group exact and near duplicates and pick one representative per group.
 
@@ -108,6 +109,9 @@ def find_duplicates(
     keep: "central" keeps the member with the largest summed similarity to the rest of
     its group (label quality breaks ties); "label_quality" keeps the member whose label
     is best supported (centrality breaks ties). Without label_quality both are "central".
+
+    pairs: (rows, cols, similarity) of further near-copy pairs found another way (texts:
+    MinHash, curation/text_duplicates.py); joined like kNN edges at or above the cut.
     """
     n = len(graph)
     _check_similarity(min_similarity, "min_similarity")
@@ -120,6 +124,12 @@ def find_duplicates(
     key_rank = rank_keys(keys, n, unique=True)
 
     rows, cols, sims = _near_edges(graph, min_similarity)
+    if pairs is not None:
+        pr, pc, ps = (np.asarray(a) for a in pairs)
+        if len(pr) and (pr.min() < 0 or pc.min() < 0 or max(pr.max(), pc.max()) >= n):
+            raise InvalidArray(f"pairs must be rows in [0, {n}), got rows up to {max(pr.max(), pc.max())}")
+        rows, cols = np.concatenate([rows, pr.astype(np.int64)]), np.concatenate([cols, pc.astype(np.int64)])
+        sims = np.concatenate([sims, ps.astype(np.float32)])
     if content_hashes is not None:
         hr, hc = _hash_edges(content_hashes, key_rank)
         rows, cols = np.concatenate([rows, hr]), np.concatenate([cols, hc])

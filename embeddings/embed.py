@@ -7,8 +7,10 @@ the current one; each finished chunk is committed to the store as one block, so 
 keeps every finished chunk and a re-run embeds only content the store does not have yet.
 
 Decoding is the seam between kinds of data: `decode` turns a sample's bytes into what the
-encoder's `preprocess` takes (images: `decode_image`, bytes -> RGB image). Text needs only
-another decode (bytes -> str, with its own reason codes) and a text encoder.
+encoder's `preprocess` takes (images: `decode_image`, bytes -> RGB image; text: `decode_text`,
+bytes -> str with reason codes of its own), chosen by the encoder's `modality`. The encoder's
+`collate` makes the batch (a stacked tensor, a list of texts); a text encoder's chunks are
+ordered by length first, so each batch pads little.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from winnow.embeddings.encoders import Encoder
 from winnow.embeddings.images import decode_image
 from winnow.embeddings.store import EmbeddingStore
+from winnow.embeddings.text import decode_text
 from winnow.reading import FileReader, SampleRead, SampleReader
 
 Decode = Callable[[bytes], "tuple[Any, str | None]"]
@@ -86,14 +89,17 @@ def embed_samples(
     chunk_size: int = 256,  # one committed store block: a kill loses at most this much work
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-    decode: Decode = decode_image,
+    decode: Decode | None = None,
 ) -> EmbedReport:
     """Embed every sample whose content (by hash) is not yet in `store`; report per-sample hash or reason.
 
     locators: what `reader.read_many` takes, one per sample. refused: optional per-sample
     reason code decided before reading (e.g. "outside_root"); such samples are never read.
-    decode: bytes -> the encoder's input (see the module docstring).
+    decode: bytes -> the encoder's input (see the module docstring); None: by the encoder's
+    modality, `decode_image` or `decode_text`.
     """
+    if decode is None:
+        decode = decode_text if encoder.modality == "text" else decode_image
     n = len(locators)
     refused = list(refused) if refused is not None else [None] * n
     report = EmbedReport(content_hash=[None] * n, reason=list(refused))
@@ -163,8 +169,9 @@ def embed_samples(
         start, chunk = item
         if chunk.tensors:
             t0 = time.perf_counter()
+            _order_by_length(chunk, encoder)
             vecs = [
-                encoder.encode_batch(torch.stack(chunk.tensors[b : b + batch_size]))
+                encoder.encode_batch(encoder.collate(chunk.tensors[b : b + batch_size]))
                 for b in range(0, len(chunk.tensors), batch_size)
             ]
             t1 = time.perf_counter()
@@ -188,6 +195,18 @@ def embed_samples(
             report.reason[i] = failed.get(h, "unreadable")
     report.seconds = timers
     return report
+
+
+def _order_by_length(chunk: _Chunk, encoder: Encoder) -> None:
+    """Sort a chunk by the encoder's `length_of` (texts), so each batch pads to a similar length;
+    a chunk stays in input order when the encoder gives no lengths (images)."""
+    lengths = [encoder.length_of(t) for t in chunk.tensors]
+    if not lengths or lengths[0] is None:
+        return
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    chunk.positions = [chunk.positions[i] for i in order]
+    chunk.hashes = [chunk.hashes[i] for i in order]
+    chunk.tensors = [chunk.tensors[i] for i in order]
 
 
 def _read_parallel(reader: SampleReader, locators: list[str], pool: ThreadPoolExecutor, workers: int) -> list[SampleRead]:

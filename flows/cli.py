@@ -155,6 +155,11 @@ CONFIG_OPTIONS: tuple[ConfigOption, ...] = (
                  "sample paths (relative to the table's folder). Default: path."),
     ConfigOption("label_column", "run.label_column", str | None, ("--label-column",),
                  "A table TARGET's column of labels. Default: label."),
+    ConfigOption("text_column", "run.text_column", str | None, ("--text-column",), "A .csv / .parquet / .jsonl "
+                 "TARGET's column of texts: a text dataset, embedded with a text encoder (default "
+                 "sentence-transformers:all-MiniLM-L6-v2). Default for .jsonl: text."),
+    ConfigOption("id_column", "run.id_column", str | None, ("--id-column",), "A table TARGET's column of sample "
+                 "ids (the manifest's sample_id). Default: a stable id from each row."),
     ConfigOption("wait", "run.wait", bool | None, ("--wait/--no-wait",), "Wait for another run on OUT to finish "
                  "instead of failing. Default: fail."),
     ConfigOption("runner", "run.runner", str | None, ("--runner",), f"One of {', '.join(RUNNERS)}: 'direct' (the "
@@ -220,8 +225,8 @@ def settings_from_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return merge_settings(*layers)
 
 
-TARGET_HELP = ("A catalog .toml file, a .csv / .parquet table of paths and labels, a bundled catalog name, "
-               "or a folder of class_name/<images>.")
+TARGET_HELP = ("A catalog .toml file, a .csv / .parquet table of paths and labels (or of texts and labels, with "
+               "--text-column; any .jsonl file), a bundled catalog name, or a folder of class_name/<images>.")
 
 
 @app.command()

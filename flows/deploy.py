@@ -155,7 +155,7 @@ def check_serve(target: str, settings: dict[str, Any] | None = None, *, cron: st
 
     settings = check_settings(settings, where="settings")
     own = Config.from_settings(settings)
-    spec = resolve_catalog(target, path_column=own.run.path_column, label_column=own.run.label_column)
+    spec = resolve_catalog(target, **own.run.table_columns())
     config = resolve_config(spec, settings)
     for holdout in config.run.holdout:
         resolve_catalog(holdout)
@@ -170,7 +170,7 @@ def check_serve(target: str, settings: dict[str, Any] | None = None, *, cron: st
     schedule = check_schedule(cron=cron, interval=interval)
     api_url = check_prefect_server(prefect_api_url())
     _check_device(config.embed.device)
-    _check_encoder(config.embed.encoder, config.embed.device)
+    _check_encoder(config.embed.encoder, config.embed.device, modality=spec.source.modality)
     path = Path(target).expanduser()
     absolute: dict[str, Any] = {"run": {"out": str(out.resolve()), "wait": True, "progress": False,
                                         # A scheduled run queues behind a manual one (wait).
@@ -198,10 +198,11 @@ def _check_device(device: str | None) -> None:
         raise ServeError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
 
 
-def _check_encoder(name: str | None, device: str | None) -> None:
-    from winnow.embeddings import DEFAULT_ENCODER, get_encoder
+def _check_encoder(name: str | None, device: str | None, *, modality: str = "image") -> None:
+    from winnow.embeddings import DEFAULT_ENCODER, DEFAULT_TEXT_ENCODER, get_encoder
 
-    encoder = get_encoder(name or DEFAULT_ENCODER, device=device)  # unknown names and missing weights fail here
+    default = DEFAULT_TEXT_ENCODER if modality == "text" else DEFAULT_ENCODER
+    encoder = get_encoder(name or default, device=device)  # unknown names and missing weights fail here
     del encoder  # each run loads its own, in its own process
 
 

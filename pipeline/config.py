@@ -73,12 +73,19 @@ class RunOptions:
     holdout: tuple[str, ...] = ()  # validation / test catalogs: training samples that duplicate them are `leak`
     path_column: str | None = None  # a table target's column of sample paths; None: `path`
     label_column: str | None = None  # a table target's column of labels; None: `label`
+    text_column: str | None = None  # a table target's column of texts (a text dataset); None: a table of paths (.jsonl: `text`)
+    id_column: str | None = None  # a table target's column of sample ids; None: a stable id from each row
     wait: bool = False  # queue behind another run on OUT instead of failing
     progress: bool = False  # progress bars on stderr (the CLI turns them on unless --quiet or --json)
     # "direct": the stages in this process, no Prefect; "prefect": the Prefect flow (its runs show
     # in the server PREFECT_API_URL names); "dask": the flow on prefect-dask's DaskTaskRunner
     runner: str = "direct"
     dask_address: str | None = None  # an existing Dask scheduler; None with runner="dask": a LocalCluster
+
+    def table_columns(self) -> dict[str, str | None]:
+        """The columns a table target is read with: `winnow.catalogs.resolve_catalog`'s keywords."""
+        return {"path_column": self.path_column, "label_column": self.label_column,
+                "text_column": self.text_column, "id_column": self.id_column}
 
     def __post_init__(self) -> None:
         if self.runner not in RUNNERS:

@@ -72,7 +72,7 @@ def catalog_settings(spec: CatalogSpec) -> dict[str, dict[str, Any]]:
     tables = {name: dict(values) for name, values in spec.config.items()}
     if spec.encoder is not None:
         tables.setdefault("embed", {})["encoder"] = spec.encoder
-    columns = sorted({"path_column", "label_column"} & set(tables.get("run", {})))
+    columns = sorted({"path_column", "label_column", "text_column", "id_column"} & set(tables.get("run", {})))
     if columns:
         raise ConfigError(f"{where} [run]: {columns!r} name columns of a table target; a catalog names its "
                           f"columns in [source]")
@@ -100,7 +100,7 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
         spec, text = target, str(target.spec_path or target.name)
     else:
         text = os.fspath(target)
-        spec = resolve_catalog(text, path_column=own.run.path_column, label_column=own.run.label_column)
+        spec = resolve_catalog(text, **own.run.table_columns())
     config = resolve_config(spec, settings, defaults=defaults)
     if config.run.out is None:
         raise ConfigError("no output folder: pass --out (run.out)")
@@ -129,9 +129,19 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
         raise ConfigError(f"detector 'zero_shot' needs an encoder with a text tower (open_clip:...), not {named!r}")
 
     # Only now the encoder, and with it torch: every mistake above is reported in a second.
-    from winnow.embeddings import DEFAULT_ENCODER, get_encoder
+    from winnow.embeddings import (
+        DEFAULT_ENCODER,
+        DEFAULT_TEXT_ENCODER,
+        encoder_modality,
+        get_encoder,
+    )
 
-    encoder_name = named or DEFAULT_ENCODER
+    modality = spec.source.modality  # text tables get a text encoder by default, and only a text encoder
+    encoder_name = named or (DEFAULT_TEXT_ENCODER if modality == "text" else DEFAULT_ENCODER)
+    if encoder_modality(encoder_name) != modality:
+        raise ConfigError(f"encoder {encoder_name!r} embeds {encoder_modality(encoder_name)}s, but the samples of "
+                          f"{spec.name!r} are {modality}s; e.g. --encoder "
+                          f"{DEFAULT_TEXT_ENCODER if modality == 'text' else 'efficientnet-lite0'}")
     encoder = get_encoder(encoder_name, device=device) if load_encoder else None
     if encoder is not None and methods != "auto" and "zero_shot" in methods and not encoder.has_text:
         raise ConfigError(f"detector 'zero_shot' needs a text tower, and {encoder_name!r} has none")
@@ -182,8 +192,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
         work = run.work
         work.folder.mkdir(parents=True, exist_ok=True)
         LOG.info("run %s: %d samples of %r", run.name, plan.samples.num_rows, plan.spec.name)
-        samples = stages.load_samples(plan.target, work, path_column=config.run.path_column,
-                                      label_column=config.run.label_column, table=plan.samples)
+        samples = stages.load_samples(plan.target, work, **config.run.table_columns(), table=plan.samples)
         embed = _embed(stages, plan, samples, work)
         knn = stages.build_knn(embed, work, knn=config.knn, seed=config.run.seed, progress=config.run.progress)
         holdouts = []

@@ -58,6 +58,7 @@ _POLARS_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "
 
 
 def load_samples(target: str, work: WorkLayout, *, path_column: str | None = None, label_column: str | None = None,
+                 text_column: str | None = None, id_column: str | None = None,
                  table: pa.Table | None = None) -> SamplesOutput:
     """Catalog -> samples.parquet (validated; one row per input sample).
 
@@ -65,7 +66,8 @@ def load_samples(target: str, work: WorkLayout, *, path_column: str | None = Non
     """
     out = work.samples
     if table is None:
-        table = list_samples(resolve_catalog(target, path_column=path_column, label_column=label_column))
+        table = list_samples(resolve_catalog(target, path_column=path_column, label_column=label_column,
+                                             text_column=text_column, id_column=id_column))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -217,6 +219,7 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
         parts = [(np.load(h.matrix), pl.read_parquet(h.table)) for h in holdouts]
         holdout_emb = np.concatenate([e for e, _ in parts])
         holdout_hashes = [h for _, f in parts for h, r in zip(f[S.CONTENT_HASH], f[S.ROW], strict=True) if r >= 0]
+    dup_keys, dup_pairs = _text_duplicates(table, emb_table, detect) if source_of(table).modality == "text" else (None, None)
     text = None
     if encoder_name.startswith("open_clip:") and (methods == "auto" or "zero_shot" in methods):
         encoder = encoder or get_encoder(encoder_name)
@@ -228,7 +231,7 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
         unusable_reason=emb_table[S.REASON].to_list(), keys=emb_table[S.SAMPLE_ID].to_numpy(),
         content_hashes=emb_table[S.CONTENT_HASH].to_list(), policy=policy, detect=detect,
         methods=methods, seed=seed, holdout_embeddings=holdout_emb, holdout_hashes=holdout_hashes,
-        class_text_embeddings=text, class_names=classes,
+        class_text_embeddings=text, class_names=classes, duplicate_keys=dup_keys, duplicate_pairs=dup_pairs,
     )
     d = result.decisions
     ids = emb_table[S.SAMPLE_ID].to_numpy()
@@ -253,6 +256,24 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     write_json(result.facts, out.facts)
     mark_done(work, "curate", key)
     return out
+
+
+def _text_duplicates(table: pa.Table, emb_table: pl.DataFrame, detect: curation.DetectConfig):
+    """The exact-after-normalisation keys and MinHash near-copy pairs of a text catalog's usable rows."""
+    from winnow.embeddings import decode_text
+
+    usable = [i for i, r in enumerate(emb_table[S.REASON].to_list()) if r is None]
+    locators = table.column(S.LOCATOR).to_pylist()
+    reads = open_reader(table).read_many([locators[i] for i in usable])
+    texts: list[str | None] = [None] * table.num_rows
+    for i, read in zip(usable, reads, strict=True):
+        if read.reason is None:
+            texts[i] = decode_text(read.data)[0]
+    t0 = time.perf_counter()
+    pairs = curation.find_minhash_pairs(texts, threshold=detect.text_near_duplicate_jaccard)
+    LOG.info("MinHash near copies among %d texts: %d pairs in %.1f s", len(usable), len(pairs[0]),
+             time.perf_counter() - t0)
+    return curation.text_duplicate_keys(texts), pairs
 
 
 def write_manifests(samples: SamplesOutput, embed: EmbedOutput, curated: CurationOutput, run: RunLayout, *,

@@ -40,10 +40,12 @@ from winnow.catalogs.errors import UnknownSource
 from winnow.catalogs.sources.base import Listing, Source, make_sample_id
 from winnow.catalogs.sources.image_folder import ImageFolderSource
 from winnow.catalogs.sources.manifest import ManifestSource
+from winnow.catalogs.sources.text_table import TextTableSource
 
 SOURCES: dict[str, type[Source]] = {
     "image_folder": ImageFolderSource,
     "manifest": ManifestSource,
+    "text_table": TextTableSource,
 }
 """kind -> Source class: every kind a catalog's [source] table may name."""
 
@@ -83,5 +85,5 @@ def register_source(cls: type[Source], *, replace: bool = False) -> type[Source]
     return cls
 
 
-__all__ = ["SOURCES", "ImageFolderSource", "Listing", "ManifestSource", "Source", "UnknownSource", "get_source",
+__all__ = ["SOURCES", "ImageFolderSource", "Listing", "ManifestSource", "Source", "TextTableSource", "UnknownSource", "get_source",
            "list_sources", "make_sample_id", "register_source"]

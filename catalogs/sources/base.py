@@ -72,6 +72,7 @@ class Source(ABC):
 
     kind: ClassVar[str]  # the `kind = "..."` of a [source] table that selects this source
     description: ClassVar[str] = ""  # one line for `list_sources()` and the docs
+    modality: ClassVar[str] = "image"  # what a sample's bytes are: "image", or "text" (a text encoder embeds them)
 
     @classmethod
     @abstractmethod

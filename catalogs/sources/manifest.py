@@ -6,6 +6,7 @@
     root = "."                    # optional: the folder paths are relative to (default: the table's)
     path_column = "path"
     label_column = "label"
+    id_column = "id"              # optional: its values become the sample ids (default: a hash of the path)
     allow_outside_root = false    # allow absolute or `..` paths and symlinks leaving the root
 
 A .csv / .parquet file given as the target is this source by itself (`ManifestSource.from_file`).
@@ -46,10 +47,11 @@ class ManifestSource(LocalFileSource):
     manifest: Path  # the .parquet / .csv file
     path_column: str = "path"  # column holding sample paths
     label_column: str = "label"  # column holding labels
+    id_column: str | None = None  # column whose values are the sample ids; None: a hash of each path
 
     @classmethod
     def from_table(cls, table: dict[str, Any], *, base_dir: Path, where: str) -> ManifestSource:
-        reject_unknown(table, {"path", "root", "path_column", "label_column", "allow_outside_root"}, where)
+        reject_unknown(table, {"path", "root", "path_column", "label_column", "id_column", "allow_outside_root"}, where)
         manifest = resolve_path(typed(table, "path", str, where, required=True), base_dir)
         root_text = typed(table, "root", str, where)
         return cls(
@@ -57,12 +59,13 @@ class ManifestSource(LocalFileSource):
             manifest=manifest,
             path_column=typed(table, "path_column", str, where) or "path",
             label_column=typed(table, "label_column", str, where) or "label",
+            id_column=typed(table, "id_column", str, where),
             allow_outside_root=typed(table, "allow_outside_root", bool, where) or False,
         )
 
     @classmethod
     def from_file(cls, path: Path, *, path_column: str | None = None,
-                  label_column: str | None = None) -> ManifestSource:
+                  label_column: str | None = None, id_column: str | None = None) -> ManifestSource:
         """The source for a table given as the target: paths relative to its folder.
 
         The columns default to `path` and `label`. Without a `path` column, the one column whose
@@ -75,12 +78,13 @@ class ManifestSource(LocalFileSource):
         if path_column is None:
             path_column = "path" if "path" in columns else _guess_path_column(path, head, label_column or "label")
         label_column = label_column or "label"
-        for role, col in (("path", path_column), ("label", label_column)):
-            if col not in columns:
+        for role, col in (("path", path_column), ("label", label_column), ("id", id_column)):
+            if col is not None and col not in columns:
                 raise MissingColumn(f"table {str(path)!r} has no column {col!r} for the {role}s; its columns: "
                                     f"{columns} (name another with {role}_column / --{role}-column)")
         path = path.resolve()
-        return cls(root=path.parent, manifest=path, path_column=path_column, label_column=label_column)
+        return cls(root=path.parent, manifest=path, path_column=path_column, label_column=label_column,
+                   id_column=id_column)
 
     def list_samples(self) -> Listing:
         import polars as pl
@@ -89,8 +93,8 @@ class ManifestSource(LocalFileSource):
         if not path.is_file():
             raise MissingRoot(f"manifest {str(path)!r} does not exist")
         frame = read_table(path)
-        for col in (self.path_column, self.label_column):
-            if col not in frame.columns:
+        for col in (self.path_column, self.label_column, self.id_column):
+            if col is not None and col not in frame.columns:
                 raise MissingColumn(f"manifest {str(path)!r} has no column {col!r}; its columns: {frame.columns}")
         if frame.height == 0:
             raise EmptyDataset(f"manifest {str(path)!r} has no rows")
@@ -134,7 +138,15 @@ class ManifestSource(LocalFileSource):
             paths.append(rel)
             files.append(str(full.absolute()))
             refusals.append(refused)
-        return Listing.from_rows(paths=paths, locators=files, abs_paths=files, labels=labels, refused=refusals)
+        ids = None
+        if self.id_column is not None:
+            ids = frame[self.id_column].cast(pl.String).to_list()
+            for i, sid in enumerate(ids):
+                if sid is None or sid == "":
+                    raise MissingColumn(f"manifest {str(path)!r} {row_name(path, i)}: empty id in column "
+                                        f"{self.id_column!r}")
+        return Listing.from_rows(paths=paths, locators=files, abs_paths=files, labels=labels, refused=refusals,
+                                 sample_ids=ids)
 
     def local_path(self) -> Path:
         return self.manifest

@@ -191,6 +191,8 @@ class IssueContext:
         seed: int = 0,
         label_report: Callable[[IssueContext], Any] | Any | None = None,
         report_classes: np.ndarray | None = None,
+        duplicate_keys: list[str | None] | None = None,
+        duplicate_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.embeddings = embeddings  # (M, D) float32, L2-normalised
         self.graph = graph  # the kNN graph over them
@@ -199,6 +201,9 @@ class IssueContext:
         self.keys = np.asarray(keys)  # (M,) int64 ranks of the sample ids: tie-breaks never depend on row order
         self.class_names = class_names  # K names, or None
         self.content_hashes = content_hashes  # M content hashes (None: not read), or None
+        # M keys whose equality makes exact duplicates (texts: the normalised text's hash); None: the content hashes
+        self.duplicate_keys = duplicate_keys
+        self.duplicate_pairs = duplicate_pairs  # (rows, cols, similarity) of known near copies (texts: MinHash), or None
         self.holdout_embeddings = holdout_embeddings  # (H, D) of the holdout catalogs, or None
         self.holdout_hashes = holdout_hashes  # H content hashes, or None
         self.sample_stats = dict(sample_stats or {})  # per-sample decode-time statistics: name -> (M,)
@@ -272,8 +277,9 @@ class IssueContext:
         def compute():
             from winnow.curation.duplicates import find_duplicates
 
+            keys = self.duplicate_keys if self.duplicate_keys is not None else self.content_hashes
             return find_duplicates(self.graph, min_similarity=self.near_duplicate_similarity,
-                                   content_hashes=self.content_hashes, keys=self.keys).group
+                                   content_hashes=keys, keys=self.keys, pairs=self.duplicate_pairs).group
 
         return self.shared("duplicate_groups", compute)
 

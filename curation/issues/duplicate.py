@@ -17,7 +17,8 @@ class Duplicate(IssueType):
     name = "duplicate"
     reasons = {
         "near_duplicate": "a near copy of another sample that is kept",
-        "exact_duplicate": "a byte-identical copy of another sample that is kept",
+        "exact_duplicate": "a byte-identical copy of another sample that is kept (texts: identical after "
+        "normalising case, whitespace and Unicode)",
         "duplicate_label_conflict": "duplicates of each other carry different labels",
     }
     mechanics = "curate"

@@ -57,7 +57,7 @@ from winnow.pipeline.report.data import (
 )
 from winnow.pipeline.report.overview import render_overview
 from winnow.pipeline.report.pages import GALLERY, REPORT, PageContext, write_gallery
-from winnow.pipeline.report.thumbs import THUMBS, write_thumbnails
+from winnow.pipeline.report.thumbs import THUMBS, is_text_reader, read_snippets, write_thumbnails
 
 __all__ = ["RunNotFound", "resolve_run", "write_report"]
 
@@ -118,9 +118,10 @@ def write_report(run_or_out_dir: str | os.PathLike, *, thumb_limit: int = THUMB_
 
     reader, locations = read_locations(run, wanted)
     thumbs = write_thumbnails(run, {sid: locations.get(sid) for sid in wanted}, reader)
+    snippets = read_snippets({sid: locations.get(sid) for sid in wanted}, reader) if is_text_reader(reader) else {}
 
     ctx = PageContext(
-        catalog=str(summary.get("catalog", "run")), thumbs=thumbs, labels=dict(shown.iter_rows()),
+        catalog=str(summary.get("catalog", "run")), thumbs=thumbs, snippets=snippets, labels=dict(shown.iter_rows()),
         neighbour_ids=neighbour_ids, score_cols=[c for c in manifest.columns if c.startswith("score_")],
         keeper_paths=keeper_paths(manifest, flagged), thumb_limit=thumb_limit,
         capped=len(with_thumb) < flagged.filter(pl.col("_usable")).height, page_size=page_size,

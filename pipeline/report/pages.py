@@ -43,6 +43,7 @@ class PageContext:
     capped: bool  # some flagged sample with an image got no thumbnail
     page_size: int
     folders: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, key) -> gallery folder
+    snippets: dict[str, str] = field(default_factory=dict)  # sample id -> the start of its text (text sources)
     sections: dict[str, ReasonSection] = field(default_factory=dict)  # reason code -> its presentation
 
     def href(self, kind: str, key: str, page: int = 1, *, prefix: str = "") -> str | None:
@@ -130,7 +131,7 @@ def group_page(group: Group, rows: pl.DataFrame, page: int, n_pages: int, ctx: P
         note = f"{esc(meaning)}{'. ' if meaning else ''}Order: {esc(group.section.order)}."
     else:
         note = "Every flagged sample of this given label: label issues first, lowest label quality first."
-    missing = rows.filter(pl.col("_usable") & ~pl.col(S.SAMPLE_ID).is_in(list(ctx.thumbs))).height
+    missing = rows.filter(pl.col("_usable") & ~pl.col(S.SAMPLE_ID).is_in([*ctx.thumbs, *ctx.snippets])).height
     if missing:
         note += (f" Thumbnails are made for the first {fmt(ctx.thumb_limit)} flagged samples (each reason's "
                  f"worst first); the {fmt(missing)} on this page without one are beyond that cap.")
@@ -192,7 +193,10 @@ def reason_link(code: str, ctx: PageContext) -> str:
 
 
 def thumb_html(sid: str | None, ctx: PageContext, *, label: str, cls: str = "", prefix: str = "") -> str:
-    """The sample's thumbnail, or a "no image" box where it has none."""
+    """The sample's thumbnail (a text sample's snippet), or a "no image" box where it has none."""
+    if sid is not None and sid in ctx.snippets:
+        text = ctx.snippets[sid]
+        return f"<div class=\"thumb snippet {cls}\" title=\"{esc(text)}\">{esc(text)}</div>"
     rel = ctx.thumbs.get(sid) if sid is not None else None
     if rel is None:
         return f"<div class=\"thumb missing {cls}\" title=\"{esc(label)}\">no image</div>"
@@ -229,7 +233,7 @@ def card(row: dict, ctx: PageContext, *, prefix: str) -> str:
         f"<figcaption class=\"{'agree' if ctx.labels.get(n) == suggested else ''}\">"
         f"{esc(ctx.labels.get(n, '?'))}</figcaption></figure>"
         for n, _sim in ctx.neighbour_ids.get(sid, []))
-    if sid in ctx.thumbs:
+    if sid in ctx.thumbs or sid in ctx.snippets:
         picture, compact = thumb_html(sid, ctx, label=given, prefix=prefix), ""
     elif row["_usable"]:
         picture, compact = "", " compact"  # beyond the thumbnail cap: the page says so

@@ -1,4 +1,5 @@
-"""Thumbnails: RUN/thumbs/<hash>.png for the samples the report shows, built beside and swapped in."""
+"""Thumbnails: RUN/thumbs/<hash>.png for the samples the report shows, built beside and swapped in;
+for text samples, snippets of the text in their place (`read_snippets`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PIL import Image
 from winnow import atomic
 from winnow.embeddings import load_image
 from winnow.embeddings.images import to_rgb
+from winnow.embeddings.text import decode_text
 from winnow.reading import SampleReader
 
 THUMBS = "thumbs"  # the run's thumbnail folder; pages link to "thumbs/<name>"
@@ -21,7 +23,33 @@ def write_thumbnails(run: Path, locators: dict[str, str | None], reader: SampleR
     """Replace RUN/thumbs with a thumbnail of every sample in `locators` (sample id -> locator,
     None: none) whose image still decodes, read through `reader`; returns sample id -> "thumbs/<name>"."""
     with atomic.replace_folder(run / THUMBS) as folder:
+        if is_text_reader(reader):  # texts have snippets instead (read_snippets)
+            return {}
         return make_thumbnails(locators, folder, reader)
+
+
+SNIPPET_CHARS = 240  # characters of a text sample shown where an image would have its thumbnail
+
+
+def is_text_reader(reader: SampleReader | None) -> bool:
+    """Whether a source's samples are texts (shown as snippets), not images."""
+    return getattr(reader, "modality", "image") == "text"
+
+
+def read_snippets(locators: dict[str, str | None], reader: SampleReader | None) -> dict[str, str]:
+    """sample id -> the start of its text (whitespace collapsed, cut at SNIPPET_CHARS with "…"),
+    for every text sample in `locators` that still decodes. Plain text: the pages escape it."""
+    wanted = sorted((sid, loc) for sid, loc in locators.items() if loc)
+    if reader is None or not wanted:
+        return {}
+    out = {}
+    for (sid, _), read in zip(wanted, reader.read_many([loc for _, loc in wanted]), strict=True):
+        text, _reason = decode_text(read.data) if read.reason is None else (None, read.reason)
+        if text is None:
+            continue
+        flat = " ".join(text.split())
+        out[sid] = flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rstrip() + "…"
+    return out
 
 
 def _thumb_name(sample_id: str) -> str:
