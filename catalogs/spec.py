@@ -43,9 +43,18 @@ from winnow.catalogs.errors import (
     MissingColumn,
     MissingRoot,
     UnknownSource,
+    UnsupportedSource,
 )
 from winnow.catalogs.keys import cache_dir, reject_unknown, resolve_path, typed
-from winnow.catalogs.sources import ImageFolderSource, ManifestSource, Source, get_source
+from winnow.catalogs.sources import (
+    ImageFolderSource,
+    ManifestSource,
+    Source,
+    get_source,
+    source_for_target,
+)
+from winnow.catalogs.sources.hf_datasets import HFDatasetSource
+from winnow.catalogs.sources.storage import is_url
 from winnow.catalogs.tables import TABLE_SUFFIXES, read_table, row_name, rows_name
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -76,13 +85,31 @@ def list_catalogs() -> list[str]:
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.toml"))
 
 
-def resolve_catalog(target: str | os.PathLike, *, path_column: str | None = None,
-                    label_column: str | None = None) -> CatalogSpec:
-    """A catalog from a TOML file, a .csv / .parquet table, a bundled catalog name, or a
-    plain class-folder tree. `path_column` / `label_column` name a table's columns."""
+def resolve_catalog(target: Any, *, path_column: str | None = None, label_column: str | None = None,
+                    image_column: str | None = None) -> CatalogSpec:
+    """A catalog from a TOML file, a .csv / .parquet table, a bundled catalog name, a plain
+    class-folder tree, a target a registered source takes by itself (Parquet with image bytes,
+    a saved Hugging Face dataset, WebDataset shards, their s3:// ... URLs: `source_for_target`),
+    or a `datasets.Dataset` object. The column options name a table's or a byte source's columns."""
+    if not isinstance(target, (str, os.PathLike)):
+        if hasattr(target, "save_to_disk") and hasattr(target, "features"):  # a datasets.Dataset
+            source = HFDatasetSource.from_object(target, image_column=image_column, label_column=label_column)
+            return CatalogSpec(name=getattr(getattr(target, "info", None), "dataset_name", None) or "dataset",
+                               source=source)
+        raise CatalogNotFound(f"a target is a path, a URL, a catalog name or a datasets.Dataset, got "
+                              f"{type(target).__name__}")
     text = os.fspath(target)
+    found = source_for_target(text, image_column=image_column, label_column=label_column, path_column=path_column)
+    if found is not None:
+        return CatalogSpec(name=found.name(), source=found)
+    if is_url(text):
+        raise UnsupportedSource(f"{text!r} is a URL that no source reads: Winnow reads Parquet with image bytes "
+                                f"(.parquet), WebDataset shards (.tar) and saved Hugging Face datasets from URLs")
     path = Path(text).expanduser()
     is_table = path.suffix.lower() in TABLE_SUFFIXES
+    if image_column:
+        raise InvalidCatalog(f"image_column={image_column!r} names a column of image bytes, but the target {text!r} "
+                             f"is not a table of image bytes")
     if (path_column or label_column) and not is_table:
         given = [f"{k}={v!r}" for k, v in (("path_column", path_column), ("label_column", label_column)) if v]
         raise InvalidCatalog(f"{', '.join(given)} name(s) columns of a .csv / .parquet table, but the target "

@@ -153,7 +153,11 @@ CONFIG_OPTIONS: tuple[ConfigOption, ...] = (
     ConfigOption("path_column", "run.path_column", str | None, ("--path-column",), "A table TARGET's column of "
                  "sample paths (relative to the table's folder). Default: path."),
     ConfigOption("label_column", "run.label_column", str | None, ("--label-column",),
-                 "A table TARGET's column of labels. Default: label."),
+                 "A table TARGET's column of labels (a WebDataset's label member: cls, txt, json:FIELD). "
+                 "Default: label, else the one ClassLabel / text / integer column (WebDataset: cls)."),
+    ConfigOption("image_column", "run.image_column", str | None, ("--image-column",),
+                 "The column of image bytes of a Parquet / saved Hugging Face dataset TARGET (a WebDataset's "
+                 "image extension). Default: the one column of image bytes."),
     ConfigOption("wait", "run.wait", bool | None, ("--wait/--no-wait",), "Wait for another run on OUT to finish "
                  "instead of failing. Default: fail."),
     ConfigOption("runner", "run.runner", str | None, ("--runner",), f"One of {', '.join(RUNNERS)}: 'direct' (the "

@@ -73,6 +73,9 @@ class RunOptions:
     holdout: tuple[str, ...] = ()  # validation / test catalogs: training samples that duplicate them are `leak`
     path_column: str | None = None  # a table target's column of sample paths; None: `path`
     label_column: str | None = None  # a table target's column of labels; None: `label`
+    # A byte-table target's column of image bytes (Parquet, saved HF dataset; a WebDataset's image
+    # extension); None: the one column of image bytes.
+    image_column: str | None = None
     wait: bool = False  # queue behind another run on OUT instead of failing
     progress: bool = False  # progress bars on stderr (the CLI turns them on unless --quiet or --json)
     # "direct": the stages in this process, no Prefect; "prefect": the Prefect flow (its runs show

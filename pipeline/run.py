@@ -72,7 +72,7 @@ def catalog_settings(spec: CatalogSpec) -> dict[str, dict[str, Any]]:
     tables = {name: dict(values) for name, values in spec.config.items()}
     if spec.encoder is not None:
         tables.setdefault("embed", {})["encoder"] = spec.encoder
-    columns = sorted({"path_column", "label_column"} & set(tables.get("run", {})))
+    columns = sorted({"path_column", "label_column", "image_column"} & set(tables.get("run", {})))
     if columns:
         raise ConfigError(f"{where} [run]: {columns!r} name columns of a table target; a catalog names its "
                           f"columns in [source]")
@@ -98,9 +98,13 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
     own = Config.from_settings(settings)
     if isinstance(target, CatalogSpec):
         spec, text = target, str(target.spec_path or target.name)
-    else:
+    elif isinstance(target, (str, os.PathLike)):
         text = os.fspath(target)
-        spec = resolve_catalog(text, path_column=own.run.path_column, label_column=own.run.label_column)
+        spec = resolve_catalog(text, path_column=own.run.path_column, label_column=own.run.label_column,
+                               image_column=own.run.image_column)
+    else:  # a datasets.Dataset: saved once to the cache, then a target like any saved folder
+        spec = resolve_catalog(target, label_column=own.run.label_column, image_column=own.run.image_column)
+        text = spec.source.path
     config = resolve_config(spec, settings, defaults=defaults)
     if config.run.out is None:
         raise ConfigError("no output folder: pass --out (run.out)")
@@ -177,7 +181,8 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
         work.folder.mkdir(parents=True, exist_ok=True)
         LOG.info("run %s: %d samples of %r", run.name, plan.samples.num_rows, plan.spec.name)
         samples = stages.load_samples(plan.target, work, path_column=config.run.path_column,
-                                      label_column=config.run.label_column, table=plan.samples)
+                                      label_column=config.run.label_column, image_column=config.run.image_column,
+                                      table=plan.samples)
         embed = _embed(stages, plan, samples, work)
         knn = stages.build_knn(embed, work, knn=config.knn, seed=config.run.seed, progress=config.run.progress)
         holdouts = []
