@@ -92,7 +92,7 @@ def resolve_catalog(target: Any, *, path_column: str | None = None, label_column
     a saved Hugging Face dataset, WebDataset shards, their s3:// ... URLs: `source_for_target`),
     or a `datasets.Dataset` object. The column options name a table's or a byte source's columns."""
     if not isinstance(target, (str, os.PathLike)):
-        if hasattr(target, "save_to_disk") and hasattr(target, "features"):  # a datasets.Dataset
+        if hasattr(target, "save_to_disk"):  # a datasets.Dataset (a DatasetDict is refused there, naming its splits)
             source = HFDatasetSource.from_object(target, image_column=image_column, label_column=label_column)
             return CatalogSpec(name=getattr(getattr(target, "info", None), "dataset_name", None) or "dataset",
                                source=source)
