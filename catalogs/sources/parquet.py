@@ -38,6 +38,7 @@ from winnow.catalogs.sources.byte_tables import (
     pick_columns,
 )
 from winnow.catalogs.sources.storage import (
+    filesystem,
     fingerprint_files,
     is_url,
     list_files,
@@ -54,6 +55,14 @@ def _schema(url: str) -> pa.Schema:
             return pq.ParquetFile(fh).schema_arrow
     except Exception as exc:  # arrow and storage errors vary: one named error
         raise InvalidManifest(f"Parquet file {url!r} cannot be read: {exc}") from exc
+
+
+def _is_folder(url: str) -> bool:
+    try:
+        fs, path = filesystem(url)
+        return fs.isdir(path)
+    except Exception:
+        return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +98,7 @@ class ParquetImagesSource(Source):
             elif path.suffix.lower() != ".parquet" or not path.is_file():
                 return None
             target = str(path.resolve())
-        elif not (target.rstrip("/").endswith(".parquet") or target.endswith("/") or "{" in target
-                  or image_column is not None):
+        elif not (target.rstrip("/").endswith(".parquet") or "{" in target or _is_folder(target)):
             return None
         try:
             files = list_files(target, suffixes=(".parquet",), what="Parquet data")

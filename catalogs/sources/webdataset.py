@@ -87,7 +87,7 @@ class WebDatasetSource(Source):
             return None
         if is_url(target):
             bare = target.split("?", 1)[0]
-            if not (bare.endswith(".tar") or (bare.endswith("/") and _folder_of_tars(target))):
+            if not (bare.endswith(".tar") or _folder_of_tars(target)):
                 return None
         else:
             path = Path(target.split("{", 1)[0]).expanduser() if "{" in target else Path(target).expanduser()

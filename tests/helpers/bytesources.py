@@ -92,7 +92,7 @@ def save_hf_dataset(ds, dest: Path) -> Path:
 
 
 def write_webdataset(dest: Path, samples: Sequence[Sample], *, shards: int = 2, label: str = "cls") -> list[Path]:
-    """WebDataset shards dest/shard-<i>.tar: <key>.png and <key>.cls (or .json {"label": ...})."""
+    """WebDataset shards dest/shard-<i>.tar: <key>.cls (or .json {"label": ...}) and <key>.png."""
     dest.mkdir(parents=True, exist_ok=True)
     per = -(-len(samples) // shards)
     written = []
@@ -101,11 +101,12 @@ def write_webdataset(dest: Path, samples: Sequence[Sample], *, shards: int = 2, 
         with tarfile.open(path, "w") as tar:
             for i, (_, data, lab) in enumerate(samples[s * per:(s + 1) * per]):
                 key = f"{s:03d}{i:06d}"
-                add_member(tar, f"{key}.png", data)
+                # Members in sorted extension order, as webdataset's TarWriter writes them.
                 if label == "cls":
                     add_member(tar, f"{key}.cls", lab.encode())
                 else:
                     add_member(tar, f"{key}.json", f'{{"label": "{lab}"}}'.encode())
+                add_member(tar, f"{key}.png", data)
         written.append(path)
     return written
 
@@ -131,6 +132,7 @@ def moto_server(*, timeout: float = 60.0) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     endpoint = f"http://127.0.0.1:{port}"
+    _forget_s3_clients()  # fsspec caches filesystems: one made for an earlier server would be reused
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -143,6 +145,7 @@ def moto_server(*, timeout: float = 60.0) -> Iterator[str]:
             time.sleep(0.2)
         yield endpoint
     finally:
+        _forget_s3_clients()
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
         try:
@@ -150,6 +153,13 @@ def moto_server(*, timeout: float = 60.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def _forget_s3_clients() -> None:
+    with contextlib.suppress(ImportError):
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
