@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from winnow.catalogs import schemas as S
 from tests.helpers.bytesources import (
     S3_ENV,
     folder_samples,
@@ -32,6 +31,7 @@ from tests.helpers.bytesources import (
     write_webdataset,
 )
 from tests.helpers.images import digit_images, write_image_folder
+from winnow.catalogs import schemas as S
 
 pytest.importorskip("moto")
 pytest.importorskip("s3fs")
