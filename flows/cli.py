@@ -347,7 +347,7 @@ def report(
 @app.command()
 def export(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="An output folder of `winnow run` (its latest run) or one run folder.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="One of: parquet, csv, jsonl, imagefolder (see README 'Outputs').")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="One of: parquet, csv, jsonl, imagefolder, parquet_images (Parquet with the image bytes), webdataset (tar shards), source (the source's own form) (see README 'Outputs').")] = "parquet",
     dest: Annotated[Path | None, typer.Option(help="File or folder to write. Default: OUT/export/ (a folder).")] = None,
 ) -> None:
     """Write the cleaned training set (final labels and weights) for a training job."""

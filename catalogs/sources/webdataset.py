@@ -106,7 +106,13 @@ class WebDatasetSource(Source):
         return cls(shards=target, label_key=label_key, image_key=image_column)
 
     def name(self) -> str:
-        return self.shards.rstrip("/").rsplit("/", 1)[-1].split("{")[0].removesuffix(".tar") or "shards"
+        """A folder's name; a pattern's folder; a single shard's stem."""
+        parts = [p for p in self.shards.rstrip("/").split("/") if p]
+        if not parts:
+            return "shards"
+        if "{" in parts[-1] or any(c in parts[-1] for c in "*?["):
+            return parts[-2] if len(parts) > 1 else "shards"
+        return parts[-1].removesuffix(".tar")
 
     def files(self) -> list[str]:
         return list_files(self.shards, suffixes=(".tar",), what="WebDataset shards")
@@ -191,6 +197,8 @@ def _scan_shard(url: str, *, label_ext: str) -> dict[str, dict[str, Any]]:
         raise InvalidManifest(f"WebDataset shard {url!r} cannot be opened: {exc}") from exc
     last_image: tuple[str, str] | None = None
     try:
+        # Streamed front to back in large blocks (one request per block on object storage, not one
+        # per member); on local disk this costs less CPU than seeking from header to header.
         with open_file(url, block_size=_STREAM_BLOCK) as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
             for member in tar:
                 if not member.isfile():
