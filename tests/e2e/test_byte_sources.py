@@ -24,6 +24,7 @@ import pytest
 from tests.helpers.bytesources import (
     S3_ENV,
     folder_samples,
+    http_server,
     moto_server,
     upload_tree,
     write_hf_saved,
@@ -176,11 +177,27 @@ def test_a_dataset_object_and_export_in_source_form(forms, tmp_path, monkeypatch
     shards = export_clean(tmp_path / "out", fmt="webdataset", dest=tmp_path / "exp" / "shards")
     from winnow.catalogs import list_samples, open_reader, resolve_catalog
 
+    assert export_clean(tmp_path / "out", fmt="source", dest=tmp_path / "exp" / "src.parquet").is_file()
     table = list_samples(resolve_catalog(str(shards)))
     reads = open_reader(table).read_many(table.column(S.LOCATOR).to_pylist())
     assert sorted(r.content_hash for r in reads) == sorted(clean[S.CONTENT_HASH])
     labels = dict(zip(clean[S.CONTENT_HASH], clean["label"], strict=False))
     assert all(labels[r.content_hash] == lab for r, lab in zip(reads, table.column(S.LABEL).to_pylist(), strict=True))
+
+
+def test_http_urls_are_read_with_range_requests(forms):
+    """Object storage behind plain HTTP(S): a Parquet shard and a brace pattern of tar shards."""
+    from winnow.catalogs import list_samples, open_reader, resolve_catalog
+    from winnow.reading import hash_bytes
+
+    tmp, samples = forms
+    with http_server(tmp) as url:
+        first = pq.read_metadata(tmp / "parquet" / "part-00000.parquet").num_rows
+        for target, n in ((f"{url}/parquet/part-00000.parquet", first), (f"{url}/wds/shard-{{000..003}}.tar", None)):
+            table = list_samples(resolve_catalog(target))
+            reads = open_reader(table).read_many(table.column(S.LOCATOR).to_pylist())
+            want = [hash_bytes(b) for _, b, _ in samples][:n]
+            assert [r.content_hash for r in reads] == want, target
 
 
 class _Cards(HTMLParser):

@@ -125,27 +125,22 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(*, timeout: float = 60.0) -> Iterator[str]:
-    """moto's S3-compatible server on a free localhost port, in a process of its own; yields its
-    endpoint URL and stops the process by its PID. Credentials are dummies (moto accepts any)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{port}"
-    _forget_s3_clients()  # fsspec caches filesystems: one made for an earlier server would be reused
+def _server(args: list[str], port: int, *, timeout: float) -> Iterator[str]:
+    """A server process listening on localhost:`port`; yields its URL, stops it by its PID."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {proc.returncode}")
+                raise RuntimeError(f"{args[2]} exited with {proc.returncode}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"moto server did not listen on {endpoint} within {timeout} s")
+                raise TimeoutError(f"{args[2]} did not listen on {url} within {timeout} s")
             time.sleep(0.2)
-        yield endpoint
+        yield url
     finally:
-        _forget_s3_clients()
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
         try:
@@ -153,6 +148,29 @@ def moto_server(*, timeout: float = 60.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def http_server(folder: Path, *, timeout: float = 30.0) -> Iterator[str]:
+    """Python's http.server serving `folder` on a free localhost port (Range requests included)."""
+    port = free_port()
+    with _server([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(folder),
+                  str(port)], port, timeout=timeout) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def moto_server(*, timeout: float = 60.0) -> Iterator[str]:
+    """moto's S3-compatible server on a free localhost port, in a process of its own; yields its
+    endpoint URL and stops the process by its PID. Credentials are dummies (moto accepts any)."""
+    port = free_port()
+    _forget_s3_clients()  # fsspec caches filesystems: one made for an earlier server would be reused
+    try:
+        with _server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port,
+                     timeout=timeout) as endpoint:
+            yield endpoint
+    finally:
+        _forget_s3_clients()
 
 
 def _forget_s3_clients() -> None:
