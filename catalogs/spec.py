@@ -43,9 +43,18 @@ from winnow.catalogs.errors import (
     MissingColumn,
     MissingRoot,
     UnknownSource,
+    UnsupportedSource,
 )
 from winnow.catalogs.keys import cache_dir, reject_unknown, resolve_path, typed
-from winnow.catalogs.sources import ImageFolderSource, ManifestSource, Source, get_source
+from winnow.catalogs.sources import (
+    ImageFolderSource,
+    ManifestSource,
+    Source,
+    get_source,
+    source_for_target,
+)
+from winnow.catalogs.sources.hf_datasets import HFDatasetSource
+from winnow.catalogs.sources.storage import is_url
 from winnow.catalogs.sources.text_table import TEXT_TABLE_SUFFIXES, TextTableSource
 from winnow.catalogs.tables import TABLE_SUFFIXES, read_table, row_name, rows_name
 
@@ -77,16 +86,38 @@ def list_catalogs() -> list[str]:
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.toml"))
 
 
-def resolve_catalog(target: str | os.PathLike, *, path_column: str | None = None,
-                    label_column: str | None = None, text_column: str | None = None,
+def resolve_catalog(target: Any, *, path_column: str | None = None, label_column: str | None = None,
+                    image_column: str | None = None, text_column: str | None = None,
                     id_column: str | None = None) -> CatalogSpec:
-    """A catalog from a TOML file, a .csv / .parquet / .jsonl table, a bundled catalog name, or a
-    plain class-folder tree. `path_column` / `label_column` / `id_column` name a table's columns;
-    `text_column` makes it a table of texts (a .jsonl file is one, its texts in `text` by default)."""
+    """A catalog from a TOML file, a .csv / .parquet / .jsonl table, a bundled catalog name, a plain
+    class-folder tree, a target a registered source takes by itself (Parquet with image bytes,
+    a saved Hugging Face dataset, WebDataset shards, their s3:// ... URLs: `source_for_target`),
+    or a `datasets.Dataset` object. The column options name a table's or a byte source's columns;
+    `text_column` makes a table one of texts (a .jsonl file is one, its texts in `text` by default)."""
+    if not isinstance(target, (str, os.PathLike)):
+        if hasattr(target, "save_to_disk"):  # a datasets.Dataset (a DatasetDict is refused there, naming its splits)
+            source = HFDatasetSource.from_object(target, image_column=image_column, label_column=label_column)
+            return CatalogSpec(name=getattr(getattr(target, "info", None), "dataset_name", None) or "dataset",
+                               source=source)
+        raise CatalogNotFound(f"a target is a path, a URL, a catalog name or a datasets.Dataset, got "
+                              f"{type(target).__name__}")
     text = os.fspath(target)
+    found = None if text_column else source_for_target(text, image_column=image_column, label_column=label_column,
+                                                          path_column=path_column)
+    if found is not None:
+        if id_column:
+            raise InvalidCatalog(f"id_column={id_column!r} names a column of a table of paths or texts; {text!r} is "
+                                 f"read by the {found.kind} source, which names samples itself (shard and key, row)")
+        return CatalogSpec(name=found.name(), source=found)
+    if is_url(text):
+        raise UnsupportedSource(f"{text!r} is a URL that no source reads: Winnow reads Parquet with image bytes "
+                                f"(.parquet), WebDataset shards (.tar) and saved Hugging Face datasets from URLs")
     path = Path(text).expanduser()
     is_text = path.suffix.lower() in TEXT_TABLE_SUFFIXES and (text_column is not None or path.suffix.lower() == ".jsonl")
     is_table = path.suffix.lower() in TABLE_SUFFIXES or is_text
+    if image_column:
+        raise InvalidCatalog(f"image_column={image_column!r} names a column of image bytes, but the target {text!r} "
+                             f"is not a table of image bytes")
     named = (("path_column", path_column), ("label_column", label_column), ("text_column", text_column),
              ("id_column", id_column))
     if any(v for _, v in named) and not is_table:

@@ -154,7 +154,11 @@ CONFIG_OPTIONS: tuple[ConfigOption, ...] = (
     ConfigOption("path_column", "run.path_column", str | None, ("--path-column",), "A table TARGET's column of "
                  "sample paths (relative to the table's folder). Default: path."),
     ConfigOption("label_column", "run.label_column", str | None, ("--label-column",),
-                 "A table TARGET's column of labels. Default: label."),
+                 "A table TARGET's column of labels (a WebDataset's label member: cls, txt, json:FIELD). "
+                 "Default: label, else the one ClassLabel / text / integer column (WebDataset: cls)."),
+    ConfigOption("image_column", "run.image_column", str | None, ("--image-column",),
+                 "The column of image bytes of a Parquet / saved Hugging Face dataset TARGET (a WebDataset's "
+                 "image extension). Default: the one column of image bytes."),
     ConfigOption("text_column", "run.text_column", str | None, ("--text-column",), "A .csv / .parquet / .jsonl "
                  "TARGET's column of texts: a text dataset, embedded with a text encoder (default "
                  "sentence-transformers:all-MiniLM-L6-v2). Default for .jsonl: text."),
@@ -373,7 +377,7 @@ def review(
 @app.command()
 def export(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="An output folder of `winnow run` (its latest run) or one run folder.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="One of: parquet, csv, jsonl, imagefolder (see README 'Outputs').")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="One of: parquet, csv, jsonl, imagefolder, parquet_images (Parquet with the image bytes), webdataset (tar shards), source (the source's own form) (see README 'Outputs').")] = "parquet",
     dest: Annotated[Path | None, typer.Option(help="File or folder to write. Default: OUT/export/ (a folder).")] = None,
 ) -> None:
     """Write the cleaned training set (final labels and weights) for a training job."""

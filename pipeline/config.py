@@ -75,6 +75,9 @@ class RunOptions:
     label_column: str | None = None  # a table target's column of labels; None: `label`
     text_column: str | None = None  # a table target's column of texts (a text dataset); None: a table of paths (.jsonl: `text`)
     id_column: str | None = None  # a table target's column of sample ids; None: a stable id from each row
+    # A byte-table target's column of image bytes (Parquet, saved HF dataset; a WebDataset's image
+    # extension); None: the one column of image bytes.
+    image_column: str | None = None
     wait: bool = False  # queue behind another run on OUT instead of failing
     progress: bool = False  # progress bars on stderr (the CLI turns them on unless --quiet or --json)
     # "direct": the stages in this process, no Prefect; "prefect": the Prefect flow (its runs show
@@ -85,7 +88,7 @@ class RunOptions:
     def table_columns(self) -> dict[str, str | None]:
         """The columns a table target is read with: `winnow.catalogs.resolve_catalog`'s keywords."""
         return {"path_column": self.path_column, "label_column": self.label_column,
-                "text_column": self.text_column, "id_column": self.id_column}
+                "image_column": self.image_column, "text_column": self.text_column, "id_column": self.id_column}
 
     def __post_init__(self) -> None:
         if self.runner not in RUNNERS:

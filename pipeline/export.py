@@ -9,6 +9,14 @@
                  weight, path, abs_path. A sample that is not a file of its own (its bytes live
                  in a table or an archive: no abs_path) is written out as a file, read through
                  its source's reader.
+    parquet_images  one Parquet file of the clean columns plus `image`, a Hugging Face `Image`
+                 struct {bytes, path} holding each sample's bytes (read through its source's
+                 reader): `datasets` and Winnow's parquet_images source read it as it is
+    webdataset   DEST/shard-NNNNNN.tar, 10,000 samples a shard: <key>.<png|jpg|...> (the bytes),
+                 <key>.cls (the label, as text) and <key>.json (sample_id, label, original_label,
+                 weight, path); key = the sample id. Read back by the webdataset source
+    source       the source's own form: parquet_images for Parquet / Hugging Face sources,
+                 webdataset for tar shards, imagefolder for files
 
 Every format holds exactly the rows of clean.parquet: every kept or relabelled sample once,
 with its final label and weight. Labels and file names are hostile input: they never choose
@@ -27,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from winnow import atomic
-from winnow.catalogs import open_reader
+from winnow.catalogs import open_reader, source_of
 from winnow.catalogs import schemas as S
 from winnow.pipeline.layout import RunLayout
 from winnow.pipeline.report import resolve_run
@@ -38,8 +46,14 @@ FORMATS: dict[str, str] = {
     "csv": "one CSV file with a header row",
     "jsonl": "one JSON object per line",
     "imagefolder": "DEST/<label>/<file> symlinks to the images plus DEST/metadata.csv",
+    "parquet_images": "one Parquet file with the image bytes in an `image` column (HF Image struct)",
+    "webdataset": "DEST/shard-NNNNNN.tar: <key>.<ext> + <key>.cls + <key>.json per sample",
+    "source": "the source's own form: parquet_images, webdataset or imagefolder",
 }
-_SUFFIXES = {"parquet": (".parquet",), "csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
+_SUFFIXES = {"parquet": (".parquet",), "csv": (".csv",), "jsonl": (".jsonl", ".ndjson"), "parquet_images": (".parquet",)}
+# The export format that is a source kind's own form (`--format source`).
+SOURCE_FORMS = {"parquet_images": "parquet_images", "hf_dataset": "parquet_images", "webdataset": "webdataset"}
+SHARD_SAMPLES = 10_000  # samples per tar shard of a webdataset export
 METADATA = "metadata.csv"  # the name `datasets`' imagefolder loader looks for
 MARKER = ".winnow-export"  # marks a folder as a Winnow export, so a re-export may replace it
 _MAX_NAME_BYTES = 200  # below every common filesystem's 255-byte limit, with room for a suffix
@@ -74,6 +88,12 @@ def export_clean(run_or_out_dir: str | os.PathLike, *, fmt: str, dest: str | os.
     run = resolve_run(run_or_out_dir)
     table = _read_clean(run)
     dest = Path(dest).expanduser()
+    reader = lambda: open_reader(RunLayout(run).outputs.clean)  # noqa: E731
+    if fmt == "source":
+        kind = source_of(RunLayout(run).outputs.clean).kind
+        fmt = SOURCE_FORMS.get(kind, "imagefolder")
+    if fmt == "webdataset":
+        return _write_webdataset(table, dest, reader=reader())
     if fmt == "imagefolder":
         # The reader is opened only if a sample is not a file (a file is linked, never read).
         return _write_imagefolder(table, dest, reader=lambda: open_reader(RunLayout(run).outputs.clean))
@@ -83,6 +103,8 @@ def export_clean(run_or_out_dir: str | os.PathLike, *, fmt: str, dest: str | os.
         raise ExportError(f"{str(dest)!r} is a folder; name the {fmt} file to write")
     if fmt == "parquet":
         return atomic.write_parquet(table, dest)
+    if fmt == "parquet_images":
+        return _write_parquet_images(table, dest, reader=reader())
     frame = pl.from_arrow(table)
     with atomic.writing(dest) as tmp:
         if fmt == "csv":
@@ -201,3 +223,86 @@ def _copy_samples(samples: list[tuple[str, str, str, str]], reader: SampleReader
                                   f"re-run `winnow run` and export again")
             with open(where, "xb") as fh:  # "x": never through a link or over a file already there
                 fh.write(read.data)
+
+
+# --- the byte forms: Parquet with image bytes, WebDataset shards --------------------------------------
+
+_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"), (b"GIF8", "gif"), (b"BM", "bmp"),
+          (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
+
+
+def _extension(data: bytes, path: str) -> str:
+    """The image member's extension: from the bytes' signature, else the path's suffix, else `img`."""
+    for magic, ext in _MAGIC:
+        if data.startswith(magic):
+            return ext
+    suffix = path.rsplit("/", 1)[-1].rpartition(".")[2].lower()
+    return suffix if suffix.isalnum() and 0 < len(suffix) <= 5 else "img"
+
+
+def _read_blocks(table: pa.Table, reader: SampleReader, *, block: int = 256):
+    """(row slice, [bytes]) per block of the clean table, read through the source's reader."""
+    for start in range(0, table.num_rows, block):
+        part = table.slice(start, block)
+        reads = reader.read_many(part.column(S.LOCATOR).to_pylist())
+        for sid, path, read in zip(part.column(S.SAMPLE_ID).to_pylist(), part.column(S.PATH).to_pylist(), reads,
+                                   strict=True):
+            if read.reason is not None:
+                raise ExportError(f"sample {sid!r} ({path!r}) cannot be read any more ({read.reason}); "
+                                  f"re-run `winnow run` and export again")
+        yield part, [read.data for read in reads]
+
+
+def _write_parquet_images(table: pa.Table, dest: Path, *, reader: SampleReader) -> Path:
+    import json
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    features = {"image": {"_type": "Image"}, **{f.name: {"dtype": "string" if f.type == pa.string() else "float64", "_type": "Value"}
+                                                for f in table.schema if f.type in (pa.string(), pa.float64())}}
+    schema = pa.schema([pa.field("image", image_type), *table.schema]).with_metadata(
+        {"huggingface": json.dumps({"info": {"features": features}})})
+    with atomic.writing(dest) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for part, blobs in _read_blocks(table, reader):
+            names = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in part.column(S.PATH).to_pylist()]
+            image = pa.array([{"bytes": b, "path": n} for b, n in zip(blobs, names, strict=True)], image_type)
+            writer.write_table(pa.Table.from_arrays([image, *part.columns], schema=schema), row_group_size=256)
+    return dest
+
+
+def _write_webdataset(table: pa.Table, dest: Path, *, reader: SampleReader) -> Path:
+    import io
+    import json
+    import tarfile
+
+    if dest.exists() and not dest.is_dir():
+        raise DestinationNotEmpty(f"{str(dest)!r} exists and is not a folder")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).exists():
+        raise DestinationNotEmpty(f"{str(dest)!r} is not empty and is not an earlier Winnow export; choose "
+                                  f"another --dest or empty it")
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        tar.addfile(info, io.BytesIO(data))
+
+    with atomic.replace_folder(dest) as tmp:
+        tar, written = None, 0
+        try:
+            for part, blobs in _read_blocks(table, reader):
+                for row, data in zip(part.to_pylist(), blobs, strict=True):
+                    if written % SHARD_SAMPLES == 0:
+                        if tar is not None:
+                            tar.close()
+                        tar = tarfile.open(tmp / f"shard-{written // SHARD_SAMPLES:06d}.tar", "w")
+                    key = safe_name(row[S.SAMPLE_ID]).replace(".", "_")
+                    # Sorted member order (cls, json, image), as webdataset's TarWriter writes.
+                    add(tar, f"{key}.cls", str(row[S.LABEL]).encode("utf-8"))
+                    meta = {k: row[k] for k in (S.SAMPLE_ID, S.LABEL, "original_label", S.WEIGHT, S.PATH)}
+                    add(tar, f"{key}.json", json.dumps(meta).encode("utf-8"))
+                    add(tar, f"{key}.{_extension(data, row[S.PATH])}", data)
+                    written += 1
+        finally:
+            if tar is not None:
+                tar.close()
+        (tmp / MARKER).write_text("written by `winnow export --format webdataset`; safe to replace\n")
+    return dest

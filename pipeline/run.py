@@ -72,7 +72,7 @@ def catalog_settings(spec: CatalogSpec) -> dict[str, dict[str, Any]]:
     tables = {name: dict(values) for name, values in spec.config.items()}
     if spec.encoder is not None:
         tables.setdefault("embed", {})["encoder"] = spec.encoder
-    columns = sorted({"path_column", "label_column", "text_column", "id_column"} & set(tables.get("run", {})))
+    columns = sorted({"path_column", "label_column", "image_column", "text_column", "id_column"} & set(tables.get("run", {})))
     if columns:
         raise ConfigError(f"{where} [run]: {columns!r} name columns of a table target; a catalog names its "
                           f"columns in [source]")
@@ -98,9 +98,12 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
     own = Config.from_settings(settings)
     if isinstance(target, CatalogSpec):
         spec, text = target, str(target.spec_path or target.name)
-    else:
+    elif isinstance(target, (str, os.PathLike)):
         text = os.fspath(target)
         spec = resolve_catalog(text, **own.run.table_columns())
+    else:  # a datasets.Dataset: saved once to the cache, then a target like any saved folder
+        spec = resolve_catalog(target, label_column=own.run.label_column, image_column=own.run.image_column)
+        text = spec.source.path
     config = resolve_config(spec, settings, defaults=defaults)
     if config.run.out is None:
         raise ConfigError("no output folder: pass --out (run.out)")

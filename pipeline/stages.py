@@ -58,7 +58,7 @@ _POLARS_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "
 
 
 def load_samples(target: str, work: WorkLayout, *, path_column: str | None = None, label_column: str | None = None,
-                 text_column: str | None = None, id_column: str | None = None,
+                 image_column: str | None = None, text_column: str | None = None, id_column: str | None = None,
                  table: pa.Table | None = None) -> SamplesOutput:
     """Catalog -> samples.parquet (validated; one row per input sample).
 
@@ -67,7 +67,7 @@ def load_samples(target: str, work: WorkLayout, *, path_column: str | None = Non
     out = work.samples
     if table is None:
         table = list_samples(resolve_catalog(target, path_column=path_column, label_column=label_column,
-                                             text_column=text_column, id_column=id_column))
+                                             image_column=image_column, text_column=text_column, id_column=id_column))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -80,6 +80,14 @@ def load_samples(target: str, work: WorkLayout, *, path_column: str | None = Non
         write_parquet(table, out.table, schema=S.SAMPLES_SCHEMA)
         mark_done(work, "samples", key, rows=table.num_rows)
     return out
+
+
+def _tie_keys(emb_table: pl.DataFrame) -> np.ndarray:
+    """Tie-break keys: the content hash, then the sample id (issue 14): which copy of a duplicate
+    group is kept, or which rows a prune keeps first, follows the bytes, not a source's ids, so the
+    same images give the same decisions from a folder, a Parquet file or tar shards."""
+    hashes = emb_table[S.CONTENT_HASH].fill_null("~").to_list()  # unreadable rows sort last
+    return np.array([f"{h}/{sid}" for h, sid in zip(hashes, emb_table[S.SAMPLE_ID].to_list(), strict=True)])
 
 
 def embed_stage_key(work: WorkLayout, encoder_name: str) -> str:
@@ -228,7 +236,7 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     result = curation.curate(
         table.column(S.LABEL_INDEX).to_numpy(), np.load(embed.matrix, mmap_mode="r"),
         load_knn_graph(knn.graph), rows=rows, n_classes=len(classes),
-        unusable_reason=emb_table[S.REASON].to_list(), keys=emb_table[S.SAMPLE_ID].to_numpy(),
+        unusable_reason=emb_table[S.REASON].to_list(), keys=_tie_keys(emb_table),
         content_hashes=emb_table[S.CONTENT_HASH].to_list(), policy=policy, detect=detect,
         methods=methods, seed=seed, holdout_embeddings=holdout_emb, holdout_hashes=holdout_hashes,
         class_text_embeddings=text, class_names=classes, duplicate_keys=dup_keys, duplicate_pairs=dup_pairs,

@@ -26,6 +26,10 @@ How to add a source
 
 2. Add one line to `SOURCES` below: `"<kind>": <Kind>Source,`.
 
+3. Optionally, `from_target(target, *, image_column, label_column, path_column)`: the source for a
+   bare target (`winnow run data.parquet`) when this kind takes it, else None; `source_for_target`
+   asks the registered kinds in registry order.
+
 Code outside Winnow registers its own source with `register_source(MySource)`, or, so that every
 process finds it (Dask workers included), through the `winnow.sources` entry-point group of its
 package: `<kind> = "my_package.my_module:MySource"`.
@@ -38,14 +42,20 @@ from importlib.metadata import entry_points
 
 from winnow.catalogs.errors import UnknownSource
 from winnow.catalogs.sources.base import Listing, Source, make_sample_id
+from winnow.catalogs.sources.hf_datasets import HFDatasetSource
 from winnow.catalogs.sources.image_folder import ImageFolderSource
 from winnow.catalogs.sources.manifest import ManifestSource
+from winnow.catalogs.sources.parquet import ParquetImagesSource
 from winnow.catalogs.sources.text_table import TextTableSource
+from winnow.catalogs.sources.webdataset import WebDatasetSource
 
 SOURCES: dict[str, type[Source]] = {
     "image_folder": ImageFolderSource,
     "manifest": ManifestSource,
     "text_table": TextTableSource,
+    "hf_dataset": HFDatasetSource,
+    "webdataset": WebDatasetSource,
+    "parquet_images": ParquetImagesSource,
 }
 """kind -> Source class: every kind a catalog's [source] table may name."""
 
@@ -69,6 +79,18 @@ def get_source(kind: str) -> type[Source]:
     return SOURCES[kind]
 
 
+def source_for_target(target: str, *, image_column: str | None = None, label_column: str | None = None,
+                      path_column: str | None = None) -> Source | None:
+    """The source of the first registered kind that takes `target` by itself (`Source.from_target`),
+    or None: the target is then a catalog file, a table of paths, a class folder or a bundled name."""
+    for cls in list(SOURCES.values()):
+        found = cls.from_target(target, image_column=image_column, label_column=label_column,
+                                path_column=path_column)
+        if found is not None:
+            return found
+    return None
+
+
 def register_source(cls: type[Source], *, replace: bool = False) -> type[Source]:
     """Add a Source class to the registry under its `kind`; returns it (usable as a decorator).
 
@@ -85,5 +107,6 @@ def register_source(cls: type[Source], *, replace: bool = False) -> type[Source]
     return cls
 
 
-__all__ = ["SOURCES", "ImageFolderSource", "Listing", "ManifestSource", "Source", "TextTableSource", "UnknownSource", "get_source",
-           "list_sources", "make_sample_id", "register_source"]
+__all__ = ["SOURCES", "HFDatasetSource", "ImageFolderSource", "Listing", "ManifestSource", "ParquetImagesSource",
+           "Source", "TextTableSource", "UnknownSource", "WebDatasetSource", "get_source", "list_sources",
+           "make_sample_id", "register_source", "source_for_target"]

@@ -84,6 +84,21 @@ class Source(ABC):
         InvalidCatalog quoting them (see `winnow.catalogs.keys`).
         """
 
+    @classmethod
+    def from_target(cls, target: str, *, image_column: str | None = None, label_column: str | None = None,
+                    path_column: str | None = None) -> Source | None:
+        """The source for a target given by itself (`winnow run TARGET`: a file, folder, pattern or
+        URL) when this kind takes it, else None (the default: only catalogs name this kind).
+
+        The column options are the user's `--image-column` / `--label-column` / `--path-column`;
+        a source that takes the target checks them (a wrong name raises, quoting it).
+        """
+        return None
+
+    def name(self) -> str:
+        """A short name for a catalog made from this source alone (the file or folder's name)."""
+        return self.kind
+
     @abstractmethod
     def list_samples(self) -> Listing:
         """Every input sample as a row; raises a named CatalogError when the source as a whole
