@@ -134,6 +134,7 @@ def curate(
         suggestion_confidence=confidence, policy=policy, duplicates=dup.scatter(rows, n),
         outliers=out.scatter(rows, n), leaks=leaks, clusters=clusters, prune_priority=priority,
         keys=keys, n_classes=n_classes, is_rare_class=rare,
+        label_quality=scatter_rows(rows, quality_u, n, np.nan), class_names=class_names,
     )
     scores = {
         "label_quality": scatter_rows(rows, quality_u, n, np.nan),

@@ -20,7 +20,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from winnow.catalogs import CatalogSpec, list_samples, read_ground_truth, resolve_catalog
+from winnow.catalogs import (
+    CatalogSpec,
+    classes_of,
+    list_samples,
+    read_ground_truth,
+    resolve_catalog,
+)
 from winnow.curation import DETECTORS, list_detectors, policy_from_dict
 from winnow.pipeline.config import ConfigError, RunConfig, parse_methods
 from winnow.pipeline.files import locked
@@ -73,7 +79,11 @@ def validate_run(config: RunConfig, *, load_encoder: bool = True) -> RunPlan:
                           f"run would list its files as samples; choose a folder outside it")
     policy = {**spec.policy, **config.policy}
     policy.setdefault("kmeans_seed", config.seed)
-    policy_from_dict(policy)
+    classes = classes_of(samples)
+    if classes:  # a per-class setting that names no class fails here, before any embedding
+        policy_from_dict(policy).check_classes(classes)
+    else:
+        policy_from_dict(policy)
     methods = parse_methods(config.methods)
     if methods != "auto":
         unknown = [m for m in methods if m not in DETECTORS]
