@@ -23,6 +23,7 @@ pred_probs, the AUROC of cleanlab's other pred_probs-only scores.
     .venv/bin/python -m benchmarks.label_noise --quick              # CI-sized: a few rows per split
     .venv/bin/python -m benchmarks.label_noise --split dev          # one split
     .venv/bin/python -m benchmarks.label_noise --speed 50000,100000 # + the speed table
+    .venv/bin/python -m benchmarks.label_noise --split none --speed 50000,100000   # the speed table alone
     .venv/bin/python -m benchmarks.label_noise --markdown out/label_noise.md
 
 Data are built offline and cached under ~/.cache/winnow/bench/ (benchmarks/label_noise_data.py).
@@ -411,7 +412,8 @@ def _selected(split: str, *, quick: bool, datasets: tuple[str, ...] | None) -> l
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=[*SPLITS, "both"], default="both")
+    ap.add_argument("--split", choices=[*SPLITS, "both", "none"], default="both",
+                    help="which conditions to run; none: only the --speed table")
     ap.add_argument("--datasets", default="", help="comma-separated protocol data sets (default: all of the split)")
     ap.add_argument("--quick", action="store_true", help="a few conditions per split (CI-sized)")
     ap.add_argument("--datalab", action="store_true", help="also run Datalab's label check where there are embeddings")
@@ -422,7 +424,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     datasets = tuple(filter(None, args.datasets.split(","))) or None
     blocks = []
-    for split in (SPLITS if args.split == "both" else (args.split,)):
+    for split in {"both": SPLITS, "none": ()}.get(args.split, (args.split,)):
         rows = []
         for cond in _selected(split, quick=args.quick, datasets=datasets):
             t = time.perf_counter()
