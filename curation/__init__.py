@@ -30,7 +30,15 @@ from winnow.curation.label_issues import (
     list_detectors,
     out_of_fold_pred_probs,
 )
-from winnow.curation.noise import detection_metrics, parse_noise_spec, plant_label_noise
+from winnow.curation.multilabel import MultilabelIssues, find_multilabel_issues
+from winnow.curation.noise import (
+    detection_metrics,
+    parse_noise_spec,
+    plant_instance_noise,
+    plant_label_noise,
+    plant_multilabel_noise,
+    sparse_noise_matrix,
+)
 from winnow.curation.outliers import Outliers, find_outliers, score_knn_distance
 from winnow.curation.policy import DecisionPolicy, Decisions, decide, policy_from_dict
 from winnow.curation.prune import (
@@ -51,14 +59,16 @@ from winnow.curation.rebalance import (
 from winnow.curation.text_duplicates import find_minhash_pairs, normalise_text, text_duplicate_keys
 
 __all__ = [
-    "DETECTORS", "ISSUE_TYPES", "Curation", "DecisionPolicy", "Decisions", "DetectConfig", "DuplicateGroups", "Hierarchy", "IndexConfig",
-    "InvalidArray", "IssueContext", "IssueFindings", "IssueType", "KnnConfig", "KnnGraph", "KnnVotes", "LabelIssueReport", "Leaks", "LengthMismatch", "MissingDependency",
-    "Outliers", "PrunePlan", "ReportSection", "Selection", "SemanticDuplicates", "build_knn_graph", "cluster_balance",
+    "DETECTORS", "ISSUE_TYPES", "Curation", "DecisionPolicy", "Decisions", "DetectConfig", "DuplicateGroups",
+    "Hierarchy", "IndexConfig", "InvalidArray", "IssueContext", "IssueFindings", "IssueType", "KnnConfig", "KnnGraph",
+    "KnnVotes", "LabelIssueReport", "Leaks", "LengthMismatch", "MissingDependency", "MultilabelIssues", "Outliers",
+    "PrunePlan", "ReportSection", "Selection", "SemanticDuplicates", "build_knn_graph", "cluster_balance",
     "compute_weights", "curate", "decide", "detect_label_issues", "detection_metrics",
     "find_confident_learning_issues", "find_duplicates", "find_knn_label_issues", "find_label_issues",
-    "find_leaks", "find_minhash_pairs", "find_outliers", "find_semantic_duplicates", "find_simifeat_label_issues",
-    "hierarchical_kmeans", "kmeans", "list_detectors", "list_issue_types", "out_of_fold_pred_probs", "parse_noise_spec", "plant_label_noise",
-    "plan_prune", "plan_rebalance", "policy_from_dict", "register_issue_type", "resolve_target", "score_knn_distance",
-    "normalise_text", "text_duplicate_keys",
-    "score_prototypicality", "search_knn",
+    "find_leaks", "find_minhash_pairs", "find_multilabel_issues", "find_outliers", "find_semantic_duplicates",
+    "find_simifeat_label_issues", "hierarchical_kmeans", "kmeans", "list_detectors", "list_issue_types",
+    "normalise_text", "out_of_fold_pred_probs", "parse_noise_spec", "plan_prune", "plan_rebalance",
+    "plant_instance_noise", "plant_label_noise", "plant_multilabel_noise", "policy_from_dict",
+    "register_issue_type", "resolve_target", "score_knn_distance", "score_prototypicality", "search_knn",
+    "sparse_noise_matrix", "text_duplicate_keys",
 ]

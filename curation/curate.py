@@ -268,6 +268,7 @@ def curate(
         flags={name: {code: scatter_rows(rows, np.asarray(f, dtype=bool), n, False) for code, f in found.flags.items()}
                for name, found in findings.items()},
         clusters=clusters, prune_priority=priority, keys=keys, n_classes=n_classes,
+        label_quality=scatter_rows(rows, quality_u, n, np.nan), class_names=class_names,
     )
     scores = {
         "label_quality": scatter_rows(rows, quality_u, n, np.nan),

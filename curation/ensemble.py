@@ -3,15 +3,21 @@
 Detectors that give a class distribution per sample (the probe's or the user's
 pred_probs, kNN votes, zero-shot priors) are averaged, each weighted by how often its
 argmax agrees with the given labels (all sources face the same noise, so the one that
-agrees more is the better predictor). label_quality is the blend's probability of the
-given label, mixed with score-only evidence that ranks well on its own (the area under
-the margin), which is a quarter of the weight when present. How many samples to flag comes from the confident joint of the blend:
-- a given class whose estimated errors spread over many true classes (symmetric-like
-  noise) flags its lowest-quality samples, as many as the joint's off-diagonal row;
-- a given class whose errors concentrate on one true class (pair-flip-like noise) is
-  pruned cell by cell by margin (confident learning's prune-by-noise-rate, the margin
-  mixed with the score-only evidence like label_quality), which separates the two
-  confusable classes better than a global quality ranking.
+agrees more is the better predictor). The cut follows the evidence, class by class:
+1. The confident joint of the blend, calibrated to the label counts, estimates the joint
+   distribution Q of (given, true) labels: its off-diagonal row i is how many samples given
+   label i are wrong (the per-class noise estimate; their sum is the noise rate).
+2. Each sample's probability of a wrong label is Bayes' rule with row i of Q as the prior
+   over its true class and the blend as the likelihood: P(true = j | x, given i) is
+   proportional to Q[i, j] * blend[x, j] / P(true = j). A class whose errors all go to one
+   class is ranked by the evidence for that class (like confident learning's per-cell
+   margin); one whose errors spread is ranked by the evidence against its own label.
+   Score-only evidence (the area under the margin) is mixed in (SCORE_SHARE).
+   label_quality is 1 minus that mixture.
+3. In each given class, the samples of lowest label_quality are flagged until their count
+   reaches the class's estimated errors, so no class is cut at another's rate (a rare
+   class's clean samples are not flagged because a frequent class is noisy); as in
+   confident learning, a sample whose blend argmax is its given label is never flagged.
 """
 
 from __future__ import annotations
@@ -26,19 +32,25 @@ from winnow.curation.confident_learning import (
 )
 from winnow.curation.errors import InvalidArray
 
-# Provenance of the three constants below: chosen by hand on benchmarks/label_noise.py's 15 seed-0 rows (scikit-learn digits and 5,000 MNIST digits through
-# EfficientNet-Lite0, the 10-class Gaussian mixture; symmetric 20/40/60%, pair 20/40%);
-# seed 1 of the same rows was the only other check. They are dev-set choices, not yet
-# validated on held-out data (benchmarks/README.md reports them on the data they were chosen on).
+# Provenance of the cut's design, chosen on the development split of
+# benchmarks/label_noise_protocol.py only (36 conditions, mean F1): the posterior ranking with
+# per-class counts 0.909 against the earlier two-regime cut's 0.899; a global cut at the same
+# total would reach 0.921 but flags the clean samples of the rarer half of the classes at
+# 11.1% against 6.1% (frequent half 1.5% vs 3.3%); the argmax guard adds 0.0006 on the mean
+# (better on 31 of 36 rows, worse on the three pair-40% rows, where the true and the flipped
+# class tie) and brought the one dev row below cleanlab (digits-lr sparse 0.4 30%) above it.
+# AGREEMENT_POWER was chosen by hand on the earlier benchmark's 15 seed-0 rows
+# (digits and MNIST through EfficientNet-Lite0, a Gaussian mixture) and kept unchanged when
+# the protocol of benchmarks/label_noise_protocol.py (issue 16) split the benchmark: it was
+# not re-tuned. SCORE_SHARE was re-checked on the protocol's development split only (0.25
+# against 0.5: mean dev F1 0.903 vs 0.898 with the per-class cut); the held-out split chose
+# nothing.
 
 # Weight exponent on each source's agreement with the given labels: sharp enough that a
 # clearly better source dominates, soft enough that two similar ones are averaged.
 AGREEMENT_POWER = 4.0
-# A given class whose largest off-diagonal cell holds more than this share of its
-# estimated errors is treated as pair-flip-like (pruned by margin, cell by cell).
-CONCENTRATED_NOISE_SHARE = 0.5
-# Share of label_quality given to score-only detectors (AUM): on those benchmark rows it
-# lifts AUROC in every row; more than this starts to override the class evidence.
+# Share of label_quality given to score-only detectors (AUM): more than this starts to
+# override the class evidence.
 SCORE_SHARE = 0.25
 
 
@@ -46,18 +58,19 @@ SCORE_SHARE = 0.25
 class EnsembleVerdict:
     blend_probs: np.ndarray  # (N, K) float64: weighted average of the sources' class distributions
     weights: dict[str, float]  # source name -> normalised weight in the blend
-    label_quality: np.ndarray  # (N,) float64 in [0, 1]: blend probability of the given label
+    label_quality: np.ndarray  # (N,) float64 in [0, 1]: 1 - P(given label wrong), score-only evidence mixed in
     suggested_label: np.ndarray  # (N,) int64: blend argmax (the given label when it is the argmax)
     suggestion_confidence: np.ndarray  # (N,) float64 in [0, 1]: blend probability of suggested_label
     is_label_issue: np.ndarray  # (N,) bool
     confident_joint: np.ndarray  # (K, K) int64: calibrated joint of the blend, row = given, column = true
     noise_rate: float  # estimated share of wrong labels (off-diagonal mass of the joint)
+    class_noise_rate: np.ndarray  # (K,) float64: estimated share of wrong labels among samples given class k
 
 
 def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
                       scores: dict[str, np.ndarray] | None = None,
                       sample_weight: np.ndarray | None = None) -> EnsembleVerdict:
-    """Blend the sources' (N, K) class distributions and cut at the estimated noise count.
+    """Blend the sources' (N, K) class distributions and cut class by class; see the module docstring.
 
     labels: (N,) validated int64; class_probs: name -> (N, K) rows summing to 1;
     scores: name -> (N,) in [0, 1], low = likely wrong, mixed into label_quality only.
@@ -78,17 +91,18 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     weights = {name: w / total for name, w in raw.items()}
     blend = sum(weights[name] * class_probs[name] for name in class_probs)
     blend = blend / blend.sum(axis=1, keepdims=True)
-    own = blend[rows, labels]
-    quality = own
     extra = None
     if scores:
         extra = np.mean([np.clip(v, 0.0, 1.0) for v in scores.values()], axis=0)
-        quality = (1.0 - SCORE_SHARE) * own + SCORE_SHARE * extra
         weights = {name: w * (1.0 - SCORE_SHARE) for name, w in weights.items()}
         weights.update({name: SCORE_SHARE / len(scores) for name in scores})
-    flagged, cj = cut_by_confident_joint(labels, blend, quality, scores=extra, sample_weight=sample_weight)
+    flagged, cj, _, quality = cut_by_noise_estimate(labels, blend, scores=extra, sample_weight=sample_weight)
+    # The suggestion is the evidence's own choice, not the posterior's: the prior of a
+    # given class favours that class, which would keep most flagged labels as they are.
     suggested = blend.argmax(axis=1)
-    suggested = np.where(blend[rows, suggested] > own, suggested, labels).astype(np.int64)
+    suggested = np.where(blend[rows, suggested] > blend[rows, labels], suggested, labels).astype(np.int64)
+    counts = np.bincount(labels, weights=sample_weight, minlength=blend.shape[1]).astype(np.float64)
+    off = cj.sum(axis=1) - np.diag(cj)
     return EnsembleVerdict(
         blend_probs=blend,
         weights=weights,
@@ -98,44 +112,59 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
         is_label_issue=flagged,
         confident_joint=cj,
         noise_rate=estimate_noise_rate(cj),
+        class_noise_rate=np.where(counts > 0, off / np.maximum(counts, 1e-12), 0.0),
     )
 
 
-def cut_by_confident_joint(labels: np.ndarray, probs: np.ndarray, quality: np.ndarray, *,
-                           scores: np.ndarray | None = None,
-                           sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) flags and the (K, K) confident joint of `probs`; see the module docstring.
+def true_class_posterior(labels: np.ndarray, probs: np.ndarray, joint: np.ndarray) -> np.ndarray:
+    """(N, K) P(true class = j | evidence, given label) by Bayes' rule.
 
-    labels (N,), probs (N, K), quality (N,) label_quality; scores (N,) the score-only
-    evidence mixed into quality (None = none), also mixed into the per-cell margins.
-    sample_weight (N,): the joint counts weights and each cut takes rows until their
-    weights reach its count (None: rows).
+    labels (N,), probs (N, K) the evidence (a class distribution per sample), joint (K, K)
+    the estimated (given, true) joint, e.g. a calibrated confident joint. Row i of the joint
+    is the prior over the true class of a sample given label i; probs[x, j] / P(true = j)
+    is the likelihood ratio of the evidence.
+    """
+    joint = np.asarray(joint, dtype=np.float64)
+    prior_true = joint.sum(axis=0) / max(joint.sum(), 1e-12)
+    given_rows = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-12)
+    post = given_rows[labels] * probs / np.maximum(prior_true, 1e-12)[None, :]
+    total = post.sum(axis=1, keepdims=True)
+    # A sample whose evidence puts no mass where its row allows: keep its given label.
+    fallback = np.zeros_like(post)
+    fallback[np.arange(len(labels)), labels] = 1.0
+    return np.where(total > 0, post / np.where(total > 0, total, 1.0), fallback)
+
+
+def cut_by_noise_estimate(labels: np.ndarray, probs: np.ndarray, *, scores: np.ndarray | None = None,
+                          sample_weight: np.ndarray | None = None):
+    """Flags, joint, posterior and label_quality of the per-class cut; see the module docstring.
+
+    labels (N,), probs (N, K) the blended evidence; scores (N,) score-only evidence in
+    [0, 1] (low = likely wrong), None = none. sample_weight (N,): the joint counts
+    weights and each class's cut takes rows until their weights reach its count.
+    Returns (is_label_issue (N,) bool, confident joint (K, K), posterior (N, K) over the
+    true class, label_quality (N,)).
     """
     k = probs.shape[1]
     cj = compute_confident_joint(labels, probs, weights=sample_weight)
+    posterior = true_class_posterior(labels, probs, cj)
+    wrong = 1.0 - posterior[np.arange(len(labels)), labels]
+    if scores is not None:
+        wrong = (1.0 - SCORE_SHARE) * wrong + SCORE_SHARE * (1.0 - scores)
+    quality = 1.0 - wrong
     w = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    off = cj - np.diag(np.diag(cj))
-    n_errors = off.sum(axis=1)
-    concentrated = off.max(axis=1) > CONCENTRATED_NOISE_SHARE * np.maximum(n_errors, 1)
+    errors = cj.sum(axis=1) - np.diag(cj)
     flagged = np.zeros(len(labels), dtype=bool)
-    for given in np.flatnonzero(concentrated):
-        # Confident learning's prune-by-noise-rate: in cell (given, true) flag the
-        # samples the evidence most prefers to move from `given` to `true`.
+    for given in range(k):
+        if errors[given] <= 0:
+            continue
         rows = np.flatnonzero(labels == given)
-        for true in range(k):
-            if true == given or off[given, true] <= 0:
-                continue
-            margin = probs[rows, true] - probs[rows, given]
-            if scores is not None:
-                margin = (1.0 - SCORE_SHARE) * margin + SCORE_SHARE * (1.0 - 2.0 * scores[rows])
-            order = np.argsort(-margin, kind="stable")
-            flagged[rows[order[: _n_within(w[rows[order]], off[given, true])]]] = True
-    diffuse_rows = np.flatnonzero(~concentrated[labels])
-    n_flag = int(n_errors[~concentrated].sum())
-    if n_flag > 0 and len(diffuse_rows):
-        order = np.argsort(quality[diffuse_rows], kind="stable")
-        flagged[diffuse_rows[order[: _n_within(w[diffuse_rows[order]], n_flag)]]] = True
-    return flagged, cj
+        order = rows[np.argsort(quality[rows], kind="stable")]
+        flagged[order[: _n_within(w[order], errors[given])]] = True
+    # As in confident learning: a sample whose evidence's most probable class is its given
+    # label keeps it, whatever its class's count (an overestimated count cannot reach it).
+    agrees = probs[np.arange(len(labels)), labels] >= probs.max(axis=1) - 1e-12
+    return flagged & ~agrees, cj, posterior, quality
 
 
 def _n_within(weights: np.ndarray, count: float) -> int:

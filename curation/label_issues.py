@@ -101,6 +101,11 @@ def _detect_confident_learning(inp: DetectionInputs) -> DetectorOutput:
     return DetectorOutput(score=cl.label_quality, class_probs=inp.pred_probs, is_label_issue=cl.is_label_issue)
 
 
+def _detect_probe(inp: DetectionInputs) -> DetectorOutput:
+    probs = inp.probe.pred_probs
+    return DetectorOutput(score=probs[np.arange(len(inp.labels)), inp.labels], class_probs=probs, is_label_issue=None)
+
+
 def _detect_zero_shot(inp: DetectionInputs) -> DetectorOutput:
     probs = zero_shot_pred_probs(inp.embeddings, inp.class_text_embeddings, temperature=inp.zero_shot_temperature)
     return DetectorOutput(score=probs[np.arange(len(inp.labels)), inp.labels], class_probs=probs, is_label_issue=None)
@@ -117,6 +122,10 @@ DETECTORS: dict[str, Detector] = {
                     "area under the margin over the probe's training epochs"),
     "confident_learning": Detector(_detect_confident_learning, ("pred_probs",), True, "probs",
                                    "confident joint + prune by noise rate on out-of-fold pred_probs"),
+    # A second source of class evidence beside the user's pred_probs: the probe sees the
+    # embeddings, the user's model saw something else (pixels, text), and their errors differ.
+    "probe": Detector(_detect_probe, ("probe",), True, "probs",
+                      "the embedding probe's out-of-fold class probabilities, beside a user's pred_probs"),
     "zero_shot": Detector(_detect_zero_shot, ("embeddings", "class_text_embeddings"), True, "probs",
                           "CLIP text-tower class prompts as a training-free prior"),
 }
@@ -137,6 +146,7 @@ class LabelIssueReport:
     detector_flags: dict[str, np.ndarray] = field(default_factory=dict)  # detector -> (N,) bool own flags
     methods: tuple[str, ...] = ()  # detectors that ran, in registry order
     rare_classes: dict[int, int] = field(default_factory=dict)  # class index -> samples, for classes too rare to judge
+    class_noise_rates: np.ndarray | None = None  # (K,) estimated share of wrong labels per given class; NaN = rare
 
 
 # A class needs at least this many samples (and at least the kNN graph's k) for the
@@ -325,9 +335,12 @@ def detect_label_issues(
         report_probs[rows[:, None], np.flatnonzero(rare)[None, :]] = 0.0
     else:
         report_probs = used_probs
+    class_rates = np.full(k, np.nan)
+    class_rates[classes] = verdict.class_noise_rate
     return LabelIssueReport(
         frame=pl.DataFrame(columns), noise_rate=verdict.noise_rate, confident_joint=cj, pred_probs=report_probs,
         weights=verdict.weights, detector_flags=flags, methods=tuple(names), rare_classes=rare_classes,
+        class_noise_rates=class_rates,
     )
 
 
@@ -414,7 +427,8 @@ def _unjudged_report(labels: np.ndarray, k: int, rare_classes: dict[int, int], p
         "suggestion_confidence": unjudged, "is_rare_class": rare[labels],
     })
     return LabelIssueReport(frame=frame, noise_rate=0.0, confident_joint=np.zeros((k, k), dtype=np.int64),
-                            pred_probs=pred_probs, weights={}, methods=(), rare_classes=rare_classes)
+                            pred_probs=pred_probs, weights={}, methods=(), rare_classes=rare_classes,
+                            class_noise_rates=np.where(rare, np.nan, 0.0))
 
 
 def out_of_fold_pred_probs(embeddings, labels, *, n_classes: int | None = None, n_folds: int = 5,
@@ -459,9 +473,10 @@ def _resolve_methods(methods, *, pred_probs, embeddings, knn, class_text_embeddi
         have.add("class_text_embeddings")
     if isinstance(methods, str) and methods == "auto":
         names = [n for n, d in DETECTORS.items() if d.auto and set(d.needs) <= have]
-        # The user's own pred_probs stand in for the probe; the probe's AUM alone is not worth training it.
-        if pred_probs is not None:
-            names = [n for n in names if n != "aum"]
+        # Without a user's pred_probs the probe's probabilities already feed confident
+        # learning (and the blend through it): a "probe" source would count them twice.
+        if pred_probs is None:
+            names = [n for n in names if n != "probe"]
         return names
     requested = [methods] if isinstance(methods, str) else list(methods)
     if not requested:
@@ -487,6 +502,8 @@ def _verdict_from_scores(labels: np.ndarray, outputs: dict[str, DetectorOutput],
         blend_probs=np.zeros((n, k)), weights={name: 1.0 / len(outputs) for name in outputs},
         label_quality=np.clip(scores, 0, 1), suggested_label=labels.copy(), suggestion_confidence=np.zeros(n),
         is_label_issue=flag_lowest(scores, rate), confident_joint=np.zeros((k, k), dtype=np.int64), noise_rate=rate,
+        class_noise_rate=np.bincount(labels, weights=flag_lowest(scores, rate), minlength=k)
+        / np.maximum(np.bincount(labels, minlength=k), 1),
     )
 
 

@@ -59,8 +59,20 @@ class DecisionPolicy:
     on_label_issue: str = "auto"
     # Relabel only when the detectors give the suggested label at least this probability.
     # 0.8 is conservative: a wrong relabel is worse than a drop, since it teaches a wrong fact.
-    # (A judgement: not tuned on any benchmark.)
-    relabel_min_confidence: float = 0.8
+    # (A judgement: not tuned on any benchmark.) Per class: a table keyed by the name of the
+    # GIVEN label's class, e.g. {"3" = 0.5} relabels samples labelled "3" from 0.5 and the
+    # others from 0.8; the key "*" sets every class not named.
+    relabel_min_confidence: float | dict[str, float] = 0.8
+    # Drop a flagged label only when the detectors are at least this sure it is wrong
+    # (1 - label_quality); a flagged sample below it is kept (reason label_issue, as "keep"
+    # does). 0 drops every flagged label that is not relabelled. A number, or a table by
+    # given class like relabel_min_confidence: {"rare_bird" = 0.9} keeps a rare class's
+    # samples unless the evidence is strong. (A user's choice: not tuned.)
+    drop_min_confidence: float | dict[str, float] = 0.0
+    # The classes a relabel may move between: the given AND the suggested label must be
+    # listed (None: any class). A flagged label outside them is never relabelled: "auto"
+    # drops it (subject to drop_min_confidence), "relabel" keeps it, flagged.
+    relabel_classes: tuple[str, ...] | None = None
 
     # --- duplicates and leakage (what counts as one: DetectConfig) -----------------------
     # Which member of a duplicate group is kept: "central" (most similar to the rest of
@@ -118,15 +130,58 @@ class DecisionPolicy:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InvalidArray(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("relabel_min_confidence",):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise InvalidArray(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        for name in CLASS_TABLES:
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                bad = [k for k in value if not isinstance(k, str) or not k.strip()]
+                if bad or not value:
+                    raise InvalidArray(f"{name} must name classes (non-empty strings), got {value!r}")
+                # A private copy: the frozen policy must not change when the caller's dict does.
+                object.__setattr__(self, name, {k: _probability(name, v, key=k) for k, v in value.items()})
+            else:
+                _probability(name, value)
+        if self.relabel_classes is not None:
+            if isinstance(self.relabel_classes, str) or not all(isinstance(c, str) for c in self.relabel_classes):
+                raise InvalidArray(f"relabel_classes must be a list of class names, got {self.relabel_classes!r}")
         if self.keep is not None:
             resolve_target(self.keep, 1)  # raises on a bad fraction or count
         if self.class_cap is not None and self.class_cap < 0:
             raise InvalidArray(f"class_cap must be a non-negative count, got {self.class_cap!r}")
         if not 0.0 <= self.effective_number_beta < 1.0:
             raise InvalidArray(f"effective_number_beta must be in [0, 1), got {self.effective_number_beta!r}")
+
+    def class_thresholds(self, name: str, class_names: list[str]) -> np.ndarray:
+        """(K,) float64: the per-class field `name` (a CLASS_TABLES field) for each class.
+
+        A number applies to every class; a table is resolved by class name ("*": the rest,
+        else the field's default). A name that is not a class raises, quoting it.
+        """
+        value = getattr(self, name)
+        if not isinstance(value, dict):
+            return np.full(len(class_names), float(value))
+        self.check_classes(class_names)
+        default = value.get(ANY_CLASS, _FIELD_DEFAULTS[name])
+        return np.array([value.get(c, default) for c in class_names], dtype=np.float64)
+
+    def relabel_allowed(self, class_names: list[str]) -> np.ndarray:
+        """(K,) bool: the classes a relabel may move between (relabel_classes; all when None)."""
+        if self.relabel_classes is None:
+            return np.ones(len(class_names), dtype=bool)
+        self.check_classes(class_names)
+        return np.isin(np.asarray(class_names, dtype=object), list(self.relabel_classes))
+
+    def check_classes(self, class_names) -> None:
+        """Raise when a per-class setting names a class that is not among `class_names`."""
+        known = set(class_names)
+        named = {name: set(getattr(self, name)) - {ANY_CLASS} for name in CLASS_TABLES
+                 if isinstance(getattr(self, name), dict)}
+        named["relabel_classes"] = set(self.relabel_classes or ())
+        for name, classes in named.items():
+            unknown = sorted(classes - known)
+            if unknown:
+                shown = sorted(known)[:20]
+                raise InvalidArray(f"policy {name} names {unknown!r}, not classes of this data; "
+                                   f"classes: {shown}{' ...' if len(known) > 20 else ''}")
 
 
     def action_for(self, issue: str) -> str:
@@ -149,6 +204,22 @@ class DecisionPolicy:
 
 
 _FIELDS = frozenset(DecisionPolicy.__dataclass_fields__)
+
+
+def _probability(name: str, value: Any, *, key: str | None = None) -> float:
+    where = name if key is None else f"{name}[{key!r}]"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidArray(f"{where} must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise InvalidArray(f"{where} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
+# The fields that take a number or a table class name -> number, and the table's key for
+# "every class not named".
+CLASS_TABLES = ("relabel_min_confidence", "drop_min_confidence")
+ANY_CLASS = "*"
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(DecisionPolicy)}
 
 
 def _check_actions(actions) -> tuple[tuple[str, str], ...]:
@@ -213,6 +284,9 @@ def policy_from_dict(values: dict[str, Any], *, base: DecisionPolicy | None = No
     return policy
 
 
+_UnionType = type(int | None)
+
+
 @dataclass(frozen=True)
 class Decisions:
     decision: np.ndarray  # (N,) object: "keep" | "drop" | "relabel"
@@ -240,6 +314,8 @@ def decide(
     n_classes: int | None = None,
     is_rare_class: np.ndarray | None = None,
     flags: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    label_quality: np.ndarray | None = None,
+    class_names: list[str] | None = None,
 ) -> Decisions:
     """One decision per sample.
 
@@ -263,6 +339,9 @@ def decide(
     (N,) bool}}; `leaks`, `outliers` and `is_rare_class` are shorthands for the built-in three.
     Each type's flagged usable rows get its code, and are dropped when `policy.action_for(type)`
     is "drop", in registry order.
+    `policy.on_rare_class`). label_quality: (N,) 1 - P(given label wrong), needed when
+    `policy.drop_min_confidence` is set. class_names: K names, the keys of the policy's
+    per-class settings (default: the class indices as text, "0", "1", ...).
     """
     n = len(labels)
     labels = np.asarray(labels, dtype=np.int64)
@@ -297,12 +376,20 @@ def decide(
                 reasons[i].append(code)
                 if action == "drop":
                     drop(i)
+    relabel_min, drop_min, movable = _label_issue_policy(policy, labels, suggested_label, usable, label_quality,
+                                                         class_names, n_classes)
     for i in np.flatnonzero(np.asarray(is_label_issue, dtype=bool) & usable):
         reasons[i].append("label_issue")
         action = policy.on_label_issue
+        given, suggested = labels[i], suggested_label[i]
+        can_move = movable[given] and 0 <= suggested < len(movable) and movable[suggested]
         if action == "auto":
-            sure = suggestion_confidence[i] >= policy.relabel_min_confidence
-            action = "relabel" if sure and suggested_label[i] != labels[i] else "drop"
+            sure = suggestion_confidence[i] >= relabel_min[given]
+            action = "relabel" if sure and suggested != given and can_move else "drop"
+        elif action == "relabel" and not can_move:
+            action = "keep"
+        if action == "drop" and label_quality is not None and 1.0 - label_quality[i] < drop_min[given]:
+            action = "keep"  # not sure enough that the label is wrong to lose the sample
         if action == "relabel" and not dropped[i]:
             decision[i] = "relabel"
             final[i] = int(suggested_label[i])
@@ -333,6 +420,26 @@ def decide(
                              beta=policy.effective_number_beta)
     return Decisions(decision=decision, reasons=reasons, final_label=final, weight=weight,
                      duplicate_of=duplicate_of, cluster=cluster)
+
+
+def _label_issue_policy(policy: DecisionPolicy, labels, suggested_label, usable, label_quality, class_names,
+                        n_classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: the relabel and the drop confidence, and whether a relabel may touch it."""
+    judged = labels[usable] if usable.any() else np.zeros(1, dtype=np.int64)
+    suggested = np.asarray(suggested_label)[usable] if usable.any() else np.zeros(1, dtype=np.int64)
+    k = max(int(judged.max()) + 1, int(suggested.max()) + 1, int(n_classes or 0))
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+        if len(class_names) < k:
+            raise InvalidArray(f"class_names has {len(class_names)} names but the labels reach class {k - 1}")
+    names = class_names if class_names is not None else [str(c) for c in range(k)]
+    drop_min = policy.class_thresholds("drop_min_confidence", names)
+    if label_quality is None and drop_min.any():
+        raise InvalidArray(f"policy drop_min_confidence is {policy.drop_min_confidence!r} but decide() got no "
+                           "label_quality to compare with it")
+    if label_quality is not None:
+        check_same_length(labels=labels, label_quality=label_quality)
+    return policy.class_thresholds("relabel_min_confidence", names), drop_min, policy.relabel_allowed(names)
 
 
 def _decide_duplicates(dup: DuplicateGroups, usable, dropped, reasons, duplicate_of, drop, policy, keys) -> None:

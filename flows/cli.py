@@ -391,7 +391,7 @@ def export(
 
 @app.command()
 def detect(
-    labels: Annotated[Path, typer.Option(help="(N,) labels: integer class indices or class names; .npy, or a .csv / .parquet column (--label-column).")],
+    labels: Annotated[Path, typer.Option(help="(N,) labels: integer class indices or class names; .npy, or a .csv / .parquet column (--label-column). With --multi-label: an (N, K) 0/1 matrix (.npy, or a table's numeric columns in class order).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write: one row per sample.")],
     pred_probs: Annotated[Path | None, typer.Option(help="(N, K) out-of-fold predicted probabilities: .npy, .csv or .parquet (numeric columns, in class order; named by class they set the order).")] = None,
     embeddings: Annotated[Path | None, typer.Option(help="(N, D) embeddings: .npy, .csv (numeric columns) or .parquet (one list column, or numeric columns); rows are L2-normalised for you.")] = None,
@@ -403,24 +403,44 @@ def detect(
     methods: Annotated[str, typer.Option(help="Detectors, comma-separated, or 'auto' (see `winnow detectors`).")] = "auto",
     k: Annotated[int, typer.Option(min=1, help="Neighbours per sample for the kNN detectors.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed for the probe.")] = 0,
+    multi_label: Annotated[bool, typer.Option("--multi-label", help="Each sample has a set of labels: --labels is an (N, K) 0/1 matrix and --pred-probs (N, K) per-class probabilities; issues per sample and per (sample, class).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Find label issues in arrays you already have (labels plus pred_probs and/or embeddings).
 
     .csv files have a header row naming their columns, unless every value is a number.
     """
+    summary: dict = {}
     with _user_errors():
-        from winnow.pipeline.evaluate import detect_from_arrays
+        if multi_label:
+            from winnow.curation.errors import InvalidArray
+            from winnow.pipeline.evaluate import detect_multilabel_from_arrays
 
-        frame = detect_from_arrays(labels, out, pred_probs_path=pred_probs, embeddings_path=embeddings,
-                                   class_text_path=class_text_embeddings, ids_path=ids, label_column=label_column,
-                                   id_column=id_column, classes=classes.split(",") if classes else None,
-                                   methods=methods, seed=seed, k=k)
-    counts = {"samples": frame.height, "label_issues": int(frame["is_label_issue"].sum()), "out": str(out)}
+            if pred_probs is None:
+                raise InvalidArray("--multi-label needs --pred-probs (N, K)")
+            unused = [name for name, given in [("--embeddings", embeddings), ("--class-text-embeddings", class_text_embeddings),
+                                               ("--label-column", label_column)] if given is not None]
+            if methods != "auto":
+                unused.append("--methods")
+            if unused:
+                raise InvalidArray(f"--multi-label reads --labels and --pred-probs only; drop {', '.join(unused)}")
+            frame = detect_multilabel_from_arrays(labels, out, pred_probs_path=pred_probs, ids_path=ids,
+                                                  id_column=id_column, classes=classes.split(",") if classes else None,
+                                                  summary=summary)
+        else:
+            from winnow.pipeline.evaluate import detect_from_arrays
+
+            frame = detect_from_arrays(labels, out, pred_probs_path=pred_probs, embeddings_path=embeddings,
+                                       class_text_path=class_text_embeddings, ids_path=ids, label_column=label_column,
+                                       id_column=id_column, classes=classes.split(",") if classes else None,
+                                       methods=methods, seed=seed, k=k, summary=summary)
+    counts = {"samples": frame.height, "label_issues": int(frame["is_label_issue"].sum()), "out": str(out), **summary}
     if as_json:
         typer.echo(json.dumps(counts))
     else:
         typer.echo(f"{counts['label_issues']} of {counts['samples']} samples flagged as label issues -> {out}")
+        typer.echo(f"About {100 * summary['estimated_noise_rate']:.1f}% of the "
+                   f"{'samples have a label that looks' if multi_label else 'labels look'} wrong.")
 
 
 @app.command()
@@ -452,8 +472,11 @@ def evaluate(
     excluded = result["excluded_known_flips"]
     typer.echo(f"{result['catalog']} with {result['encoder']}: {result['samples']} samples"
                f"{f' ({excluded} known flips left out)' if excluded else ''}, "
-               f"{result['planted']} planted flips ({noise}, seed {seed}); estimated noise rate "
-               f"{result['estimated_noise_rate']:.3f}; detection took {result['seconds']} s")
+               f"{result['planted']} planted flips ({noise}, seed {seed}); noise rate: estimated "
+               f"{result['estimated_noise_rate']:.3f}, true {result['true_noise_rate']:.3f}; detection took "
+               f"{result['seconds']} s")
+    per_class = ", ".join(f"{c} {_num(v['estimated'])} ({_num(v['true'])})" for c, v in result["class_noise_rates"].items())
+    typer.echo(f"per class, estimated (true): {per_class}")
     typer.echo(f"{'detector':<20} {'precision':>9} {'recall':>7} {'F1':>6} {'AUROC':>6} {'AP':>6}")
     for row in result["detectors"]:
         typer.echo(f"{row['detector']:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} "

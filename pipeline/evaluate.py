@@ -174,11 +174,13 @@ def encode_labels(values: np.ndarray, *, classes: list[str] | None = None) -> tu
 def detect_from_arrays(labels_path, out_path, *, pred_probs_path=None, embeddings_path=None,
                        class_text_path=None, ids_path=None, label_column: str | None = None,
                        id_column: str | None = None, classes: list[str] | None = None,
-                       methods: str = "auto", seed: int = 0, k: int = 10) -> pl.DataFrame:
+                       methods: str = "auto", seed: int = 0, k: int = 10, summary: dict | None = None) -> pl.DataFrame:
     """Label issues for user files -> a Parquet file with one row per sample (atomic).
 
     Columns: row (0-based), id (when ids are given), label (as given: a name or an index),
     then find_label_issues' columns with suggested_label as a class name for text labels.
+    summary: a dict to fill with estimated_noise_rate (the share of labels that look wrong)
+    and class_noise_rates (class -> its estimated share; None for a class too rare to judge).
     """
     if pred_probs_path is None and embeddings_path is None:
         raise InvalidArray("detect needs --pred-probs and/or --embeddings (got neither)")
@@ -219,9 +221,12 @@ def detect_from_arrays(labels_path, out_path, *, pred_probs_path=None, embedding
     if embeddings is not None and embeddings.ndim == 2 and np.issubdtype(embeddings.dtype, np.floating):
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         embeddings = embeddings / np.where(norms > 0, norms, 1.0)  # the graph assumes unit rows
-    frame = curation.find_label_issues(labels, pred_probs=pred_probs, embeddings=embeddings,
-                                       class_text_embeddings=text, methods=names, seed=seed, knn_k=k,
-                                       n_classes=len(class_names) if class_names else None)
+    report = curation.detect_label_issues(labels, pred_probs=pred_probs, embeddings=embeddings,
+                                          class_text_embeddings=text, methods=names, seed=seed, knn_k=k,
+                                          n_classes=len(class_names) if class_names else None)
+    frame = report.frame
+    if summary is not None:
+        summary.update(_noise_summary(report.noise_rate, report.class_noise_rates, class_names))
     if class_names is not None:
         frame = frame.with_columns(pl.Series("suggested_label", [class_names[i] for i in frame["suggested_label"]],
                                              dtype=pl.String))
@@ -230,6 +235,64 @@ def detect_from_arrays(labels_path, out_path, *, pred_probs_path=None, embedding
         lead.append(pl.Series("id", ids))
     lead.append(pl.Series("label", given))
     frame = pl.DataFrame(lead).hstack(frame)
+    write_parquet(frame, out_path)
+    return frame
+
+
+def _noise_summary(rate: float, class_rates, class_names: list[str] | None) -> dict:
+    names = class_names or [str(c) for c in range(len(class_rates))]
+    return {"estimated_noise_rate": round(float(rate), 4),
+            "class_noise_rates": {names[c]: (None if not np.isfinite(r) else round(float(r), 4))
+                                  for c, r in enumerate(class_rates)}}
+
+
+def detect_multilabel_from_arrays(labels_path, out_path, *, pred_probs_path, ids_path=None,
+                                  id_column: str | None = None, classes: list[str] | None = None,
+                                  cut: str = "evidence", summary: dict | None = None) -> pl.DataFrame:
+    """Multi-label issues for user files -> a Parquet file with one row per sample (atomic).
+
+    labels: an (N, K) 0/1 matrix (.npy, or the numeric columns of a .csv / .parquet, in class
+    order); pred_probs: (N, K) out-of-fold probabilities that each class applies. Columns: row,
+    id (when given), is_label_issue, label_quality, issue_classes (the classes whose annotation
+    looks wrong: present but unlikely, or absent but likely), labels and suggested_labels (the
+    given sets, and the sets with those classes flipped). Classes are named by --classes, else
+    the label table's column names, else their indices. Reading list columns or separated
+    label strings from a manifest is left to the sample-sources registry.
+    """
+    exclude = (id_column,) if id_column else ()
+    matrix, label_names = load_matrix(labels_path, name="labels", exclude=exclude)
+    probs, prob_names = load_matrix(pred_probs_path, name="pred_probs", exclude=exclude)
+    if matrix.ndim != 2:
+        raise InvalidArray(f"multi-label labels must be an (N, K) 0/1 matrix, got shape {matrix.shape}")
+    if probs.shape != matrix.shape:
+        raise InvalidArray(f"labels has shape {matrix.shape} but pred_probs has {probs.shape}; "
+                           "both are (N, K) with the classes in the same column order")
+    names = classes or label_names or prob_names or [str(c) for c in range(matrix.shape[1])]
+    if len(names) != matrix.shape[1]:
+        raise InvalidArray(f"--classes names {len(names)} classes but the matrices have {matrix.shape[1]} columns")
+    ids = None
+    if ids_path is not None:
+        ids = load_column(ids_path, name="id", column=id_column, default="id")
+    elif id_column is not None:
+        ids = load_column(labels_path, name="id", column=id_column)
+    if ids is not None:
+        _check_ids(ids, len(matrix))
+    res = curation.find_multilabel_issues(matrix, probs, cut=cut)
+    if summary is not None:
+        summary.update(_noise_summary(res.noise_rate, res.class_noise_rates, names))
+    as_names = [[names[c] for c in np.flatnonzero(row)] for row in (matrix > 0.5)]
+    lead = [pl.Series("row", np.arange(len(matrix)))]
+    if ids is not None:
+        lead.append(pl.Series("id", ids))
+    frame = pl.DataFrame(lead).hstack(pl.DataFrame({
+        "is_label_issue": res.is_label_issue,
+        "label_quality": res.label_quality,
+        "issue_classes": pl.Series([[names[c] for c in np.flatnonzero(r)] for r in res.class_issues],
+                                   dtype=pl.List(pl.String)),
+        "labels": pl.Series(as_names, dtype=pl.List(pl.String)),
+        "suggested_labels": pl.Series([[names[c] for c in np.flatnonzero(r)] for r in res.suggested_labels],
+                                      dtype=pl.List(pl.String)),
+    }))
     write_parquet(frame, out_path)
     return frame
 
@@ -355,9 +418,14 @@ def evaluate_catalog(target: str, noise: str, *, seed: int = 0, encoder: str | N
         rows.append({"detector": method, **curation.detection_metrics(is_issue, score, full.detector_flags[method])})
     rows.append({"detector": "ensemble", **curation.detection_metrics(
         is_issue, full.frame["label_quality"].to_numpy(), full.frame["is_label_issue"].to_numpy())})
+    true_rates = {classes[c]: round(float(is_issue[noisy == c].mean()), 4) if (noisy == c).any() else None
+                  for c in range(n_classes)}
+    estimated = _noise_summary(full.noise_rate, full.class_noise_rates, list(classes))["class_noise_rates"]
     return {
         "catalog": spec.name, "encoder": name, "noise": noise, "seed": seed,
         "samples": int(usable.sum()), "excluded_known_flips": int((~keep).sum()),
         "planted": int(is_issue.sum()), "estimated_noise_rate": round(float(full.noise_rate), 4),
+        "true_noise_rate": round(float(is_issue.mean()), 4) if len(is_issue) else 0.0,
+        "class_noise_rates": {c: {"estimated": estimated[c], "true": true_rates[c]} for c in classes},
         "seconds": round(ensemble_seconds, 2), "detectors": rows,
     }

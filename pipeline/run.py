@@ -23,7 +23,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from winnow.catalogs import CatalogSpec, list_samples, read_ground_truth, resolve_catalog
+from winnow.catalogs import (
+    CatalogSpec,
+    classes_of,
+    list_samples,
+    read_ground_truth,
+    resolve_catalog,
+)
+from winnow.curation import InvalidArray
 from winnow.pipeline.config import Config, ConfigError, check_settings
 from winnow.pipeline.files import locked
 from winnow.pipeline.layout import LATEST, EmbedOutput, RunLayout, SamplesOutput, WorkLayout
@@ -113,6 +120,12 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
     if spec.source.kind == "image_folder" and _is_within(out, spec.source.root.resolve()):
         raise ConfigError(f"--out {str(out)!r} is inside the dataset folder {str(spec.source.root)!r}: the next "
                           f"run would list its files as samples; choose a folder outside it")
+    classes = classes_of(samples)
+    if classes:  # a per-class policy setting that names no class of the data fails here, before any embedding
+        try:
+            config.policy.check_classes(classes)
+        except InvalidArray as exc:
+            raise ConfigError(str(exc)) from None
     methods = config.detect.method_names()
     # A review file that does not follow the schema fails now, not after embedding (it names the file).
     from winnow.pipeline.review.store import read_reviews, reviews_dir

@@ -6,7 +6,7 @@ what a value may be. A value from TOML, a dict or a `section.key=value` string i
 and converted against that annotation here, and nowhere else:
 
 - an int is accepted for a float field, a list for a tuple field (TOML arrays), a single
-  string for a tuple-of-strings field (one item);
+  string for a tuple-of-strings field (one item), a table for a dict field (its keys as text);
 - "none" (any case) is None for a field that may be None (TOML has no null);
 - anything else that does not fit is an error quoting the key and the value.
 
@@ -65,6 +65,11 @@ def coerce_value(value: Any, annotation: Any, *, name: str, error: type[Exceptio
     allowed = tuple(a for a in args) if origin in (typing.Union, _UnionType) else (annotation,)
     if type(None) in allowed and (value is None or (isinstance(value, str) and value.strip().lower() == "none")):
         return None
+    tables = [a for a in allowed if typing.get_origin(a) is dict]
+    if tables and isinstance(value, Mapping):
+        # A table keyed by name (TOML {"3" = 0.5}): the keys are names, so an int key is its text.
+        value_type = typing.get_args(tables[0])[1]
+        return {str(k): coerce_value(v, value_type, name=f"{name}[{str(k)!r}]", error=error) for k, v in value.items()}
     if tuple in {typing.get_origin(a) for a in allowed} and isinstance(value, (list, tuple)):
         [tup] = [a for a in allowed if typing.get_origin(a) is tuple]
         return coerce_value(value, tup, name=name, error=error)
@@ -111,6 +116,8 @@ def _type_name(annotation: Any) -> str:
         return "None"
     if typing.get_origin(annotation) is tuple:
         return f"a list of {_type_name(typing.get_args(annotation)[0])}"
+    if typing.get_origin(annotation) is dict:
+        return f"a table of {_type_name(typing.get_args(annotation)[1])}"
     return getattr(annotation, "__name__", str(annotation))
 
 

@@ -55,6 +55,9 @@ def _cases(folder, tmp):
         ("bad policy key", ["run", str(folder), *base, "--policy", "relabel_everything=1"], "relabel_everything", {}),
         ("bad policy value", ["run", str(folder), *base, "--policy", "on_label_issue=maybe"], "'maybe'", {}),
         ("policy without =", ["run", str(folder), *base, "--policy", "class_cap"], "'class_cap'", {}),
+        # A per-class setting (issue 16 item 5) naming a class the data lacks: a typo, caught before embedding.
+        ("policy names no class", ["run", str(folder), *base, "--policy", 'relabel_min_confidence={"eleven"=0.5}'],
+         "'eleven'", {}),
         ("bad keep", ["run", str(folder), *base, "--keep", "1.5"], "1.5", {}),
         ("bad methods", ["run", str(folder), *base, "--methods", "knn_vote,bogus"], "'bogus'", {}),
         ("zero_shot without a text tower", ["run", str(folder), *base, "--methods", "zero_shot"], "zero_shot", {}),
@@ -91,7 +94,7 @@ def cases(folder):
 
 @pytest.mark.parametrize("name", [
     "missing folder", "unknown encoder", "offline default encoder", "bad policy key", "bad policy value",
-    "policy without =", "bad keep", "bad methods", "zero_shot without a text tower", "bad device", "bad runner",
+    "policy without =", "policy names no class", "bad keep", "bad methods", "zero_shot without a text tower", "bad device", "bad runner",
     "missing holdout", "out is a file", "out inside the dataset", "bad catalog key", "bad csv row", "s3 manifest",
     "hugging face image column", "ambiguous table", "missing path column", "evaluate bad noise",
     "evaluate bad methods", "detect missing labels", "demo unknown encoder", "bad --set key", "bad --set value",

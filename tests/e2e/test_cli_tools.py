@@ -45,6 +45,45 @@ def test_detect_on_user_arrays_finds_planted_flips(tmp_path):
     assert frame.height == len(y) and frame["row"].to_list() == list(range(len(y)))
     flagged = set(np.flatnonzero(frame["is_label_issue"].to_numpy()))
     assert len(flagged & set(flips)) >= 0.9 * len(flips) and len(flagged - set(flips)) <= 3
+    # "About X% of your labels look wrong": the estimate, and one per class (issue 16 item 2).
+    counts = json.loads(result.output)
+    assert abs(counts["estimated_noise_rate"] / (len(flips) / len(y)) - 1) < 0.2, counts
+    assert set(counts["class_noise_rates"]) == {"0", "1", "2", "3"}
+
+
+def test_detect_multi_label_names_the_wrong_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    n, k = 600, 5
+    true = rng.random((n, k)) < 0.3
+    true[~true.any(axis=1), 0] = True
+    noisy = true.copy()
+    flips = np.arange(0, n, 10)
+    cls = flips % k
+    noisy[flips, cls] = ~noisy[flips, cls]  # one class of every 10th sample wrong
+    # A model that saw the truth, with some doubt: p near 0.9 for present classes, 0.1 absent.
+    probs = np.clip(np.where(true, 0.9, 0.1) + rng.normal(0, 0.05, (n, k)), 0.01, 0.99)
+    np.save(tmp_path / "labels.npy", noisy.astype(np.int8))
+    np.save(tmp_path / "pp.npy", probs)
+    out = tmp_path / "ml.parquet"
+    result = runner.invoke(app, ["detect", "--multi-label", "--labels", str(tmp_path / "labels.npy"), "--pred-probs",
+                                 str(tmp_path / "pp.npy"), "--classes", "a,b,c,d,e", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_parquet(out)
+    assert frame.columns == ["row", "is_label_issue", "label_quality", "issue_classes", "labels", "suggested_labels"]
+    flagged = set(np.flatnonzero(frame["is_label_issue"].to_numpy()))
+    # The per-class counts come from an estimate: nearly every flip, hardly anything else.
+    assert len(flagged & set(flips)) >= 0.95 * len(flips) and len(flagged - set(flips)) <= 2, sorted(flagged)
+    names = np.array(list("abcde"))
+    assert frame["issue_classes"].to_list()[10] == [names[cls[1]]]
+    assert set(frame["suggested_labels"].to_list()[10]) == set(names[true[10]])
+    assert abs(json.loads(result.output)["estimated_noise_rate"] - 0.1) < 0.03
+    bad = run_winnow("detect", "--multi-label", "--labels", str(tmp_path / "labels.npy"), "--out", str(out),
+                     track_imports=False)
+    assert bad.returncode == 2 and "--multi-label needs --pred-probs" in bad.stderr
+    np.save(tmp_path / "pp3.npy", probs[:, :3])
+    bad = run_winnow("detect", "--multi-label", "--labels", str(tmp_path / "labels.npy"), "--pred-probs",
+                     str(tmp_path / "pp3.npy"), "--out", str(out), track_imports=False)
+    assert bad.returncode == 2 and "(600, 5)" in bad.stderr and "(600, 3)" in bad.stderr
 
 
 def test_detect_bad_arrays_exit_2_quoting_the_value(tmp_path):
@@ -82,6 +121,11 @@ def test_evaluate_prints_every_detector_and_the_ensemble():
     names = [r["detector"] for r in data["detectors"]]
     assert names[-1] == "ensemble" and {"knn_vote", "confident_learning", "small_loss"} <= set(names)
     assert abs(data["planted"] - 0.3 * 1797) < 12  # per-class rounding of 30%
+    # The estimate beside the truth, in total and per class (issue 16 item 2).
+    assert data["true_noise_rate"] == pytest.approx(data["planted"] / data["samples"], abs=1e-4)
+    assert abs(data["estimated_noise_rate"] / data["true_noise_rate"] - 1) < 0.2
+    for rates in data["class_noise_rates"].values():
+        assert abs(rates["estimated"] - rates["true"]) < 0.1, data["class_noise_rates"]
     ens = data["detectors"][-1]
     assert ens["f1"] >= max(r["f1"] for r in data["detectors"][:-1]) + 0.05
     assert ens["f1"] > 0.9

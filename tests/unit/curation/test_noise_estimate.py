@@ -1,0 +1,122 @@
+"""The per-class noise estimate and the cut that follows it (issue 16 item 2), against planted truth."""
+
+import numpy as np
+import pytest
+
+import winnow.curation.ensemble as ensemble
+from winnow.curation import detect_label_issues, detection_metrics, plant_label_noise
+from winnow.curation.knn_noise import flag_lowest
+
+
+def mixture(counts, *, d=32, scales=None, seed=0):
+    """(N, d) L2-normalised Gaussian mixture with len(counts) classes; class c's mean is scaled
+    by scales[c] (a smaller scale: a class nearer the centre, harder to tell apart)."""
+    rng = np.random.default_rng(seed)
+    k = len(counts)
+    means = rng.normal(size=(k, d)) * np.asarray(scales if scales is not None else [1.0] * k)[:, None]
+    y = np.repeat(np.arange(k), counts)
+    x = means[y] + rng.normal(size=(len(y), d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), y
+
+
+# Class i flips to i + 1 at its own rate: one class nearly clean, one at 30%.
+RATES = np.array([0.05, 0.1, 0.2, 0.3, 0.15])
+
+
+@pytest.fixture(scope="module")
+def per_class():
+    x, y = mixture([400] * 5)
+    t = np.diag(1 - RATES)
+    t[np.arange(5), (np.arange(5) + 1) % 5] = RATES
+    noisy = plant_label_noise(y, t, seed=0)
+    return x, y, noisy
+
+
+def check_per_class(x, y, noisy):
+    report = detect_label_issues(noisy, embeddings=x, seed=0)
+    truth = noisy != y
+    true_rates = np.array([truth[noisy == c].mean() for c in range(5)])
+    np.testing.assert_allclose(report.class_noise_rates, true_rates, atol=0.04)
+    assert abs(report.noise_rate / truth.mean() - 1) < 0.1
+    # The total is the per-class estimates weighted by the class counts.
+    counts = np.bincount(noisy, minlength=5)
+    assert report.noise_rate == pytest.approx((report.class_noise_rates * counts).sum() / counts.sum(), abs=1e-9)
+    flagged = report.frame["is_label_issue"].to_numpy()
+    m = detection_metrics(truth, report.frame["label_quality"].to_numpy(), flagged)
+    assert m["precision"] > 0.9 and m["recall"] > 0.9, m
+    # Each class is cut at its own estimate: the flags per class follow the planted rates.
+    flag_rates = np.array([flagged[noisy == c].mean() for c in range(5)])
+    np.testing.assert_allclose(flag_rates, true_rates, atol=0.04)
+
+
+def test_planted_per_class_noise_is_estimated_and_found(per_class):
+    check_per_class(*per_class)
+
+
+def _global_cut(real):
+    # A cut at one global rate: the same joint and ranking, the lowest quality overall at the
+    # joint's total noise rate.
+    def cut(labels, probs, **kw):
+        _, cj, posterior, quality = real(labels, probs, **kw)
+        return flag_lowest(quality, 1 - np.trace(cj) / cj.sum()), cj, posterior, quality
+    return cut
+
+
+def test_the_per_class_check_fails_with_a_symmetric_noise_estimate(per_class, monkeypatch):
+    # The same total noise spread evenly over the classes (the symmetric-noise assumption).
+    real = ensemble.compute_confident_joint
+
+    def symmetric(labels, probs, **kw):
+        cj = real(labels, probs, **kw).astype(float)
+        k = cj.shape[0]
+        rows = cj.sum(axis=1)
+        rate = 1 - np.trace(cj) / cj.sum()
+        return np.diag(rows * (1 - rate)) + (rows * rate / (k - 1))[:, None] * (1 - np.eye(k))
+
+    monkeypatch.setattr(ensemble, "compute_confident_joint", symmetric)
+    with pytest.raises(AssertionError):
+        check_per_class(*per_class)
+
+
+# Long tail: 800, 800, 400, 400, 60, 60 samples; the two rare classes sit nearer the centre
+# (harder), and every class flips 10% to its partner of the same size.
+@pytest.fixture(scope="module")
+def long_tail():
+    x, y = mixture([800, 800, 400, 400, 60, 60], scales=[1.2, 1.2, 1.0, 1.0, 0.7, 0.7])
+    t = np.eye(6) * 0.9
+    for a, b in [(0, 1), (2, 3), (4, 5)]:
+        t[a, b] = t[b, a] = 0.1
+    return x, y, plant_label_noise(y, t, seed=0)
+
+
+def check_rare_not_over_flagged(x, y, noisy):
+    report = detect_label_issues(noisy, embeddings=x, seed=0)
+    truth = noisy != y
+    flagged = report.frame["is_label_issue"].to_numpy()
+    rare_clean = np.isin(noisy, [4, 5]) & ~truth
+    frequent_clean = np.isin(noisy, [0, 1]) & ~truth
+    # One false flag among the ~108 rare clean samples is 0.009: the margin allows none more.
+    assert flagged[rare_clean].mean() <= flagged[frequent_clean].mean() + 0.01, (
+        flagged[rare_clean].mean(), flagged[frequent_clean].mean())
+    assert detection_metrics(truth, report.frame["label_quality"].to_numpy(), flagged)["f1"] > 0.95
+
+
+def test_rare_classes_clean_samples_are_not_flagged_more_often(long_tail):
+    check_rare_not_over_flagged(*long_tail)
+
+
+def test_the_rare_class_check_fails_with_a_global_cut(long_tail, monkeypatch):
+    monkeypatch.setattr(ensemble, "cut_by_noise_estimate", _global_cut(ensemble.cut_by_noise_estimate))
+    with pytest.raises(AssertionError):
+        check_rare_not_over_flagged(*long_tail)
+
+
+def test_posterior_follows_the_joint():
+    # Given class 0 errs only towards class 1: evidence for class 2 cannot make it wrong.
+    joint = np.array([[80, 20, 0], [0, 100, 0], [0, 0, 100]], dtype=float)
+    probs = np.array([[0.2, 0.2, 0.6], [0.2, 0.6, 0.2], [0.8, 0.1, 0.1]])
+    post = ensemble.true_class_posterior(np.array([0, 0, 0]), probs, joint)
+    np.testing.assert_allclose(post.sum(axis=1), 1)
+    assert post[0, 2] == 0 and post[0, 0] > 0.5  # no mass where the joint has none
+    assert post[1, 1] > post[0, 1]  # evidence for class 1 moves belief to class 1
+    assert post[2, 0] > 0.9
