@@ -61,7 +61,10 @@ def coerce_value(value: Any, annotation: Any, *, name: str, error: type[Exceptio
             return (value,)
         if not isinstance(value, (list, tuple)):
             raise error(f"{name} must be a list of {_type_name(item)}, got {value!r}")
-        return tuple(coerce_value(v, item, name=name, error=error) for v in value)
+        try:
+            return tuple(coerce_value(v, item, name=name, error=error) for v in value)
+        except error:  # quote the whole list the user wrote, not one item of it
+            raise error(f"{name} must be a list of {_type_name(item)}, got {value!r}") from None
     allowed = tuple(a for a in args) if origin in (typing.Union, _UnionType) else (annotation,)
     if type(None) in allowed and (value is None or (isinstance(value, str) and value.strip().lower() == "none")):
         return None
@@ -70,7 +73,8 @@ def coerce_value(value: Any, annotation: Any, *, name: str, error: type[Exceptio
         # A table keyed by name (TOML {"3" = 0.5}): the keys are names, so an int key is its text.
         value_type = typing.get_args(tables[0])[1]
         return {str(k): coerce_value(v, value_type, name=f"{name}[{str(k)!r}]", error=error) for k, v in value.items()}
-    if tuple in {typing.get_origin(a) for a in allowed} and isinstance(value, (list, tuple)):
+    if tuple in {typing.get_origin(a) for a in allowed} and (
+            isinstance(value, (list, tuple)) or (isinstance(value, str) and str not in allowed)):
         [tup] = [a for a in allowed if typing.get_origin(a) is tuple]
         return coerce_value(value, tup, name=name, error=error)
     if float in allowed and isinstance(value, float):

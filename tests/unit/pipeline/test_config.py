@@ -103,7 +103,7 @@ def test_detection_knobs_left_the_policy_and_the_error_says_where_they_went():
     policy_fields = set(field_names(DecisionPolicy))
     assert not policy_fields & set(field_names(DetectConfig))
     assert all(name.startswith(("on_", "relabel_", "keep", "prune_", "class_", "cluster_balanced", "weighting",
-                                "effective_", "duplicate_representative", "actions")) for name in policy_fields), policy_fields
+                                "effective_", "duplicate_representative", "actions", "drop_min_confidence")) for name in policy_fields), policy_fields
 
 
 def test_every_section_field_has_a_comment():
