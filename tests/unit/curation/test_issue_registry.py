@@ -31,7 +31,7 @@ def test_one_list_of_reason_codes_and_the_readme_documents_it():
         assert code in codes, code
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     table = readme.split("### Reason codes", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"^\| `([a-z_]+)`(?: / `([a-z_]+)`)?", table, re.M))
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)`(?: / `([a-z0-9_]+)`)?", table, re.M))
     documented = {c for pair in documented for c in pair if c}
     assert documented == set(codes), (sorted(set(codes) - documented), sorted(documented - set(codes)))
 
