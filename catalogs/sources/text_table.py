@@ -254,6 +254,8 @@ def _read_jsonl(path: str, columns: tuple[str, ...]) -> dict[str, list]:
         for line_no, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
+            if line_no == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark
             try:
                 record = json.loads(raw.decode("utf-8", "surrogateescape"))
             except ValueError as exc:

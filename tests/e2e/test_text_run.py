@@ -10,10 +10,11 @@ import polars as pl
 import pytest
 
 from tests.helpers.clirun import run_winnow
+from tests.helpers.images import digit_images, write_image_folder
 from tests.helpers.texts import topic_rows, write_csv
 from winnow.embeddings.text import MAX_TEXT_CHARS
-
-pytestmark = pytest.mark.slow
+from winnow.pipeline.config import ConfigError
+from winnow.pipeline.run import validate_run
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,18 @@ def test_the_rerun_embeds_nothing_and_the_report_escapes_snippets(text_run):
     assert "thumb snippet" in html
     assert "&lt;script&gt;alert" in html  # the mislabelled row's snippet, escaped
     assert "<script>alert" not in html
+
+
+def test_a_text_table_gets_the_text_encoder_and_refuses_an_image_one(tmp_path):
+    path = write_csv(tmp_path / "t.csv", topic_rows(6))
+    plan = validate_run(path, {"run": {"out": str(tmp_path / "out"), "text_column": "text"}}, load_encoder=False)
+    assert plan.config.embed.encoder == "sentence-transformers:all-MiniLM-L6-v2"
+    assert plan.samples.num_rows == 18
+    with pytest.raises(ConfigError, match="'pixels' embeds images"):
+        validate_run(path, {"run": {"out": str(tmp_path / "out"), "text_column": "text"}, "embed": {"encoder": "pixels"}},
+                     load_encoder=False)
+    folder = tmp_path / "imgs"
+    write_image_folder(folder, digit_images(6))
+    with pytest.raises(ConfigError, match="are images"):
+        validate_run(folder, {"run": {"out": str(tmp_path / "out2")},
+                              "embed": {"encoder": "open_clip_text:ViT-B-32/random"}}, load_encoder=False)

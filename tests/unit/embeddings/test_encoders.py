@@ -26,7 +26,7 @@ def knn1_accuracy(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_registry_lists_every_family():
     names = [n for n, _ in list_encoders()]
-    assert names == ["open_clip", "timm", "efficientnet-lite0", "pixels"]
+    assert names == ["open_clip", "timm", "efficientnet-lite0", "pixels", "sentence-transformers", "open_clip_text"]
     with pytest.raises(UnknownEncoder, match="'clip-b32'"):
         get_encoder("clip-b32")
     with pytest.raises(UnknownEncoder, match="pixels:big"):

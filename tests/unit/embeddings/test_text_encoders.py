@@ -23,6 +23,7 @@ def minilm():
     return get_encoder(DEFAULT_TEXT_ENCODER, device="cpu")
 
 
+@pytest.mark.slow
 def test_the_default_text_encoder_loads_offline_and_ranks_meaning(minilm):
     assert minilm.modality == "text" and minilm.dim == 384
     assert minilm.encoder_id.startswith("sentence-transformers:all-MiniLM-L6-v2/")
@@ -34,6 +35,7 @@ def test_the_default_text_encoder_loads_offline_and_ranks_meaning(minilm):
     assert np.allclose(alone[0], v[0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_open_clip_text_tower_with_random_weights():
     enc = get_encoder("open_clip_text:ViT-B-32/random", device="cpu")
     assert enc.modality == "text" and enc.encoder_id == "open_clip_text:ViT-B-32/random#t1"

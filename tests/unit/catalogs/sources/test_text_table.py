@@ -87,7 +87,7 @@ def test_parquet_string_and_binary_columns_and_jsonl(tmp_path):
     table = list_samples(resolve_catalog(tmp_path / "d.parquet", text_column="b"))
     assert _texts(table) == [b"\xff\xfe", b"ok"]
     lines = [{"text": "one", "label": "x", "id": 7}, {"label": "y", "id": 8}, {"text": "\ud800", "label": "y", "id": 9}]
-    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n", encoding="utf-8")
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n", encoding="utf-8-sig")  # a BOM
     table = list_samples(resolve_catalog(tmp_path / "d.jsonl", id_column="id"))  # a .jsonl is a text table
     assert table.column(S.SAMPLE_ID).to_pylist() == ["7", "8", "9"]
     texts = _texts(table)
