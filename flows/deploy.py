@@ -155,7 +155,8 @@ def check_serve(target: str, settings: dict[str, Any] | None = None, *, cron: st
 
     settings = check_settings(settings, where="settings")
     own = Config.from_settings(settings)
-    spec = resolve_catalog(target, path_column=own.run.path_column, label_column=own.run.label_column)
+    spec = resolve_catalog(target, path_column=own.run.path_column, label_column=own.run.label_column,
+                           image_column=own.run.image_column)
     config = resolve_config(spec, settings)
     for holdout in config.run.holdout:
         resolve_catalog(holdout)
