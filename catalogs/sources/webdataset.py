@@ -155,7 +155,10 @@ class WebDatasetSource(Source):
         return fingerprint_files(sorted({loc.rpartition("#")[0] for loc in listed.column(S.LOCATOR).to_pylist()}))
 
     def local_path(self) -> Path | None:
-        return None if is_url(self.shards) else Path(self.shards.split("{")[0]).parent
+        if is_url(self.shards):
+            return None
+        path = Path(self.shards)
+        return path if path.is_dir() else Path(self.shards.split("{")[0]).parent  # a pattern's or a file's folder
 
 
 def _folder_of_tars(folder: str) -> bool:
