@@ -54,8 +54,9 @@ class InvalidManifest(CatalogError):
 
 
 class UnsupportedSource(CatalogError):
-    """The samples live where Winnow cannot read them yet: URLs (s3://, https://) or images
-    stored inside the table (a Hugging Face `Image` struct, raw bytes). Local files only."""
+    """The samples live where the named source cannot read them: a path manifest listing URLs or
+    holding image bytes (those are the `parquet_images` / `webdataset` / `hf_dataset` sources'),
+    a URL no source takes, or a storage protocol whose fsspec package is not installed."""
 
 
 class AmbiguousTable(CatalogError):

@@ -65,14 +65,15 @@ class CleanResult:
         return dest
 
 
-def clean(source: str | os.PathLike | CatalogSpec, *, encoder: str | None = None,
+def clean(source: str | os.PathLike | CatalogSpec | Any, *, encoder: str | None = None,
           config: Config | Mapping[str, Any] | str | os.PathLike | None = None, out: str | os.PathLike | None = None,
           **overrides: Any) -> CleanResult:
     """Clean one dataset: embed, build the kNN graph, detect problems, decide, in this process.
 
     source: an image folder (class_name/<images>), a catalog .toml, a .csv / .parquet table
-    of paths and labels (or of texts: `text_column="text"`; any .jsonl), a bundled catalog name
-    ("digits"), or a CatalogSpec.
+    of paths and labels (or of texts: `text_column="text"`; any .jsonl), Parquet with image
+    bytes, a save_to_disk folder, WebDataset shards (or an s3:// gs:// az:// https:// URL of
+    these), a `datasets.Dataset`, a bundled catalog name ("digits"), or a CatalogSpec.
     encoder: the encoder name (`winnow encoders list`); None: the catalog's, else the default.
     config: a Config (its non-default fields), a settings dict {section: {key: value}}, or a
     TOML file of [embed] [knn] [detect] [policy] [run] tables; it overrides the catalog's

@@ -117,8 +117,10 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
     out = _output_folder(config.run.out, "--out")
     store = _output_folder(config.embed.store, "--store") if config.embed.store else out / "store"
     samples = list_samples(spec)
-    if spec.source.kind == "image_folder" and _is_within(out, spec.source.root.resolve()):
-        raise ConfigError(f"--out {str(out)!r} is inside the dataset folder {str(spec.source.root)!r}: the next "
+    # A folder source (class folders, a folder of Parquet shards) would list OUT's files next time.
+    data_dir = spec.source.local_path()
+    if data_dir is not None and data_dir.is_dir() and _is_within(out, data_dir.resolve()):
+        raise ConfigError(f"--out {str(out)!r} is inside the dataset folder {str(data_dir)!r}: the next "
                           f"run would list its files as samples; choose a folder outside it")
     classes = classes_of(samples)
     if classes:  # a per-class policy setting that names no class of the data fails here, before any embedding

@@ -22,7 +22,7 @@ from winnow.catalogs.errors import AmbiguousTable, MissingColumn
 from winnow.catalogs.sources.storage import filesystem, is_url, open_file
 from winnow.reading import SampleRead
 
-CACHE_BYTES = 256 * 1024 * 1024  # blocks of image columns kept in memory, all readers of a process together
+CACHE_BYTES = 256 * 1024 * 1024  # blocks of image columns one reader keeps in memory (shared by its threads)
 
 
 def is_image_type(dtype: pa.DataType) -> bool:
@@ -138,18 +138,29 @@ class _BlockCache:
             self._size = 0
 
 
-_CACHE = _BlockCache(CACHE_BYTES)
-
-
 @dataclass(frozen=True)
 class TableBytesReader:
     """Reads `<shard url>#<row>` locators: the image bytes in column `image_column` of a
     Parquet file (fmt "parquet") or an Arrow IPC stream file (fmt "arrow", what
     `Dataset.save_to_disk` writes). Never raises for one sample: a shard that cannot be opened
-    is `missing` for its rows, a null cell `missing`, a row past the end `missing`."""
+    is `missing` for its rows, a null cell `missing`, a row past the end `missing`.
+
+    Its block cache lives and dies with the reader (one per stage): a shard changed or deleted
+    after one run is read afresh by the next, never served from memory."""
 
     image_column: str
     fmt: str = "parquet"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cache", _BlockCache(CACHE_BYTES))
+
+    def __getstate__(self) -> dict[str, str]:  # pickled without its cache (another process, its own)
+        return {"image_column": self.image_column, "fmt": self.fmt}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        self.__post_init__()
 
     def read_many(self, locators: Sequence[str]) -> list[SampleRead]:
         reads: list[SampleRead | None] = [None] * len(locators)
@@ -171,9 +182,9 @@ class TableBytesReader:
 
     def _rows(self, url: str, rows: list[int]) -> list[Any]:
         if self.fmt == "arrow":
-            column = _CACHE.get(("arrow", url, self.image_column), lambda: self._arrow_column(url))
+            column = self._cache.get(("arrow", url, self.image_column), lambda: self._arrow_column(url))
             return _take_all(column, rows)
-        starts = _CACHE.get(("parquet-meta", url), lambda: _row_group_starts(url))
+        starts = self._cache.get(("parquet-meta", url), lambda: _row_group_starts(url))
         out: list[Any] = [_MISSING] * len(rows)
         groups: dict[int, list[tuple[int, int]]] = {}
         for j, row in enumerate(rows):
@@ -181,7 +192,7 @@ class TableBytesReader:
             if group is not None:
                 groups.setdefault(group, []).append((j, row - starts[group]))
         for group, members in groups.items():
-            column = _CACHE.get(("parquet", url, self.image_column, group),
+            column = self._cache.get(("parquet", url, self.image_column, group),
                                 lambda group=group: self._parquet_group(url, group))
             for (j, _), value in zip(members, _take(column, [o for _, o in members]), strict=True):
                 out[j] = value

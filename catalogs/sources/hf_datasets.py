@@ -17,6 +17,7 @@ process reads the same files. Rows: sample_id from `<split>/<arrow file>#<row>`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -104,7 +105,8 @@ class HFDatasetSource(Source):
         if not (dest / "state.json").is_file():
             tmp = dest.with_name(f".{dest.name}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            dataset.save_to_disk(str(tmp))
+            with _quiet_datasets():  # winnow.clean prints nothing: no "Saving the dataset" bars
+                dataset.save_to_disk(str(tmp))
             try:
                 tmp.rename(dest)
             except OSError:  # another process saved it first: theirs is the same data
@@ -175,6 +177,23 @@ class HFDatasetSource(Source):
 
     def local_path(self) -> Path | None:
         return None if is_url(self.path) else Path(self.path)
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """`datasets`' progress bars off for the block, as they were after it."""
+    try:
+        import datasets
+    except ImportError:  # the object came from somewhere: nothing to silence
+        yield
+        return
+    was_on = getattr(datasets, "is_progress_bar_enabled", lambda: True)()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
 
 
 def _open_stream(url: str):

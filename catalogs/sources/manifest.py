@@ -167,8 +167,9 @@ def _check_path_column(path: Path, column: str, dtype) -> None:
     else:
         kind = f"values of type {dtype}"
     raise UnsupportedSource(
-        f"manifest {str(path)!r}: column {column!r} holds {kind}; Winnow reads images from local files "
-        f"only for now: give a column of file paths relative to the manifest's folder (path_column)"
+        f"manifest {str(path)!r}: column {column!r} holds {kind}; a manifest lists local file paths "
+        f"(path_column). For image bytes stored in the table use kind = \"parquet_images\" with "
+        f"image_column = {column!r}, or give the .parquet file itself as the target"
     )
 
 

@@ -155,7 +155,10 @@ class WebDatasetSource(Source):
         return fingerprint_files(sorted({loc.rpartition("#")[0] for loc in listed.column(S.LOCATOR).to_pylist()}))
 
     def local_path(self) -> Path | None:
-        return None if is_url(self.shards) else Path(self.shards.split("{")[0]).parent
+        if is_url(self.shards):
+            return None
+        path = Path(self.shards)
+        return path if path.is_dir() else Path(self.shards.split("{")[0]).parent  # a pattern's or a file's folder
 
 
 def _folder_of_tars(folder: str) -> bool:
@@ -240,25 +243,66 @@ class TarMemberReader:
                 continue
             by_shard.setdefault(url, []).append((i, int(offset), int(size)))
         for url, wanted in by_shard.items():
-            try:
-                fh = open_file(url, block_size=1 << 20)
-            except Exception:
-                for i, _, _ in wanted:
+            ordered = sorted(wanted, key=lambda w: w[1])
+            for (i, _, size), data in zip(ordered, _read_spans(url, [(o, n) for _, o, n in ordered]), strict=True):
+                if data is _GONE:
                     reads[i] = SampleRead.failed("missing")
-                continue
-            with fh:
-                for i, offset, size in sorted(wanted, key=lambda w: w[1]):
-                    if size > MAX_FILE_BYTES:
-                        reads[i] = SampleRead.failed("too_large")
-                        continue
-                    try:
-                        fh.seek(offset)
-                        data = fh.read(size)
-                    except Exception:
-                        reads[i] = SampleRead.failed("unreadable")
-                        continue
-                    reads[i] = SampleRead.from_bytes(data) if len(data) == size else SampleRead.failed("unreadable")
+                elif size > MAX_FILE_BYTES:
+                    reads[i] = SampleRead.failed("too_large")
+                elif data is None or len(data) != size:
+                    reads[i] = SampleRead.failed("unreadable")  # cut short, or an I/O error
+                else:
+                    reads[i] = SampleRead.from_bytes(data)
         return reads  # type: ignore[return-value]
+
+
+_GONE = object()
+
+
+def _read_spans(url: str, spans: list[tuple[int, int]]) -> list:
+    """The bytes at each (offset, size), in offset order: by seeks (ranged requests); from a
+    server without range requests, by one forward stream. _GONE for every span when the shard
+    cannot be opened, None for a span that failed."""
+    try:
+        fh = open_file(url, block_size=1 << 20)
+    except Exception:
+        return [_GONE] * len(spans)
+    out: list = []
+    with fh:
+        for offset, size in spans:
+            if size > MAX_FILE_BYTES:
+                out.append(b"")
+                continue
+            try:
+                fh.seek(offset)
+                out.append(fh.read(size))
+            except ValueError as exc:  # fsspec's HTTP file: "doesn't appear to support range requests"
+                if "range" not in str(exc).lower() or out:
+                    out.append(None)
+                    continue
+                return _stream_spans(url, spans)
+            except Exception:
+                out.append(None)
+    return out
+
+
+def _stream_spans(url: str, spans: list[tuple[int, int]]) -> list:
+    out: list = []
+    try:
+        with open_file(url, block_size=0) as fh:
+            position = 0
+            for offset, size in spans:
+                while position < offset:  # skip forward, a block at a time
+                    got = fh.read(min(offset - position, 1 << 20))
+                    if not got:
+                        break
+                    position += len(got)
+                data = fh.read(size) if position == offset and size <= MAX_FILE_BYTES else b""
+                position += len(data)
+                out.append(data)
+    except Exception:
+        out.extend([None] * (len(spans) - len(out)))
+    return out
 
 
 __all__ = ["IMAGE_KEYS", "TarMemberReader", "WebDatasetSource", "parse_label_key", "split_member"]

@@ -71,7 +71,9 @@ def _cases(folder, tmp):
         ("bad catalog key", ["run", str(tmp / "colour.toml"), *base], "'colour'", {}),
         ("bad csv row", ["run", str(tmp / "bad.csv"), *base], "line 4", {}),
         ("s3 manifest", ["run", str(tmp / "s3.csv"), *base], "s3://", {}),
-        ("hugging face image column", ["run", str(tmp / "hf.parquet"), *base], "'image'", {}),
+        # Image bytes in a table are the parquet_images source's (issue 14); named as a path column they are refused.
+        ("hugging face image column", ["run", str(tmp / "hf.parquet"), *base, "--path-column", "image"], "'image'", {}),
+        ("image column of labels", ["run", str(tmp / "hf.parquet"), *base, "--image-column", "label"], "'label'", {}),
         ("ambiguous table", ["run", str(tmp / "ambiguous.csv"), *base], "'thumb'", {}),
         ("missing path column", ["run", str(tmp / "bad.csv"), *base, "--path-column", "file"], "'file'", {}),
         ("evaluate bad noise", ["evaluate", str(folder), "--encoder", "pixels:16", "--noise", "gaussian:0.2"],
@@ -96,7 +98,7 @@ def cases(folder):
     "missing folder", "unknown encoder", "offline default encoder", "bad policy key", "bad policy value",
     "policy without =", "policy names no class", "bad keep", "bad methods", "zero_shot without a text tower", "bad device", "bad runner",
     "missing holdout", "out is a file", "out inside the dataset", "bad catalog key", "bad csv row", "s3 manifest",
-    "hugging face image column", "ambiguous table", "missing path column", "evaluate bad noise",
+    "hugging face image column", "image column of labels", "ambiguous table", "missing path column", "evaluate bad noise",
     "evaluate bad methods", "detect missing labels", "demo unknown encoder", "bad --set key", "bad --set value",
     "bad config file",
 ])

@@ -160,7 +160,7 @@ def http_server(folder: Path, *, timeout: float = 30.0) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def moto_server(*, timeout: float = 60.0) -> Iterator[str]:
+def moto_server(*, timeout: float = 180.0) -> Iterator[str]:
     """moto's S3-compatible server on a free localhost port, in a process of its own; yields its
     endpoint URL and stops the process by its PID. Credentials are dummies (moto accepts any)."""
     port = free_port()

@@ -75,5 +75,29 @@ def test_export_refuses_what_it_must_not_touch(tmp_path):
         export_clean(run, fmt="xlsx", dest=tmp_path / "x")
     with pytest.raises(RunNotFound):
         export_clean(tmp_path / "nowhere", fmt="csv", dest=tmp_path / "x")
-    assert list_formats() == ["parquet", "csv", "jsonl", "imagefolder"]
+    assert list_formats() == ["parquet", "csv", "jsonl", "imagefolder", "parquet_images", "webdataset", "source"]
     assert safe_name("..") == "_" and safe_name("a/../b") == "a_.._b" and safe_name(".x.png", keep_suffix=True) == "_x.png"
+
+
+def test_byte_forms_keep_every_row_and_safe_member_names(tmp_path):
+    """parquet_images and webdataset read each sample through the run's reader; hostile sample
+    ids and paths never name a tar member outside its shard."""
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    run = _hostile_run(tmp_path)
+    table = pq.read_table(export_clean(run, fmt="parquet_images", dest=tmp_path / "x.parquet"))
+    assert table.num_rows == 10 and {c["bytes"] for c in table.column("image").to_pylist()} == {b"not really a png"}
+    assert "image" in json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]
+    shards = export_clean(run, fmt="webdataset", dest=tmp_path / "wds")
+    with tarfile.open(shards / "shard-000000.tar") as tar:
+        names = tar.getnames()
+    assert len(names) == 30 and all("/" not in n and not n.startswith(".") for n in names)
+    kinds = [n.rsplit(".", 1)[1] for n in names]
+    assert kinds.count("cls") == kinds.count("json") == 10
+    assert len({n.rsplit(".", 1)[0] for n in names}) == 10  # one key per sample
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("x")
+    with pytest.raises(DestinationNotEmpty):
+        export_clean(run, fmt="webdataset", dest=tmp_path / "full")

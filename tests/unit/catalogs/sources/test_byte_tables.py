@@ -63,3 +63,17 @@ def test_reader_of_arrow_stream_files(tmp_path):
         writer.write_table(table)
     reads = TableBytesReader(image_column="image", fmt="arrow").read_many([f"{path}#2", f"{path}#0", f"{path}#3"])
     assert [r.data for r in reads] == [b"ccc", b"a", None] and reads[2].reason == "missing"
+
+
+def test_a_new_reader_sees_a_rewritten_shard_and_pickles_without_its_cache(tmp_path):
+    import pickle
+
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"image": pa.array([b"old"], pa.binary())}), path)
+    reader = TableBytesReader(image_column="image")
+    assert reader.read_many([f"{path}#0"])[0].data == b"old"
+    pq.write_table(pa.table({"image": pa.array([b"new"], pa.binary())}), path)
+    again = pickle.loads(pickle.dumps(reader))
+    assert again == reader and again.read_many([f"{path}#0"])[0].data == b"new"
+    path.unlink()
+    assert TableBytesReader(image_column="image").read_many([f"{path}#0"])[0].reason == "missing"

@@ -44,10 +44,16 @@ def test_a_saved_dataset_dict_takes_a_split(tmp_path, samples):
         list_samples(load_catalog(catalog))
 
 
-def test_a_dataset_object_is_saved_once_to_the_cache(tmp_path, samples, monkeypatch):
+def test_a_dataset_object_is_saved_once_to_the_cache(tmp_path, samples, monkeypatch, capsys):
+    import datasets
+
     monkeypatch.setenv("WINNOW_CACHE", str(tmp_path / "cache"))
+    datasets.enable_progress_bars()
     ds = hf_dataset(samples)
+    capsys.readouterr()
     spec = resolve_catalog(ds)
+    assert capsys.readouterr() == ("", "")  # quiet: no progress bars
+    assert datasets.is_progress_bar_enabled()  # and the user's setting is back
     assert spec.source.path.startswith(str(tmp_path / "cache" / "hf"))
     again = resolve_catalog(ds)
     assert again.source == spec.source
