@@ -5,7 +5,7 @@
 
 A synthetic run folder (no encoder): 20,000 samples in 100 classes, 5,000 of them flagged
 with one to three reason codes and a label_quality score, a kNN graph (k=10) for the detail
-requests, an embedding map, and 1,000 reviews in 50 part files of OUT/reviews/. The app runs
+requests, an embedding map (5,000 points, as a run writes), and 1,000 reviews in 50 part files of OUT/reviews/. The app runs
 in uvicorn in this process (as `winnow review` runs it); every request goes over a real
 socket. Each kind is timed over `--repeat` requests with varied parameters. "After a new
 review": a reviewer's POST lands before each request, so the app reads the new part file and
@@ -32,7 +32,7 @@ from winnow.catalogs import schemas as S
 from winnow.curation import KnnGraph
 from winnow.pipeline.files import save_knn_graph
 from winnow.pipeline.layout import RunLayout
-from winnow.pipeline.review.projection import MAP_SCHEMA
+from winnow.pipeline.review.projection import MAP_SAMPLE, MAP_SCHEMA, choose_map_rows
 from winnow.pipeline.review.store import write_reviews
 
 REASONS = ["label_issue", "near_duplicate", "outlier", "rare_class", "exact_duplicate"]
@@ -72,8 +72,10 @@ def build_run(out: Path, *, n: int, n_flagged: int, n_classes: int, seed: int = 
                   S.ROW: np.arange(n)}, schema_overrides={S.REASON: pl.String}).write_parquet(run.work.embed.table)
     import pyarrow.parquet as pq
 
-    pq.write_table(pl.DataFrame({S.SAMPLE_ID: ids, "x": rng.uniform(0, 1, n).astype(np.float32),
-                                 "y": rng.uniform(0, 1, n).astype(np.float32), "flagged": flagged})
+    on_map = choose_map_rows(flagged, limit=MAP_SAMPLE, seed=seed)  # what a run projects
+    pq.write_table(pl.DataFrame({S.SAMPLE_ID: [ids[i] for i in on_map],
+                                 "x": rng.uniform(0, 1, len(on_map)).astype(np.float32),
+                                 "y": rng.uniform(0, 1, len(on_map)).astype(np.float32), "flagged": flagged[on_map]})
                    .to_arrow().cast(MAP_SCHEMA), run.map)
     hot = np.flatnonzero(flagged)
     for part in range(50):
@@ -177,7 +179,7 @@ def main() -> None:
             posts.append((time.perf_counter() - t0) * 1000)
         rows.append(["POST one review (a new part file, fsynced)", str(args.repeat), *_stats(posts)])
         map_ms = [_get(f"{base}/api/map") for _ in range(5)]
-        rows.append([f"map points ({args.samples:,})", "5", *_stats(map_ms)])
+        rows.append([f"map points ({min(args.samples, MAP_SAMPLE):,})", "5", *_stats(map_ms)])
         server.should_exit = True
         thread.join(timeout=10)
         n_parts = len(list((out / "reviews").glob("*.parquet")))

@@ -396,14 +396,27 @@ def _num(value: Any) -> float | None:
     return None if not np.isfinite(value) else round(value, 4)
 
 
+def _host_name(header: str) -> str:
+    """The name of a Host header, without its port ("[::1]:8765" -> "::1")."""
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 def _page_html(token: str) -> str:
     text = resources.files("winnow.pipeline.review").joinpath("app.html").read_text(encoding="utf-8")
     return text.replace("__WINNOW_TOKEN__", json.dumps(token))
 
 
-def create_app(out: str | Path, *, token: str, token_for_reads: bool = False):
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def create_app(out: str | Path, *, token: str, token_for_reads: bool = False,
+               allowed_hosts: tuple[str, ...] | None = None):
     """The FastAPI app over OUT's latest run (or a run folder). `token`: required on every POST,
-    and on every request when `token_for_reads` (a bind other than loopback)."""
+    and on every request when `token_for_reads` (a bind other than loopback). `allowed_hosts`:
+    the names a request's Host header may give (None: any); a loopback bind allows only
+    LOOPBACK_HOSTS, so a page that rebinds its own name to 127.0.0.1 cannot read the app."""
     data = ReviewData(out)
     app = FastAPI(title="Winnow review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.data = data
@@ -417,6 +430,8 @@ def create_app(out: str | Path, *, token: str, token_for_reads: bool = False):
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        if allowed_hosts is not None and _host_name(request.headers.get("host", "")) not in allowed_hosts:
+            return JSONResponse({"error": "unexpected Host header"}, status_code=403)
         needs = request.method not in ("GET", "HEAD") or token_for_reads
         if needs and not authorised(request):
             return JSONResponse({"error": "a valid token is required (header X-Winnow-Token or ?token=)"},
@@ -487,6 +502,8 @@ def serve(out: str | Path, *, host: str = "127.0.0.1", port: int = 8765, token: 
 
     check_bind(host, token)
     token = token or secrets.token_urlsafe(24)
-    app = create_app(out, token=token, token_for_reads=not is_loopback(host))
+    local = is_loopback(host)
+    app = create_app(out, token=token, token_for_reads=not local,
+                     allowed_hosts=tuple(dict.fromkeys((*LOOPBACK_HOSTS, host))) if local else None)
     LOG.info("review app for %s on http://%s:%d/", app.state.data.run, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

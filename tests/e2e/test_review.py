@@ -206,6 +206,17 @@ def test_two_reviewers_at_once_lose_nothing_over_http(world):
         assert set(results) == {200}
         status, _ = post_json(url, {"actions": [{"sample_id": ids[0], "decision": "drop"}]}, token=None)
         assert status == 403
+        # a page that rebinds its own name to 127.0.0.1 (DNS rebinding) cannot read the app
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": f"evil.example:{port}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 403
+        for name in ("localhost", "127.0.0.1"):
+            ok = urllib.request.Request(f"http://127.0.0.1:{port}/api/meta", headers={"Host": f"{name}:{port}"})
+            assert urllib.request.urlopen(ok, timeout=10).status == 200
     finally:
         stop_server(proc)
     got = read_reviews(out / "reviews")

@@ -156,6 +156,8 @@ def test_review_in_chromium_then_runs_honour_it(tmp_path):
         if shots:
             driver.save_screenshot(str(Path(shots) / "review-map.png"))
         n_before = len(read_reviews(out / "reviews"))
+        lassoed_ids = set(driver.execute_script("return [...state.selected];"))
+        assert len(lassoed_ids) == lassoed
         driver.find_element("id", "map-drop").click()
         _saved(driver, 5)
         assert len(read_reviews(out / "reviews")) > n_before
@@ -173,20 +175,21 @@ def test_review_in_chromium_then_runs_honour_it(tmp_path):
         driver.quit()
         stop_server(proc)
 
+    # What each action left, in order: the lasso (last) drops whatever it held, earlier picks included.
+    given_of = dict(manifest.select("sample_id", "label").iter_rows())
+    expected = {accepted_id: ("relabel", suggestion), set_id: ("relabel", new_label),
+                kept_id: ("keep", given_of[kept_id]), **{s: ("drop", None) for s in dropped},
+                **{s: ("drop", None) for s in lassoed_ids}}
     reviews = read_reviews(out / "reviews")
-    by_id = {r["sample_id"]: r for r in reviews.iter_rows(named=True)}
-    assert (by_id[accepted_id]["decision"], by_id[accepted_id]["label"]) == ("relabel", suggestion)
-    assert (by_id[set_id]["decision"], by_id[set_id]["label"]) == ("relabel", new_label)
-    assert by_id[kept_id]["decision"] == "keep"
-    assert all(by_id[s]["decision"] == "drop" for s in dropped)
+    assert {r["sample_id"]: (r["decision"], r["label"]) for r in reviews.iter_rows(named=True)} == expected
     assert set(reviews["reviewer"]) == {"selenium"}
 
     # a re-run honours them
     again = winnow.clean(root, out=out, **KW)
     rows = {r["sample_id"]: r for r in again.manifest.iter_rows(named=True)}
-    assert (rows[accepted_id]["decision"], rows[accepted_id]["final_label"]) == ("relabel", suggestion)
-    assert rows[set_id]["final_label"] == new_label and rows[kept_id]["decision"] == "keep"
-    assert all(rows[s]["decision"] == "drop" and rows[s]["review_state"] == "reviewed" for s in dropped)
+    for sid, (decision, label) in expected.items():
+        assert (rows[sid]["decision"], rows[sid]["final_label"]) == (decision, label), sid
+        assert rows[sid]["review_state"] == "reviewed" and "reviewed" in rows[sid]["reasons"]
 
     # a changed file is re-flagged
     path = root / rows[set_id]["path"]
