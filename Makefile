@@ -19,7 +19,7 @@ LOCK_EXCLUDES := matplotlib
 UV ?= $(shell command -v uv 2>/dev/null || echo $(VENV)/bin/uv)
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-fast lint bench lock clean-env chromium
+.PHONY: demo test test-fast test-acceptance lint bench lock clean-env chromium
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) tests/test_lock.py check
@@ -44,6 +44,10 @@ test: $(VENV)/.installed chromium
 FAST_EXTRA ?=
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -m "$(strip not e2e and not browser and not acceptance $(FAST_EXTRA))"
+
+# This README's commands, run as a user would (tests/acceptance/; part of `make test`).
+test-acceptance: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider -m acceptance tests/acceptance
 
 # Re-resolve after editing dependencies in pyproject.toml: pins already in the lock are kept
 # where they still fit (UPGRADE=1 takes the newest releases instead), then the lock is stamped

@@ -136,6 +136,9 @@ def resolve_catalog(target: Any, *, path_column: str | None = None, label_column
             return CatalogSpec(name=path.stem, source=source)
         if is_table:
             return catalog_from_table(path, path_column=path_column, label_column=label_column, id_column=id_column)
+        if path.suffix.lower() != ".toml":  # an image, a spreadsheet...: not worth a TOML parse error
+            raise InvalidCatalog(f"{text!r} is a file Winnow does not read as a dataset: give a catalog (.toml), "
+                                 f"a table ({', '.join(TABLE_SUFFIXES)}; .jsonl of texts), WebDataset shards (.tar) or a folder of class_name/<images>")
         return load_catalog(path)
     if text in list_catalogs():
         return load_catalog(BUNDLED_DIR / f"{text}.toml")

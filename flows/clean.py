@@ -6,6 +6,7 @@ one-shot run does not need it: `pipeline.run.run_clean` runs the same stages dir
 
 from __future__ import annotations
 
+import logging
 import os
 
 # Quiet by default when used from Python too: Prefect's per-task INFO lines and its telemetry
@@ -79,9 +80,32 @@ def run_flow(target: str, settings: dict[str, Any] | None = None, *, runner: str
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:
         raise MissingDependency("--runner dask needs prefect-dask: pip install 'winnow-curate[dask]'") from exc
+    # Dask's own INFO lines (scheduler, nannies, workers) are not for users, here or in the
+    # worker processes (which read DASK_* from the environment they inherit).
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     if dask_address:
         task_runner = DaskTaskRunner(address=dask_address)
     else:
+        _share_prefect_api()
         task_runner = DaskTaskRunner(cluster_kwargs={"n_workers": max(1, shards), "threads_per_worker": 1,
                                                      "processes": True, "dashboard_address": None})
     return clean_dataset.with_options(task_runner=task_runner)(target, settings)
+
+
+def _share_prefect_api() -> None:
+    """Without a Prefect server, start this process's temporary one now and name it to the workers.
+
+    Each LocalCluster worker is a new process: with no PREFECT_API_URL it would start a
+    temporary server of its own, N servers on one database, and on a small machine they time
+    out ("Timed out while attempting to connect to ephemeral Prefect API server").
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one this process's Prefect client would start
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the worker processes

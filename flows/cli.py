@@ -41,10 +41,62 @@ from winnow.pipeline.config import (  # noqa: E402
 from winnow.pipeline.files import RunLocked  # noqa: E402
 from winnow.pipeline.layout import RunLayout  # noqa: E402
 
+try:  # typer >= 0.24 ships its own copy of click; before, it used click itself
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as _click_errors
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Usage mistakes (an unknown option or command, a missing --out, `--k ten`) as one line,
+    `error: ...` quoting what was typed, exit 2: the same form as Winnow's own user errors."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:  # a caller (typer's test runner) handles the errors itself
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except _click_errors.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `winnow`: the help is the answer
+                exc.show()
+                sys.exit(exc.exit_code)
+            typer.echo(f"error: {_usage_message(exc, argv)}", err=True)
+            sys.exit(exc.exit_code)
+        except _click_errors.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(exc, argv: list[str]) -> str:
+    message = exc.format_message().rstrip(".")
+    param = getattr(exc, "param", None)
+    if param is not None and not isinstance(exc, _click_errors.MissingParameter):
+        value = _typed_value(argv, getattr(param, "opts", ()))  # typer's message may not quote it
+        if value is not None and repr(value) not in message:
+            message += f" (got {value!r})"
+    path = exc.ctx.command_path if exc.ctx is not None else "winnow"
+    return f"{message} (see '{path} --help')"
+
+
+def _typed_value(argv: list[str], opts) -> str | None:
+    for i, word in enumerate(argv):
+        for opt in opts:
+            if word.startswith(f"{opt}="):
+                return word[len(opt) + 1:]
+            if word == opt and i + 1 < len(argv):
+                return argv[i + 1]
+    return None
+
+
 # Plain help (no <bool> on flags) and plain tracebacks for real bugs.
 app = typer.Typer(help="Winnow: find and fix label noise, duplicates and junk in ML datasets.",
                   no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, cls=_OneLineUsageErrors)
 catalogs_app = typer.Typer(help="Bundled dataset catalogs.", no_args_is_help=True, rich_markup_mode=None)
 encoders_app = typer.Typer(help="Encoders that embed samples.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(catalogs_app, name="catalogs")

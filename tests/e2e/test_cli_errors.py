@@ -135,11 +135,31 @@ def test_unexpected_exception_exits_1_with_its_traceback(folder, tmp_path):
     assert result.returncode == 1, result.output
     assert "Traceback" in result.stderr and "RuntimeError: boom: a bug" in result.stderr
     assert "error: boom" not in result.stderr
+    # ... and only its own: no second error raised while the CLI handled it
+    assert "During handling of the above exception" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "RuntimeError: boom: a bug, not a user error", result.stderr
 
 
 def test_usage_errors_name_the_option(folder, tmp_path):
     result = run_winnow("run", str(folder), track_imports=False)
     assert result.returncode == 2 and "--out" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("argv", "quoted"), [
+    (("rn", "FOLDER", "--out", "OUT"), "'rn'"),  # an unknown command
+    (("run", "FOLDER", "--out", "OUT", "--encodr", "pixels"), "--encodr"),  # an unknown option
+    (("run", "FOLDER"), "--out"),  # a missing option
+    (("run", "FOLDER", "--out", "OUT", "--k", "ten"), "'ten'"),  # a word for a number
+    (("run", "FOLDER", "--out", "OUT", "--k=0"), "'0'"),  # out of range
+])
+def test_usage_mistakes_are_one_line_quoting_what_was_typed(folder, tmp_path, argv, quoted):
+    # issue 11: click's usage errors printed a Usage: block and 'Error: ...', unlike every other user error
+    argv = [str(folder) if a == "FOLDER" else str(tmp_path / "o") if a == "OUT" else a for a in argv]
+    result = run_winnow(*argv, track_imports=False)
+    assert result.returncode == 2 and result.stdout == "", result.output
+    assert result.lines() == [result.stderr.strip()] and result.stderr.startswith("error: "), result.output
+    assert quoted in result.stderr and "--help" in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_run_error_after_start_is_still_one_line(folder, tmp_path):

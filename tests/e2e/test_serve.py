@@ -8,16 +8,12 @@ manifest; every process it started is stopped, by process group, even when it fa
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,22 +21,20 @@ import polars as pl
 import pytest
 
 from tests.helpers import digit_images, write_image_folder
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers.prefect_server import (
+    ServerDidNotStart,
+    api_get,
+    api_post,
+    free_port,
+    isolated_env,
+    process_group_gone,
+    running_prefect_server,
+    stop_process_group,
+)
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_LOGGING_LEVEL="WARNING",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    env.update(extra)
-    return env
+    return isolated_env(tmp_path / "prefect-home", **extra)
 
 
 @dataclass
@@ -62,7 +56,7 @@ def run_serve(args: list[str], tmp_path: Path, **env: str) -> Served:
     try:
         stdout, stderr = popen.communicate(timeout=20)
     except subprocess.TimeoutExpired:  # serving instead of failing: stop it, report what it said
-        _stop(popen)
+        stop_process_group(popen, grace=10)
         stdout, stderr = popen.communicate()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -199,70 +193,14 @@ def test_prefect_api_url_from_the_active_profile(tmp_path, monkeypatch):
 # --- a real server, a real schedule ---------------------------------------------------------------
 
 
-def _stop(proc: subprocess.Popen | None) -> None:
-    """Stop a process we started and its whole group (the server forks workers): TERM, then KILL."""
-    if proc is None or proc.poll() is not None and _group_gone(proc.pid):
-        return
-    for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if proc.poll() is not None and _group_gone(proc.pid):
-                return
-            time.sleep(0.2)
-
-
-def _group_gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def _get(url: str, *, timeout: float = 2.0):
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read() or b"null")
-
-
-def _post(url: str, body: dict, *, timeout: float = 5.0):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture
 def prefect_server(tmp_path):
     """`prefect server start` on a free port with its own PREFECT_HOME; yields its API URL."""
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    log = open(tmp_path / "server.log", "w")
-    env = _env(tmp_path, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
-               PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS="1",
-               PREFECT_SERVER_UI_ENABLED="false", PREFECT_API_URL=api)
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _get(f"{api}/health") is True:
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("prefect server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield api
-    finally:
-        _stop(server)
-        log.close()
-        assert _group_gone(server.pid), "the prefect server is still running"
+        with running_prefect_server(tmp_path) as api:
+            yield api
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 RUN_TIMEOUT = 150  # about 30 s on an idle machine; a loaded 2-core box is several times slower
@@ -287,17 +225,17 @@ def test_serve_interval_schedule_fires_on_a_real_server(prefect_server, small_fo
                 pytest.fail(f"no scheduled run finished in {RUN_TIMEOUT} s:\n"
                             + (tmp_path / "serve.log").read_text()[-3000:])
             time.sleep(1)
-            finished = _post(f"{prefect_server}/flow_runs/filter", {
+            finished = api_post(f"{prefect_server}/flow_runs/filter", {
                 "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}, "limit": 5})
         run = finished[0]
         assert run["state_type"] == "COMPLETED", (run["state"], (tmp_path / "serve.log").read_text()[-3000:])
-        deployment = _get(f"{prefect_server}/deployments/{run['deployment_id']}")
+        deployment = api_get(f"{prefect_server}/deployments/{run['deployment_id']}")
         assert deployment["name"] == "e2e" and run["auto_scheduled"], "the run was not created by the schedule"
         assert run["parameters"]["settings"]["run"]["out"] == str(out)
         assert run["parameters"]["settings"]["knn"] == {"k": 5}
         manifest = pl.read_parquet(out / "latest" / "manifest.parquet")
         assert manifest.height == 30 and manifest["sample_id"].n_unique() == 30
     finally:
-        _stop(serve)
+        stop_process_group(serve, grace=10)
         log.close()
-        assert _group_gone(serve.pid), "winnow serve is still running"
+        assert process_group_gone(serve.pid), "winnow serve is still running"

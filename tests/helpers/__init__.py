@@ -8,6 +8,9 @@ each other; conftest.py files hold fixtures only.
   planted   an MNIST folder with planted copies and out-of-domain junk, embedded once
   crash     the kill driver of the crash-safety tests and the soak benchmark
   pages     a report's pages crawled as a browser follows them; names that are also markup
+  prefect_server  a real `prefect server start` on a free port; stopping a process group by PID
+  readme    README.md's fenced blocks, their acceptance markers and commands
+  readme_workspace  the working folder the README's commands run in and what binds their placeholders
 """
 
 from __future__ import annotations

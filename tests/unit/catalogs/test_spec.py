@@ -154,6 +154,15 @@ def test_unknown_target_lists_bundled(tmp_path):
         resolve_catalog(str(tmp_path / "nope"))
 
 
+@pytest.mark.parametrize("name", ["photo.png", "labels.xlsx", "notes"])
+def test_a_file_that_is_not_a_catalog_or_table_says_what_winnow_reads(tmp_path, name):
+    # issue 11: an image or a spreadsheet given as the target was parsed as TOML ("not valid TOML")
+    (tmp_path / name).write_bytes(b"\x89PNG\r\n not a catalog")
+    with pytest.raises(InvalidCatalog, match=r"does not read as a dataset.*\.toml.*\.csv") as caught:
+        resolve_catalog(str(tmp_path / name))
+    assert name in str(caught.value) and "TOML" not in str(caught.value)
+
+
 # --- sources Winnow cannot read yet fail by name (issue 11 finding 8) -----------------------------
 
 
