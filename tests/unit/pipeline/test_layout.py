@@ -40,7 +40,7 @@ def _declared(run: RunLayout) -> set[Path]:
 
     work = run.work
     outputs = run.outputs
-    return ({outputs.manifest, outputs.clean, outputs.diff, outputs.summary, run.report, run.map, run.complete,
+    return ({outputs.manifest, outputs.clean, outputs.diff, outputs.summary, run.report, run.complete, run.map,
              work.knn.graph, work.knn.info, work.curation.table, work.curation.facts}
             | work_files(work) | (work_files(work.holdout(0)) - {work.holdout(0).done(s) for s in ("knn", "curate")}))
 
