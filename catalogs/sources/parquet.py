@@ -42,6 +42,7 @@ from winnow.catalogs.sources.storage import (
     fingerprint_files,
     is_url,
     list_files,
+    local_folder,
     open_file,
     relative_name,
 )
@@ -165,4 +166,4 @@ class ParquetImagesSource(Source):
         return fingerprint_files(urls)
 
     def local_path(self) -> Path | None:
-        return None if is_url(self.path) else Path(self.path.split("{")[0])
+        return None if is_url(self.path) else local_folder(self.path)

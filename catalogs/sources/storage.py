@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from winnow.catalogs.errors import MissingRoot, UnsupportedSource
@@ -32,6 +33,16 @@ _EXTRA_HINT = "pip install 'winnow-curate[s3]'"
 def is_url(text: str) -> bool:
     """A `scheme://...` target (object storage, http), as opposed to a local path."""
     return bool(URL.match(text))
+
+
+def local_folder(target: str) -> Path:
+    """The local folder that holds a file, a folder, a glob or a brace pattern's files: the text
+    before the first pattern character, up to its last slash ('shards/{000..009}.tar' -> shards)."""
+    path = Path(target)
+    if path.is_dir():
+        return path
+    head = re.split(r"[{*?\[]", target, maxsplit=1)[0]
+    return Path(head) if head.endswith("/") else Path(head).parent
 
 
 def filesystem(url: str) -> tuple[Any, str]:

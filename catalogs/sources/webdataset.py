@@ -34,6 +34,7 @@ from winnow.catalogs.sources.storage import (
     fingerprint_files,
     is_url,
     list_files,
+    local_folder,
     open_file,
     relative_name,
 )
@@ -157,8 +158,7 @@ class WebDatasetSource(Source):
     def local_path(self) -> Path | None:
         if is_url(self.shards):
             return None
-        path = Path(self.shards)
-        return path if path.is_dir() else Path(self.shards.split("{")[0]).parent  # a pattern's or a file's folder
+        return local_folder(self.shards)
 
 
 def _folder_of_tars(folder: str) -> bool:

@@ -64,6 +64,9 @@ PLACEHOLDERS: dict[str, str] = {
                         "noise.parquet, for the Catalogs section's TOML (written there by its file marker)",
     "benchmarks/data/": "this checkout's benchmarks/data (a link)",
     "digits": "the bundled catalog, written into the session's WINNOW_CACHE",
+    "data.parquet": "./pets as one Parquet file of image bytes (HF Image struct) and labels",
+    "shards/{000..003}.tar": "./pets as 4 WebDataset tar shards (<key>.png, <key>.cls)",
+    "reviews.csv": "a text classification CSV (id, text, label: 3 topics of short sentences)",
 }
 
 # Words replaced in a command line: the README's value cannot be used on a test machine.
@@ -127,6 +130,8 @@ def bind_encoder(argv: list[str]) -> list[str]:
         if argv[i].startswith("open_clip:"):
             argv[i] = OFFLINE_ENCODER
         return argv
+    if "--text-column" in argv or any(w.endswith(".jsonl") for w in argv):
+        return argv  # texts: the default text encoder (MiniLM) is packaged on PyPI and loads offline
     return [*argv, "--encoder", OFFLINE_ENCODER]
 
 
@@ -282,6 +287,7 @@ def make_workspace(path: Path) -> Workspace:
     catalog(path / "val.toml", "val", "splits/val")
     catalog(path / "test.toml", "test", "splits/test")
     _write_catalog_example(path, data)
+    _write_byte_and_text_sources(path, data)
     os.symlink(REPO / "benchmarks", path / "benchmarks")
 
     home = path / "prefect-home"
@@ -297,6 +303,24 @@ def make_workspace(path: Path) -> Workspace:
     # to start on a shared 2-core machine; 120 s as in tests/conftest.py's prefect_harness.
     env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
     return Workspace(path=path, data=data, env=env, leaks=leaks)
+
+
+def _write_byte_and_text_sources(path: Path, data: UserData) -> None:
+    """data.parquet and shards/ (./pets' decodable images as bytes) and reviews.csv (texts)."""
+    from tests.helpers.bytesources import write_parquet_shards, write_webdataset
+    from tests.helpers.texts import topic_rows, write_csv
+
+    images = []  # the decodable PNG / JPEG files of ./pets (its odd and hidden files stay out)
+    for class_dir in sorted(p for p in data.folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for f in sorted(class_dir.iterdir()):
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in (".png", ".jpg", ".jpeg"):
+                images.append((f"{class_dir.name}/{f.name}", f.read_bytes(), class_dir.name))
+    [part] = write_parquet_shards(path / "pq", images)
+    part.rename(path / "data.parquet")
+    shutil.rmtree(path / "pq")
+    for shard in write_webdataset(path / "shards", images, shards=4):  # shards/000.tar ... 003.tar
+        shard.rename(shard.with_name(shard.name.removeprefix("shard-")))
+    write_csv(path / "reviews.csv", topic_rows(20, seed=3))
 
 
 def _write_splits(path: Path, data: UserData) -> set[str]:
