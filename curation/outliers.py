@@ -210,26 +210,28 @@ class OutOfDistribution:
 
 
 def score_evenness(labels, neighbours: np.ndarray, *, n_classes: int, pred_probs=None) -> np.ndarray:
-    """(N,) in [0, 1]: entropy / log K of the neighbours' labels (`neighbours` (N, m) rows, -1 =
-    none), and with `pred_probs` (N, K) the smaller of that and the probe's entropy / log K (rows
-    with a non-finite probability use the neighbours alone)."""
+    """(N,) in [0, 1]: entropy / log K' of the neighbours' labels (`neighbours` (N, m) rows, -1 =
+    none; K' the classes present in `labels`), and with `pred_probs` (N, K) the smaller of that
+    and the probe's entropy / log K' (rows with a non-finite probability: the neighbours alone)."""
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
-    if n_classes < 2:
+    # Normalised by the classes present: a class with no sample cannot own anything.
+    present = len(np.unique(labels))
+    if n_classes < 2 or present < 2:
         return np.zeros(n)
     valid = neighbours >= 0
     counts = np.zeros((n, n_classes))
     rows = np.repeat(np.arange(n), neighbours.shape[1])[valid.ravel()]
     np.add.at(counts, (rows, labels[neighbours[valid]]), 1.0)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
-    evenness = _entropy(share) / np.log(n_classes)
+    evenness = _entropy(share) / np.log(present)
     if pred_probs is not None:
         probs = np.asarray(pred_probs, dtype=np.float64)
         if probs.shape != (n, n_classes):
             raise InvalidArray(f"pred_probs has shape {probs.shape}, expected (N, K) = ({n}, {n_classes})")
         ok = np.isfinite(probs).all(axis=1)
         probe = np.full(n, np.inf)
-        probe[ok] = _entropy(probs[ok] / np.maximum(probs[ok].sum(axis=1, keepdims=True), EPS)) / np.log(n_classes)
+        probe[ok] = _entropy(probs[ok] / np.maximum(probs[ok].sum(axis=1, keepdims=True), EPS)) / np.log(present)
         evenness = np.minimum(evenness, probe)
     return np.clip(evenness, 0.0, 1.0)
 
@@ -289,12 +291,13 @@ def find_out_of_distribution(
     n_iso = int(np.isfinite(iso).sum())
     z = float(ndtri(1.0 - min(share, n_iso - 1) / n_iso))
     iso_z = _robust_z(iso)
+    # The isolated test is find_outliers' own (same z, same cut), so the two reasons never disagree.
+    is_outlier = find_outliers(graph, expected_false=share).is_outlier
     if n_ok >= 3:
         bonus = EVENNESS_WEIGHT * np.clip((evenness - EVENNESS_FLOOR) / (1.0 - EVENNESS_FLOOR), 0.0, None)
         group_z = _robust_z(group) + bonus
     else:
         group_z = nan
-    is_outlier = np.nan_to_num(iso_z, nan=-np.inf) > z
     is_ood = (np.nan_to_num(group_z, nan=-np.inf) > z) & ~is_outlier
     score = np.fmax(iso_z, group_z)
     LOG.info("outliers: %d isolated, %d in out-of-distribution groups (cut z=%.2f, max_group=%d)",
