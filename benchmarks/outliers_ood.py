@@ -23,6 +23,7 @@ Development and held-out: the constants of curation/outliers.py were chosen on s
 
     .venv/bin/python -m benchmarks.outliers_ood                       # held-out (MNIST) and dev (digits)
     .venv/bin/python -m benchmarks.outliers_ood --datasets mnist      # held-out only
+    .venv/bin/python -m benchmarks.outliers_ood --worlds clean        # false flags with nothing planted
     .venv/bin/python -m benchmarks.outliers_ood --markdown out/ood.md # also write the tables
 
 Needs `cleanlab[datalab]` and `mlxtend` (requirements.lock). Base embeddings are cached under
@@ -161,11 +162,14 @@ def kind_recall(flags: np.ndarray, truth: np.ndarray) -> str:
     return " ".join(f"{k} {flags[truth == g].mean():.2f}" for g, k in enumerate(KINDS))
 
 
-def dataset_tables(dataset: str, seed: int, encoders) -> list[str]:
+WORLDS = ("spread", "one folder", "isolated", "clean")
+
+
+def dataset_tables(dataset: str, seed: int, encoders, worlds=WORLDS) -> list[str]:
     rows, kinds = [], []
     n_base = len(base_images(dataset)[1])
     for encoder in encoders:
-        for what in ("spread", "one folder", "isolated", "clean"):
+        for what in worlds:
             x, labels, truth = world(dataset, encoder, what, seed)
             res = run_methods(x, labels, seed=seed)
             for method in METHODS:
@@ -181,7 +185,7 @@ def dataset_tables(dataset: str, seed: int, encoders) -> list[str]:
     table = markdown_table(["encoder", "planted", "n", "method", "recall", "false flags", "AUROC", "s"], rows,
                            align="llrlrrrr")
     per_kind = markdown_table(["encoder", "planted", "winnow recall per kind", "mean kNN recall per kind"], kinds)
-    return [head, table, per_kind]
+    return [head, table, per_kind] if kinds else [head, table]
 
 
 def main(argv=None):
@@ -189,6 +193,7 @@ def main(argv=None):
     ap.add_argument("--datasets", default="mnist,digits", help="comma-separated: mnist (held-out), digits (dev)")
     ap.add_argument("--encoders", default=",".join(ENCODERS))
     ap.add_argument("--seed", type=int, default=None, help="planted seed (default: 3 on mnist, 0 on digits)")
+    ap.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated, of {', '.join(WORLDS)}")
     ap.add_argument("--markdown", type=Path, nargs="?", const=None, help="also write the tables as markdown to this file")
     args = ap.parse_args(argv)
     blocks = []
@@ -196,7 +201,11 @@ def main(argv=None):
         if dataset not in SEEDS:
             raise SystemExit(f"unknown dataset {dataset!r}; one of {sorted(SEEDS)}")
         seed = SEEDS[dataset] if args.seed is None else args.seed
-        blocks += dataset_tables(dataset, seed, [e for e in args.encoders.split(",") if e])
+        worlds = [w for w in args.worlds.split(",") if w]
+        unknown = sorted(set(worlds) - set(WORLDS))
+        if unknown:
+            raise SystemExit(f"unknown world(s) {unknown!r}; of {WORLDS}")
+        blocks += dataset_tables(dataset, seed, [e for e in args.encoders.split(",") if e], worlds)
     emit(blocks, args.markdown)
 
 
