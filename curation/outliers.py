@@ -318,7 +318,7 @@ def _mean_distance(graph: KnnGraph, lo: int, hi: int) -> np.ndarray:
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
-    """(N,) (log(v) - median) / sigma_MAD; nan where v is not finite; -inf/inf-free (sigma 0: 0 or +inf)."""
+    """(N,) (log(v) - median) / sigma_MAD on the log scale; nan where v is not finite; 0 when sigma is 0."""
     ok = np.isfinite(values)
     out = np.full(len(values), np.nan)
     if not ok.any():
