@@ -70,6 +70,11 @@ class DetectConfig:
     # benchmarks/duplicates_outliers.py (500 files, efficientnet-lite0 and pixels) against
     # that benchmark's 100k synthetic mix; not validated on held-out data.
     outlier_local: bool = False
+    # Out-of-distribution groups (curation/outliers.py): the largest group of look-alike odd
+    # samples looked for (their distance is read at neighbours ood_max_group+1 .. 2x, a second
+    # kNN search of 2x neighbours); 0 turns the group test off. Provenance: issue 15's groups of
+    # 5-20 images; checked on benchmarks/outliers_ood.py (digits dev, MNIST held-out).
+    ood_max_group: int = 20
     # SemDeDup: cosine within a k-means cluster above which a sample is redundant and is
     # pruned before any non-redundant one. Looser than near_duplicate_min_similarity on
     # purpose: it only orders the pruning, it drops nothing unless a target size is set.
@@ -101,6 +106,8 @@ class DetectConfig:
                 raise InvalidArray(f"{name} must be a cosine in [-1, 1], got {getattr(self, name)!r}")
         if not 0.0 < self.text_near_duplicate_jaccard <= 1.0:
             raise InvalidArray(f"text_near_duplicate_jaccard must be in (0, 1], got {self.text_near_duplicate_jaccard!r}")
+        if isinstance(self.ood_max_group, bool) or not isinstance(self.ood_max_group, int) or self.ood_max_group < 0:
+            raise InvalidArray(f"ood_max_group must be a non-negative integer, got {self.ood_max_group!r}")
         if not self.outlier_expected_false > 0:
             raise InvalidArray(f"outlier_expected_false must be > 0, got {self.outlier_expected_false!r}")
         levels = self.cluster_levels

@@ -4,7 +4,7 @@
     list_issue_types() their names
     register_issue_type(issue)  add one from outside the package (a plug-in, a test)
 
-The "flag" types (leak, outlier, rare_class, and any registered one) are found by their own
+The "flag" types (leak, outlier, out_of_distribution, rare_class, and any registered one) are found by their own
 `find` and kept or dropped by `policy.on_<name>`, in this order, before label issues and
 duplicates. The "curate" entries (label_issue, duplicate, rebalance) keep their mechanics in
 curate() / decide() and declare their reason codes here, so every code Winnow writes is in
@@ -32,6 +32,7 @@ from winnow.curation.issues.base import (
 from winnow.curation.issues.duplicate import Duplicate
 from winnow.curation.issues.label_issue import LabelIssue
 from winnow.curation.issues.leak import Leak
+from winnow.curation.issues.out_of_distribution import OutOfDistributionType
 from winnow.curation.issues.outlier import Outlier
 from winnow.curation.issues.rare_class import RareClass
 from winnow.curation.issues.rebalance import Rebalance
@@ -40,6 +41,7 @@ from winnow.curation.issues.review import Review
 ISSUE_TYPES: dict[str, IssueType] = {
     "leak": Leak(),
     "outlier": Outlier(),
+    "out_of_distribution": OutOfDistributionType(),
     "rare_class": RareClass(),
     "label_issue": LabelIssue(),
     "duplicate": Duplicate(),

@@ -6,6 +6,7 @@ each other; conftest.py files hold fixtures only.
   clirun    the `winnow` CLI in a real process: exit code, output, CPU time, imported modules
   faults    fault makers (broken, hostile, odd files), a folder of them, the promise check
   planted   an MNIST folder with planted copies and out-of-domain junk, embedded once
+  ood       planted out-of-domain groups (noise, stripes, blank, text, photo crops) of 5-20 images
   crash     the kill driver of the crash-safety tests and the soak benchmark
   pages     a report's pages crawled as a browser follows them; names that are also markup
   prefect_server  a real `prefect server start` on a free port; stopping a process group by PID

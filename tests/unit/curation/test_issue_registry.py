@@ -107,7 +107,8 @@ def test_curate_carries_a_registered_type_columns_and_facts(odd):
     keys = np.array([f"k{i:03d}" for i in range(60)])
     result = curate(labels, x[1:], build_knn_graph(x[1:], k=5), rows=rows, n_classes=3,
                     unusable_reason=["unreadable"] + [None] * 59, keys=keys, methods=["knn_vote"])
-    assert list(result.columns) == ["outlier_score", "score_odd", "odd_tag"]
+    assert list(result.columns) == ["outlier_score", "ood_score", "ood_group_distance", "ood_evenness", "score_odd",
+                                    "odd_tag"]
     assert np.isnan(result.scores["score_odd"][0]) and result.scores["odd_tag"][0] is None
     # keys are ranked: k001 -> 1, odd
     assert result.scores["odd_tag"][1] == "o" and "odd" in result.decisions.reasons[1]

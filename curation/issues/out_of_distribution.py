@@ -1,0 +1,74 @@
+"""`out_of_distribution`: a member of a small group of samples that do not belong (curation/outliers.py).
+
+Junk rarely comes alone: a scrape drops twenty noise images or scanned pages into the class
+folders, and they are each other's nearest neighbours, so the isolated `outlier` test (mean
+distance to k neighbours) does not see them. This type flags samples far from the data at the
+scale of a group (`DetectConfig.ood_max_group`), sooner when no class owns their neighbourhood
+and the probe is unsure for every class. Its `ood_score` is the one score of both kinds: the
+larger of the isolated and the group robust z, with the cut-off `ood_threshold` (flagged
+`outlier` when the isolated test is beyond it, else `out_of_distribution`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from winnow.curation.issues.base import (
+    IssueContext,
+    IssueFindings,
+    IssueType,
+    MissingInput,
+    ReportSection,
+)
+from winnow.curation.issues.outlier import isolated_outliers
+from winnow.curation.knn_graph import build_knn_graph
+from winnow.curation.outliers import OutOfDistribution, find_out_of_distribution
+
+
+def out_of_distribution(ctx: IssueContext) -> OutOfDistribution | None:
+    """The run's group test, computed once; None when it is off (ood_max_group = 0) or N is too small."""
+    def compute():
+        max_group = int(ctx.detect.ood_max_group)
+        m = len(ctx)
+        if max_group < 1 or m < max_group + 3:
+            return None
+        k = min(2 * max_group, m - 1)
+        # The run's graph is usually k=10: a second, wider search (as costly as the first).
+        wide = ctx.graph if ctx.graph.k >= k else build_knn_graph(ctx.embeddings, k=k)
+        try:
+            probs = ctx.pred_probs
+        except MissingInput:
+            probs = None
+        return find_out_of_distribution(ctx.graph, wide, ctx.labels, n_classes=ctx.n_classes, pred_probs=probs,
+                                        max_group=max_group, expected_false=ctx.detect.outlier_expected_false)
+
+    return ctx.shared("out_of_distribution", compute)
+
+
+class OutOfDistributionType(IssueType):
+    name = "out_of_distribution"
+    reasons = {"out_of_distribution": "in a small group far from the rest of the data that no class owns"}
+    columns = {
+        "ood_score": "float64",  # the one outlier score: max(isolated, group) robust z; beyond ood_threshold = flagged
+        "ood_group_distance": "float64",  # mean cosine distance to the neighbours just past the largest group
+        "ood_evenness": "float64",  # 0..1: how evenly neighbours' labels (and the probe) spread over classes
+    }
+    default_action = "drop"
+    sections = {"out_of_distribution": ReportSection(sort_by="ood_score", descending=True, order="oddest first",
+                                                     card_columns=("ood_score", "ood_evenness"))}
+
+    def find(self, ctx: IssueContext) -> IssueFindings:
+        m = len(ctx)
+        found = out_of_distribution(ctx)
+        if found is None:
+            nan = np.full(m, np.nan)
+            return IssueFindings(flags={"out_of_distribution": np.zeros(m, dtype=bool)},
+                                 columns={"ood_score": nan, "ood_group_distance": nan, "ood_evenness": nan},
+                                 facts={"ood_threshold": None})
+        # A sample the isolated test flags (with outlier_local too) is an `outlier`, not a group member.
+        flags = found.is_ood & ~isolated_outliers(ctx).is_outlier
+        return IssueFindings(flags={"out_of_distribution": flags},
+                             columns={"ood_score": found.score, "ood_group_distance": found.group_distance,
+                                      "ood_evenness": found.evenness},
+                             facts={"ood_threshold": float(found.z), "ood_max_group": found.max_group,
+                                    "out_of_distribution": int(flags.sum())})
