@@ -9,7 +9,14 @@ import pytest
 from PIL import Image, ImageFilter
 
 from tests.helpers import digit_images
-from winnow.embeddings.signals import SIGNALS, hamming, image_signals, perceptual_hash, quality_stats, signal_columns
+from winnow.embeddings.signals import (
+    SIGNALS,
+    hamming,
+    image_signals,
+    perceptual_hash,
+    quality_stats,
+    signal_columns,
+)
 
 
 @pytest.fixture(scope="module")
