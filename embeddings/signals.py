@@ -81,8 +81,9 @@ def quality_stats(img: Image.Image) -> dict[str, float]:
     overexposed: share of pixels at or above OVEREXPOSED; blur: variance of the Laplacian of
     the luminance at BLUR_SIZE x BLUR_SIZE over the luminance's variance (contrast-free: a
     darkened image is not blurrier; 0 for a flat image; low = no edges); entropy: Shannon
-    entropy of the 256-bin luminance histogram in bits (0 flat .. 8); colourfulness: mean
-    per-pixel max(R,G,B) - min(R,G,B) (0..1; 0 = grayscale); width, height, aspect (w / h).
+    entropy of the 256-bin luminance histogram in bits (0 flat .. 8); colourfulness: the 95th
+    percentile of per-pixel max(R,G,B) - min(R,G,B) (0..1; 0 = grayscale; a percentile, so a
+    colour stroke on a black ground counts as colour); width, height, aspect (w / h).
     """
     w, h = img.size
     rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
@@ -98,7 +99,7 @@ def quality_stats(img: Image.Image) -> dict[str, float]:
     lap = -4 * g[1:-1, 1:-1] + g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:]
     var = float(g.var())
     blur = float(lap.var() / var) if var > 1e-8 else 0.0
-    spread = (rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).mean() / 255.0
+    spread = np.percentile(rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2), 95) / 255.0
     return {
         "brightness": float(lum.mean()), "brightness_p01": float(p01), "brightness_p99": float(p99),
         "overexposed": float((lum >= OVEREXPOSED).mean()), "blur": blur,

@@ -33,6 +33,7 @@ from winnow.curation.issues.duplicate import Duplicate
 from winnow.curation.issues.label_issue import LabelIssue
 from winnow.curation.issues.leak import Leak
 from winnow.curation.issues.outlier import Outlier
+from winnow.curation.issues.quality import ImageQuality
 from winnow.curation.issues.rare_class import RareClass
 from winnow.curation.issues.rebalance import Rebalance
 
@@ -40,6 +41,7 @@ ISSUE_TYPES: dict[str, IssueType] = {
     "leak": Leak(),
     "outlier": Outlier(),
     "rare_class": RareClass(),
+    "image_quality": ImageQuality(),
     "label_issue": LabelIssue(),
     "duplicate": Duplicate(),
     "rebalance": Rebalance(),
