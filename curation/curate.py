@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from winnow.curation.duplicates import find_duplicates
 from winnow.curation.errors import InvalidArray
 from winnow.curation.issues import IssueContext, check_findings, flag_types, issue_columns
 from winnow.curation.knn_graph import KnnGraph
@@ -159,6 +158,7 @@ def curate(
     sample_stats=None,
     duplicate_keys: list[str | None] | None = None,
     duplicate_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    copy_probe=None,
 ) -> Curation:
     """Run every detector and decide.
 
@@ -177,6 +177,9 @@ def curate(
 
     sample_stats: {name: (N,) array} of per-sample statistics taken while decoding, for the
     issue types that read them (IssueContext.stat); rows that were not decoded are ignored.
+    copy_probe: made copies of a sample of the inputs (embeddings/copies.py: "source" input
+    rows, "kind", "vectors", "phash"): the near-duplicate cut is calibrated on them
+    (duplicates.calibrate_near_duplicates; facts["near_duplicate_calibration"]).
 
     duplicate_keys: N keys whose equality makes rows exact duplicates, in place of the content
     hashes (texts: the normalised text's hash, curation/text_duplicates.py). duplicate_pairs:
@@ -216,6 +219,15 @@ def curate(
         check_same_length(labels=labels, **{f"sample_stats[{name!r}]": values})
         stats_u[name] = values[rows]
 
+    probe_u = None
+    if copy_probe is not None:
+        row_of = np.full(n, -1, dtype=np.int64)
+        row_of[rows] = np.arange(m)
+        src = row_of[np.asarray(copy_probe["source"], dtype=np.int64)]
+        ok = src >= 0
+        probe_u = {"row": src[ok], "kind": np.asarray(copy_probe["kind"])[ok],
+                   "vectors": np.asarray(copy_probe["vectors"])[ok], "phash": np.asarray(copy_probe["phash"])[ok]}
+
     methods = detect.method_names() if methods is None else methods
     kmeans_seed = seed if detect.kmeans_seed is None else detect.kmeans_seed
     # Label issues on the usable rows. A class whose every sample is unusable has no
@@ -238,7 +250,7 @@ def curate(
                        detect=detect, class_names=names, content_hashes=hashes_u,
                        holdout_embeddings=holdout_embeddings, holdout_hashes=holdout_hashes, sample_stats=stats_u,
                        seed=seed, label_report=label_report, report_classes=present,
-                       duplicate_keys=dup_keys_u, duplicate_pairs=pairs_u)
+                       duplicate_keys=dup_keys_u, duplicate_pairs=pairs_u, copy_probe=probe_u)
     near = ctx.near_duplicate_similarity
     report = ctx.label_report
     frame = report.frame
@@ -248,9 +260,8 @@ def curate(
     quality_u = frame["label_quality"].to_numpy()
 
     # Rows of rare classes have no label quality: the last choice as a group's representative.
-    dup = find_duplicates(graph, min_similarity=near, content_hashes=dup_keys_u,
-                          labels=labels[rows], label_quality=np.nan_to_num(quality_u, nan=0.0),
-                          keep=policy.duplicate_representative, keys=keys_u, pairs=pairs_u)
+    dup = ctx.find_duplicates(labels=labels[rows], label_quality=np.nan_to_num(quality_u, nan=0.0),
+                              keep=policy.duplicate_representative)
     # The flag issue types (curation/issues), in registry order: each flags rows of the usable M.
     findings = {t.name: check_findings(t, t.find(ctx), m) for t in flag_types()}
     hierarchy = hierarchical_kmeans(embeddings, levels=detect.cluster_levels, seed=kmeans_seed, niter=10)
@@ -303,6 +314,7 @@ def curate(
         facts.update(found.facts)
     facts.update({
         "near_duplicate_min_similarity": round(float(near), 4),
+        "near_duplicate_calibration": ctx.near_duplicate_rule.calibration,
         "duplicate_groups": int(dup.n_groups),
         "clusters": int(len(hierarchy.centroids[0])),
         "cluster_balance_before": cluster_balance(clusters[0][rows]),

@@ -21,6 +21,7 @@ tests/unit/curation/test_duplicates.py and benchmarks/duplicates_outliers.py).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,6 +97,10 @@ def find_duplicates(
     keep: str = "central",
     keys=None,
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    rule: NearDuplicateRule | None = None,
+    phash=None,
+    embeddings=None,
+    flat=None,
 ) -> DuplicateGroups:
     """Group exact and near duplicates and pick one representative per group.
 
@@ -112,6 +117,11 @@ def find_duplicates(
 
     pairs: (rows, cols, similarity) of further near-copy pairs found another way (texts:
     MinHash, curation/text_duplicates.py); joined like kNN edges at or above the cut.
+    rule: a calibrated NearDuplicateRule (`calibrate_near_duplicates`), overriding
+    min_similarity; with phash (N,) int64 perceptual hashes and embeddings (N, D) its hash
+    branch joins pairs the graph may not list. flat: (N,) bool, images that join others only
+    by content hash (blank, one colour). phash / flat rows that were not measured: pass
+    flat=False and a phash that matches nothing useful, or leave phash None.
     """
     n = len(graph)
     _check_similarity(min_similarity, "min_similarity")
@@ -123,6 +133,8 @@ def find_duplicates(
                       content_hashes=content_hashes, keys=keys)
     key_rank = rank_keys(keys, n, unique=True)
 
+    if rule is not None:
+        min_similarity = rule.min_similarity
     rows, cols, sims = _near_edges(graph, min_similarity)
     if pairs is not None:
         pr, pc, ps = (np.asarray(a) for a in pairs)
@@ -130,6 +142,15 @@ def find_duplicates(
             raise InvalidArray(f"pairs must be rows in [0, {n}), got rows up to {max(pr.max(), pc.max())}")
         rows, cols = np.concatenate([rows, pr.astype(np.int64)]), np.concatenate([cols, pc.astype(np.int64)])
         sims = np.concatenate([sims, ps.astype(np.float32)])
+    if rule is not None and rule.max_hamming >= 0 and phash is not None and embeddings is not None:
+        hr, hc, hs = hash_edges(phash, embeddings, max_hamming=rule.max_hamming,
+                                confirm_similarity=rule.confirm_similarity,
+                                valid=None if flat is None else ~np.asarray(flat, dtype=bool))
+        rows, cols, sims = np.concatenate([rows, hr]), np.concatenate([cols, hc]), np.concatenate([sims, hs])
+    if flat is not None:
+        flat = np.asarray(flat, dtype=bool)
+        keep_edge = ~(flat[rows] | flat[cols])
+        rows, cols, sims = rows[keep_edge], cols[keep_edge], sims[keep_edge]
     if content_hashes is not None:
         hr, hc = _hash_edges(content_hashes, key_rank)
         rows, cols = np.concatenate([rows, hr]), np.concatenate([cols, hc])
@@ -319,3 +340,180 @@ def near_duplicate_threshold(graph: KnnGraph, *, expected_false: float = 1.0, fl
     z = float(ndtri(1.0 - min(float(expected_false), ok.sum() - 1) / ok.sum()))
     cut = 1.0 - (float(np.exp(median - z * sigma)) - eps)
     return float(min(1.0, max(floor, cut)))
+
+
+# --- near duplicates calibrated on made copies (issue 15) -----------------------------------------
+
+# The share of the pHash bits a copy may differ in when the hash branch is used at all:
+# beyond 16 of 64 bits two random images agree by chance often enough (random pairs average
+# 32, sd 4). (A design bound, not tuned.)
+MAX_HASH_BITS = 16
+# Quantile of the made copies' similarities the cut must keep (5%: the hardest copies of
+# each kind may be missed before a distinct pair is joined). Chosen on the scikit-learn
+# digits (dev set) of benchmarks/duplicates_quality.py; MNIST is held out.
+COPY_QUANTILE = 0.05
+# Below this luminance entropy (bits) an image is flat (blank, one colour, a placeholder
+# card): it is a copy only when byte-identical, as every flat image looks alike to any encoder.
+FLAT_ENTROPY = 0.5
+
+
+@dataclass(frozen=True)
+class NearDuplicateRule:
+    """When two samples are near copies: cosine >= min_similarity, or (pHash Hamming <=
+    max_hamming and cosine >= confirm_similarity). Flat images join only by content hash."""
+
+    min_similarity: float  # the embedding-only cut
+    max_hamming: int = -1  # the hash branch's Hamming cut (bits of 64); -1: no hash branch
+    confirm_similarity: float = 1.0  # the cosine a hash-close pair must also reach
+    calibration: dict = None  # what the cut was placed between (JSON-ready, for summary.json)
+
+
+def calibrate_near_duplicates(
+    graph: KnnGraph,
+    copy_similarity,
+    *,
+    copy_hamming=None,
+    distinct_hamming=None,
+    content_hashes: Sequence[str | None] | None = None,
+    copy_kind=None,
+    expected_false: float = 1.0,
+) -> NearDuplicateRule:
+    """Place the near-duplicate cut between what a copy looks like and what distinct samples look like.
+
+    copy_similarity: (C,) cosine of made copies (embeddings/copies.py: crops, resizes, JPEG,
+    rotations, colour changes of the data's own images) to their originals. copy_hamming: (C,)
+    their pHash Hamming distances; distinct_hamming: (S,) each sampled original's Hamming
+    distance to its nearest distinct sample (different content hash). The distinct side of the
+    embedding is the graph: each row's nearest neighbour with a different content hash, its
+    upper tail estimated robustly (`near_duplicate_threshold`, about `expected_false` rows
+    of a copy-free dataset above it), so copies in the data do not move it.
+
+    Embedding cut: between the copies' COPY_QUANTILE and the distinct tail, in log distance,
+    when the copies lie above the tail; else the distinct tail (precision first: those copies
+    are left to the hash branch). Hash branch: the Hamming cut keeps (1 - COPY_QUANTILE) of the
+    copies but stays below every sampled distinct neighbour (and MAX_HASH_BITS); its confirming
+    cosine is the copies' COPY_QUANTILE (a hash-close pair must also look like a copy). Both
+    distinct sides are robust tails (median and MAD), so copies already in the data do not move
+    the cut while they are a minority.
+    """
+    sims = np.asarray(copy_similarity, dtype=np.float64)
+    distinct = _distinct_graph(graph, content_hashes)
+    tail = near_duplicate_threshold(distinct, expected_false=expected_false, floor=-1.0)
+    facts: dict = {"distinct_tail": round(tail, 4), "copies": int(len(sims))}
+    if not len(sims):
+        facts["method"] = "distinct tail (no copies to calibrate on)"
+        return NearDuplicateRule(min_similarity=float(max(tail, 0.9)), calibration=facts)
+    copy_lo = float(np.quantile(sims, COPY_QUANTILE))
+    facts["copy_similarity_q05"] = round(copy_lo, 4)
+    facts["copy_similarity_median"] = round(float(np.median(sims)), 4)
+    if copy_kind is not None:
+        kinds = np.asarray(copy_kind)
+        facts["copy_similarity_q05_by_kind"] = {str(k): round(float(np.quantile(sims[kinds == k], COPY_QUANTILE)), 4)
+                                                for k in sorted(set(kinds.tolist()))}
+    nn = distinct.similarities[:, 0]
+    nn = nn[np.isfinite(nn) & (distinct.indices[:, 0] >= 0)]
+    if len(nn):
+        facts["distinct_similarity_q50_q99"] = [round(float(q), 4) for q in np.quantile(nn, [0.5, 0.99])]
+    if copy_lo > tail:
+        cut = 1.0 - float(np.sqrt((1.0 - copy_lo + 1e-6) * (1.0 - tail + 1e-6)))
+        facts["method"] = "between copies and the distinct tail"
+    else:
+        cut = tail
+        facts["method"] = "distinct tail (copies overlap it)"
+    rule = {"min_similarity": float(min(1.0, cut))}
+    if copy_hamming is not None and distinct_hamming is not None and len(copy_hamming):
+        ch = np.asarray(copy_hamming, dtype=np.int64)
+        dh = np.asarray(distinct_hamming, dtype=np.int64)
+        want = int(np.quantile(ch, 1.0 - COPY_QUANTILE))
+        # The distinct side's low tail, robustly (the sampled originals' nearest distinct hash
+        # may be a copy already in the data): median - z * sigma_MAD, z for about
+        # `expected_false` of the M rows.
+        from scipy.special import ndtri
+
+        med = float(np.median(dh)) if len(dh) else float(MAX_HASH_BITS + 1)
+        sigma = 1.4826 * float(np.median(np.abs(dh - med))) if len(dh) else 0.0
+        z = float(ndtri(1.0 - min(expected_false, len(graph) - 1) / max(len(graph), 2)))
+        below_distinct = int(np.floor(med - z * max(sigma, 1.0)))
+        h = max(-1, int(min(want, below_distinct, MAX_HASH_BITS)))
+        facts.update({"copy_hamming_q95": want, "distinct_hamming_median": med,
+                      "distinct_hamming_tail": below_distinct, "max_hamming": h})
+        if h >= 0:
+            rule.update(max_hamming=h, confirm_similarity=float(min(copy_lo, rule["min_similarity"])))
+    facts.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rule.items()})
+    return NearDuplicateRule(**rule, calibration=facts)
+
+
+def _distinct_graph(graph: KnnGraph, content_hashes: Sequence[str | None] | None) -> KnnGraph:
+    """The graph with neighbours of the same content hash masked out (-1 / -inf), rows re-sorted."""
+    if content_hashes is None:
+        return graph
+    code = _hash_codes(content_hashes, len(graph))
+    idx = graph.indices.copy()
+    sims = graph.similarities.astype(np.float32).copy()
+    same = (idx >= 0) & (code[:, None] >= 0) & (code[np.maximum(idx, 0)] == code[:, None])
+    idx[same] = -1
+    sims[same] = -np.inf
+    order = np.argsort(-sims, axis=1, kind="stable")
+    return dataclasses.replace(graph, indices=np.take_along_axis(idx, order, 1),
+                               similarities=np.take_along_axis(sims, order, 1))
+
+
+def nearest_distinct_hamming(phash, rows, *, content_hashes: Sequence[str | None] | None = None,
+                             valid=None, block: int = 65536) -> np.ndarray:
+    """(S,) the smallest pHash Hamming distance of each of `rows` to any other row with a different
+    content hash (among `valid` rows), brute force over blocks of the M rows (S: a calibration sample)."""
+    phash = np.asarray(phash, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    m = len(phash)
+    valid = np.ones(m, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    code = _hash_codes(content_hashes, m)
+    best = np.full(len(rows), 65, dtype=np.int64)
+    for start in range(0, m, block):
+        part = np.arange(start, min(m, start + block))
+        d = hamming(phash[rows][:, None], phash[part][None, :])
+        same = (part[None, :] == rows[:, None]) | ~valid[part][None, :]
+        same |= (code[rows][:, None] >= 0) & (code[rows][:, None] == code[part][None, :])
+        d[same] = 65
+        best = np.minimum(best, d.min(axis=1) if d.size else best)
+    return best
+
+
+def hamming(a, b) -> np.ndarray:
+    """Bitwise Hamming distance between int64 hash codes (broadcasting)."""
+    x = np.asarray(np.bitwise_xor(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)))
+    return np.bitwise_count(x.view(np.uint64)).astype(np.int64)
+
+
+def hash_edges(phash, embeddings, *, max_hamming: int, confirm_similarity: float, valid=None,
+               bands: int = 8, max_bucket: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (rows, cols, cosine) whose pHashes differ in <= max_hamming bits and whose embeddings
+    reach confirm_similarity. Candidates: rows sharing one of `bands` equal slices of the hash
+    (pigeonhole: any pair within bands - 1 bits shares a slice), buckets above `max_bucket`
+    members skipped (a hash shared that widely is a flat or generic image, not a copy)."""
+    phash = np.asarray(phash, dtype=np.int64)
+    m = len(phash)
+    valid = np.ones(m, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    u = phash.view(np.uint64)
+    width = 64 // bands
+    pairs = []
+    ok = np.flatnonzero(valid)
+    for b in range(bands):
+        key = ((u[ok] >> np.uint64(b * width)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        ends = np.r_[starts[1:], len(ks)]
+        for s0, e0 in zip(starts, ends, strict=True):
+            if 1 < e0 - s0 <= max_bucket:
+                members = ok[order[s0:e0]]
+                a, c = np.triu_indices(len(members), 1)
+                pairs.append(np.stack([members[a], members[c]], 1))
+    if not pairs:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    pair = np.unique(np.concatenate(pairs), axis=0)
+    pair = pair[hamming(phash[pair[:, 0]], phash[pair[:, 1]]) <= max_hamming]
+    emb = np.asarray(embeddings)
+    cos = np.einsum("ij,ij->i", emb[pair[:, 0]], emb[pair[:, 1]]).astype(np.float32) if len(pair) else np.zeros(0, np.float32)
+    keep = cos >= confirm_similarity
+    return pair[keep, 0], pair[keep, 1], cos[keep]

@@ -11,6 +11,10 @@ encoder's `preprocess` takes (images: `decode_image`, bytes -> RGB image; text: 
 bytes -> str with reason codes of its own), chosen by the encoder's `modality`. The encoder's
 `collate` makes the batch (a stacked tensor, a list of texts); a text encoder's chunks are
 ordered by length first, so each batch pads little.
+
+While an image is decoded, its decode-time signals (embeddings/signals.py: perceptual hash,
+quality statistics) are taken from the same pixels and committed with its embedding, by
+content hash: content the store already has is neither decoded nor measured again.
 """
 
 from __future__ import annotations
@@ -29,12 +33,23 @@ import torch
 
 from winnow.embeddings.encoders import Encoder
 from winnow.embeddings.images import decode_image
+from winnow.embeddings.signals import image_signals
 from winnow.embeddings.store import EmbeddingStore
 from winnow.embeddings.text import decode_text
 from winnow.reading import FileReader, SampleRead, SampleReader
 
 Decode = Callable[[bytes], "tuple[Any, str | None]"]
 """bytes -> (what the encoder's preprocess takes, None) or (None, reason code); never raises."""
+
+Measure = Callable[[Any], "dict[str, float | int]"]
+"""A decoded sample -> its decode-time signals (column -> number); {} for a kind it does not measure."""
+
+
+def measure_image(decoded: Any) -> dict[str, float | int]:
+    """Every registered signal of a decoded image (embeddings/signals.py); {} for anything else."""
+    from PIL import Image
+
+    return image_signals(decoded) if isinstance(decoded, Image.Image) else {}
 
 
 @dataclass
@@ -43,6 +58,7 @@ class EmbedReport:
     reason: list[str | None]  # per input sample; a reason code when it has no embedding
     n_embedded: int = 0  # samples whose content was newly embedded in this run
     n_reused: int = 0  # usable samples whose content was already in the store
+    n_measured: int = 0  # samples whose decode-time signals were computed in this run (new content only)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage: read, decode, model, write
 
     @property
@@ -55,6 +71,7 @@ class _Chunk:
     positions: list[int]  # input positions whose content is new and decoded
     hashes: list[str]
     tensors: list[torch.Tensor]
+    signals: list[dict[str, float | int]] = field(default_factory=list)  # per decoded sample, its signals
 
 
 def embed_files(
@@ -68,6 +85,7 @@ def embed_files(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     confine_to: str | None = None,
+    measure: Measure | None = measure_image,
 ) -> EmbedReport:
     """Embed local image files: `embed_samples` with the file reader.
 
@@ -75,7 +93,8 @@ def embed_files(
     `winnow.reading.read_file`); None reads wherever the paths lead.
     """
     return embed_samples(paths, FileReader(confine_to=confine_to), encoder, store, refused=refused,
-                         batch_size=batch_size, chunk_size=chunk_size, workers=workers, progress=progress)
+                         batch_size=batch_size, chunk_size=chunk_size, workers=workers, progress=progress,
+                         measure=measure)
 
 
 def embed_samples(
@@ -90,6 +109,7 @@ def embed_samples(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     decode: Decode | None = None,
+    measure: Measure | None = measure_image,
 ) -> EmbedReport:
     """Embed every sample whose content (by hash) is not yet in `store`; report per-sample hash or reason.
 
@@ -97,6 +117,8 @@ def embed_samples(
     reason code decided before reading (e.g. "outside_root"); such samples are never read.
     decode: bytes -> the encoder's input (see the module docstring); None: by the encoder's
     modality, `decode_image` or `decode_text`.
+    measure: the decoded sample -> its decode-time signals, stored with its embedding (None:
+    none; a text measures nothing).
     """
     if decode is None:
         decode = decode_text if encoder.modality == "text" else decode_image
@@ -125,18 +147,19 @@ def embed_samples(
                 scheduled.add(r.content_hash)
                 fresh.append((i, r.data, r.content_hash))
 
-        def to_tensor(item: tuple[int, bytes, str]) -> tuple[int, str, torch.Tensor | None, str | None]:
+        def to_tensor(item: tuple[int, bytes, str]) -> tuple[int, str, torch.Tensor | None, str | None, dict]:
             i, data, h = item
             decoded, reason = decode(data)
             if decoded is None:
-                return i, h, None, reason
+                return i, h, None, reason, {}
             try:
-                return i, h, encoder.preprocess(decoded), None
+                tensor = encoder.preprocess(decoded)
             except Exception:  # a codec that decoded but produced garbage the transform rejects
-                return i, h, None, "unreadable"
+                return i, h, None, "unreadable", {}
+            return i, h, tensor, None, (measure(decoded) if measure is not None else {})
 
         chunk = _Chunk([], [], [])
-        for i, h, tensor, reason in pool.map(to_tensor, fresh):
+        for i, h, tensor, reason, signals in pool.map(to_tensor, fresh):
             if tensor is None:
                 report.reason[i] = reason
                 failed[h] = reason
@@ -144,6 +167,7 @@ def embed_samples(
             chunk.positions.append(i)
             chunk.hashes.append(h)
             chunk.tensors.append(tensor)
+            chunk.signals.append(signals)
         with lock:
             timers["read"] += t1 - t0
             timers["decode"] += time.perf_counter() - t1
@@ -175,10 +199,12 @@ def embed_samples(
                 for b in range(0, len(chunk.tensors), batch_size)
             ]
             t1 = time.perf_counter()
-            store.append(chunk.hashes, np.concatenate(vecs))
+            columns = _signal_columns(chunk.signals)
+            store.append(chunk.hashes, np.concatenate(vecs), signals=columns)
             timers["model"] += t1 - t0
             timers["write"] += time.perf_counter() - t1
             report.n_embedded += len(chunk.positions)
+            report.n_measured += len(chunk.positions) if columns else 0
         done = min(start + chunk_size, n)
         if progress:
             progress(done, n)
@@ -207,6 +233,16 @@ def _order_by_length(chunk: _Chunk, encoder: Encoder) -> None:
     chunk.positions = [chunk.positions[i] for i in order]
     chunk.hashes = [chunk.hashes[i] for i in order]
     chunk.tensors = [chunk.tensors[i] for i in order]
+    if chunk.signals:
+        chunk.signals = [chunk.signals[i] for i in order]
+
+
+def _signal_columns(per_sample: list[dict[str, float | int]]) -> dict[str, np.ndarray]:
+    """Per-sample signal dicts -> column arrays; only the columns every sample of the block has."""
+    if not per_sample:
+        return {}
+    common = [c for c in per_sample[0] if all(c in s for s in per_sample)]
+    return {c: np.asarray([s[c] for s in per_sample]) for c in common}
 
 
 def _read_parallel(reader: SampleReader, locators: list[str], pool: ThreadPoolExecutor, workers: int) -> list[SampleRead]:

@@ -4,7 +4,9 @@ Layout, one folder per encoder under the store root::
 
     <root>/<encoder slug>/meta.json             encoder_id, dim
     <root>/<encoder slug>/block-<id>.npy        (n, dim) float32, memory-mappable
-    <root>/<encoder slug>/block-<id>.parquet    content_hash, row  (the block's index)
+    <root>/<encoder slug>/block-<id>.parquet    content_hash, row  (the block's index),
+                                                and the block's decode-time signals (one column each,
+                                                embeddings/signals.py; absent in blocks written without them)
 
 A block is written vector file first, index second, each to a temp name and renamed
 (winnow.atomic), so a block is either fully committed (its index exists) or invisible; a run
@@ -27,6 +29,8 @@ import pyarrow.parquet as pq
 
 from winnow import atomic
 from winnow.embeddings.errors import StoreMismatch
+
+_INDEX_COLUMNS = ("content_hash", "row")
 
 
 class EmbeddingStore:
@@ -55,7 +59,7 @@ class EmbeddingStore:
                 block = idx_path.stem
                 if not (self.dir / f"{block}.npy").exists():
                     continue
-                t = pq.read_table(idx_path)
+                t = pq.read_table(idx_path, columns=list(_INDEX_COLUMNS))
                 for h, r in zip(t.column("content_hash").to_pylist(), t.column("row").to_pylist(), strict=True):
                     found.setdefault(h, (block, r))
             self._index = found
@@ -97,16 +101,51 @@ class EmbeddingStore:
             del out
         return out_path
 
+    def signals(self, hashes: Sequence[str], columns: dict[str, str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The stored decode-time signals of `hashes`, in that order: (present (n,) bool, column -> (n,)).
+
+        columns: name -> "int64" | "float64" (`signals.signal_columns()`). A hash whose block was
+        written without a column has present False there: int64 0, float64 NaN.
+        """
+        idx = self.index()
+        absent = [h for h in hashes if h not in idx]
+        if absent:
+            raise KeyError(f"{len(absent)} hashes are not in the store, e.g. {absent[0]!r}")
+        n = len(hashes)
+        present = np.ones(n, dtype=bool)
+        out = {c: (np.zeros(n, dtype=np.int64) if d == "int64" else np.full(n, np.nan)) for c, d in columns.items()}
+        by_block: dict[str, list[tuple[int, int]]] = {}
+        for pos, h in enumerate(hashes):
+            block, row = idx[h]
+            by_block.setdefault(block, []).append((pos, row))
+        for block, pairs in by_block.items():
+            pos, rows = np.array(pairs, dtype=np.int64).T
+            path = self.dir / f"{block}.parquet"
+            have = [c for c in columns if c in pq.read_schema(path).names]
+            if len(have) < len(columns):
+                present[pos] = False
+            if not have:
+                continue
+            t = pq.read_table(path, columns=have)
+            for c in have:
+                out[c][pos] = t.column(c).to_numpy()[rows]
+        return present, out
+
     # --- writing ------------------------------------------------------------------------
-    def append(self, hashes: Sequence[str], vectors: np.ndarray) -> str:
-        """Commit one block of vectors; returns its block id."""
+    def append(self, hashes: Sequence[str], vectors: np.ndarray, *, signals: dict[str, np.ndarray] | None = None) -> str:
+        """Commit one block of vectors (and the samples' decode-time signals: column -> (n,)); returns its block id."""
+        signals = dict(signals or {})
+        for c, values in signals.items():
+            if c in _INDEX_COLUMNS or len(values) != len(hashes):
+                raise ValueError(f"signal column {c!r} has {len(values)} values for {len(hashes)} hashes")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(hashes), self.dim):
             raise ValueError(f"vectors have shape {vectors.shape}, expected ({len(hashes)}, {self.dim})")
         block = f"block-{uuid.uuid4().hex[:16]}"
         with atomic.writing(self.dir / f"{block}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, vectors)
-        table = pa.table({"content_hash": list(hashes), "row": pa.array(range(len(hashes)), pa.int64())})
+        table = pa.table({"content_hash": list(hashes), "row": pa.array(range(len(hashes)), pa.int64()),
+                          **{c: np.asarray(v) for c, v in signals.items()}})
         atomic.write_parquet(table, self.dir / f"{block}.parquet")
         if self._index is not None:
             for r, h in enumerate(hashes):

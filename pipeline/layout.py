@@ -7,7 +7,7 @@
         work/                           WorkLayout: the stages' files
             samples.parquet             load_samples      -> SamplesOutput
             embed-shard-<i>-of-<n>.*    embed_shard       -> ShardOutput
-            embed.parquet embeddings.npy embed.json
+            embed.parquet embeddings.npy embed.json signals.parquet copies.npz
                                         merge_embeddings  -> EmbedOutput
             knn.npz knn.json            build_knn         -> KnnOutput
             curation.parquet curation.json
@@ -46,6 +46,8 @@ class EmbedOutput:
     matrix: Path  # embeddings.npy: (M, D) float32, the usable samples' L2-normalised embeddings
     info: Path  # embed.json: encoder, counts, seconds
     done: Path  # embed.done.json: the stage key (curate keys holdouts by it)
+    signals: Path  # signals.parquet: one row per sample, its decode-time signals (null where not embedded)
+    copies: Path  # copies.npz: embedded edited copies of a sample of the data (the near-duplicate calibration)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ class WorkLayout:
     @property
     def embed(self) -> EmbedOutput:
         return EmbedOutput(table=self.folder / "embed.parquet", matrix=self.folder / "embeddings.npy",
-                           info=self.folder / "embed.json", done=self.done("embed"))
+                           info=self.folder / "embed.json", done=self.done("embed"),
+                           signals=self.folder / "signals.parquet", copies=self.folder / "copies.npz")
 
     @property
     def knn(self) -> KnnOutput:

@@ -33,6 +33,8 @@ from winnow.catalogs import (
 )
 from winnow.catalogs import schemas as S
 from winnow.embeddings import EmbeddingStore, embed_samples, get_encoder
+from winnow.embeddings.copies import probe_copies
+from winnow.embeddings.signals import signal_columns
 from winnow.pipeline.evaluate import score_against_ground_truth
 from winnow.pipeline.files import load_knn_graph, save_knn_graph, write_json, write_parquet
 from winnow.pipeline.issues import extra_column, issue_columns, issue_types_key
@@ -117,12 +119,16 @@ def embed_shard(samples: SamplesOutput, encoder_name: str, store_dir: str, work:
     with _progress_bar("embedding", len(positions), enabled=progress) as update:
         report = embed_samples([locators[i] for i in positions], open_reader(table), encoder, store,
                                refused=[refused[i] for i in positions], batch_size=batch_size, progress=update)
+    if shard == 0 and encoder.modality == "image":  # one shard calibrates the near-duplicate cut: copies of its images
+        usable = [p for p, r in zip(positions, report.reason, strict=True) if r is None]
+        probe = probe_copies(locators, open_reader(table), encoder, usable=usable)
+        _save_npz(done.copies, source=probe.source, kind=probe.kind, vectors=probe.vectors, phash=probe.phash)
     seconds = time.perf_counter() - t0
     write_parquet(pl.DataFrame({S.POSITION: positions, S.CONTENT_HASH: report.content_hash, S.REASON: report.reason},
                                schema={S.POSITION: pl.Int64, S.CONTENT_HASH: pl.String, S.REASON: pl.String}),
                   out.table, schema=S.EMBED_SHARD_SCHEMA)
     write_json({"encoder_id": encoder.encoder_id, "dim": encoder.dim, "embedded": report.n_embedded,
-                "reused": report.n_reused, "unusable": report.n_unusable, "seconds": round(seconds, 3),
+                "reused": report.n_reused, "measured": report.n_measured, "unusable": report.n_unusable, "seconds": round(seconds, 3),
                 "stage_seconds": {k: round(v, 3) for k, v in report.seconds.items()}},
                out.info)
     LOG.info("embedded shard %d of %d: %d new, %d reused, %d unusable in %.1f s", shard + 1, n_shards,
@@ -149,6 +155,7 @@ def merge_embeddings(samples: SamplesOutput, shards: list[ShardOutput], encoder_
     rows[usable] = np.arange(len(usable))
     store = EmbeddingStore(store_dir, encoder_id=stats[0]["encoder_id"], dim=stats[0]["dim"])
     store.write_matrix([hashes[i] for i in usable], out.matrix)
+    _write_signals(store, table.column(S.SAMPLE_ID).to_pylist(), hashes, usable, out.signals)
     write_parquet(
         pl.DataFrame({S.SAMPLE_ID: table.column(S.SAMPLE_ID).to_pylist(), S.CONTENT_HASH: hashes,
                       S.REASON: reasons, S.ROW: rows},
@@ -161,6 +168,7 @@ def merge_embeddings(samples: SamplesOutput, shards: list[ShardOutput], encoder_
     write_json({
         "encoder": encoder_name, "encoder_id": stats[0]["encoder_id"], "dim": stats[0]["dim"],
         "embedded": embedded, "reused": sum(s["reused"] for s in stats),
+        "measured": sum(s.get("measured", 0) for s in stats),
         "unusable": sum(s["unusable"] for s in stats), "shards": len(stats), "seconds": seconds,
         "stage_seconds": {k: round(sum(s["stage_seconds"].get(k, 0) for s in stats), 3)
                           for k in ("read", "decode", "model", "write")},
@@ -168,6 +176,52 @@ def merge_embeddings(samples: SamplesOutput, shards: list[ShardOutput], encoder_
     }, out.info)
     mark_done(work, "embed", key)
     return out
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    from winnow import atomic
+
+    with atomic.writing(path, suffix=".tmp.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _write_signals(store: EmbeddingStore, ids: list[str], hashes: list[str | None], usable: list[int],
+                   path: Path) -> None:
+    """One row per sample: the store's decode-time signals of its content (null where not embedded or not
+    measured: a store block written before the signal existed)."""
+    columns = signal_columns()
+    present, values = store.signals([hashes[i] for i in usable], columns)
+    n = len(ids)
+    data: dict[str, pl.Series] = {S.SAMPLE_ID: pl.Series(ids, dtype=pl.String)}
+    for c, dtype in columns.items():
+        full = np.full(n, None, dtype=object)
+        full[np.asarray(usable, dtype=np.int64)[present]] = values[c][present]
+        data[c] = pl.Series(c, full.tolist(), dtype=pl.Int64 if dtype == "int64" else pl.Float64)
+    write_parquet(pl.DataFrame(data), path)
+
+
+def read_signals(embed: EmbedOutput) -> dict[str, np.ndarray]:
+    """The run's decode-time signals, one (N,) array per column: float64 NaN / int64 with a
+    `measured` (N,) bool mask where absent. {} for a run embedded before signals existed."""
+    if not Path(embed.signals).exists():
+        return {}
+    frame = pl.read_parquet(embed.signals)
+    columns = {c: d for c, d in signal_columns().items() if c in frame.columns}
+    if not columns:
+        return {}
+    measured = frame.select(pl.all_horizontal([pl.col(c).is_not_null() for c in columns])).to_series().to_numpy()
+    out = {"measured": measured}
+    for c, dtype in columns.items():
+        out[c] = frame[c].fill_null(0).to_numpy() if dtype == "int64" else frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return out
+
+
+def read_copies(embed: EmbedOutput) -> dict[str, np.ndarray] | None:
+    """The calibration copies (embeddings/copies.py: source position, kind, vectors, phash), or None."""
+    if not Path(embed.copies).exists():
+        return None
+    with np.load(embed.copies) as z:
+        return {k: z[k] for k in z.files}
 
 
 def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig = curation.KnnConfig(), seed: int = 0,
@@ -240,6 +294,7 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
         content_hashes=emb_table[S.CONTENT_HASH].to_list(), policy=policy, detect=detect,
         methods=methods, seed=seed, holdout_embeddings=holdout_emb, holdout_hashes=holdout_hashes,
         class_text_embeddings=text, class_names=classes, duplicate_keys=dup_keys, duplicate_pairs=dup_pairs,
+        sample_stats=read_signals(embed), copy_probe=read_copies(embed),
     )
     d = result.decisions
     ids = emb_table[S.SAMPLE_ID].to_numpy()

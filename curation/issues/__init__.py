@@ -34,6 +34,7 @@ from winnow.curation.issues.label_issue import LabelIssue
 from winnow.curation.issues.leak import Leak
 from winnow.curation.issues.out_of_distribution import OutOfDistributionType
 from winnow.curation.issues.outlier import Outlier
+from winnow.curation.issues.quality import ImageQuality
 from winnow.curation.issues.rare_class import RareClass
 from winnow.curation.issues.rebalance import Rebalance
 from winnow.curation.issues.review import Review
@@ -43,6 +44,7 @@ ISSUE_TYPES: dict[str, IssueType] = {
     "outlier": Outlier(),
     "out_of_distribution": OutOfDistributionType(),
     "rare_class": RareClass(),
+    "image_quality": ImageQuality(),
     "label_issue": LabelIssue(),
     "duplicate": Duplicate(),
     "rebalance": Rebalance(),

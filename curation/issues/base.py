@@ -193,6 +193,7 @@ class IssueContext:
         report_classes: np.ndarray | None = None,
         duplicate_keys: list[str | None] | None = None,
         duplicate_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        copy_probe: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.embeddings = embeddings  # (M, D) float32, L2-normalised
         self.graph = graph  # the kNN graph over them
@@ -207,6 +208,8 @@ class IssueContext:
         self.holdout_embeddings = holdout_embeddings  # (H, D) of the holdout catalogs, or None
         self.holdout_hashes = holdout_hashes  # H content hashes, or None
         self.sample_stats = dict(sample_stats or {})  # per-sample decode-time statistics: name -> (M,)
+        # Made copies of a sample of the rows (embeddings/copies.py): row (M-space), kind, vectors, phash; or None.
+        self.copy_probe = None if copy_probe is None else dict(copy_probe)
         self.seed = int(seed)
         if detect is None:
             from winnow.curation.curate import DetectConfig
@@ -262,26 +265,85 @@ class IssueContext:
 
     @property
     def near_duplicate_similarity(self) -> float:
-        """The cosine at or above which two neighbours are near copies (detect's, else from the data)."""
+        """The cosine at or above which two neighbours are near copies (detect's, else calibrated)."""
+        return self.near_duplicate_rule.min_similarity
+
+    @property
+    def flat(self) -> np.ndarray | None:
+        """(M,) bool: measured images with almost no information (blank, one colour); None unmeasured."""
+        from winnow.curation.duplicates import FLAT_ENTROPY
+
+        if "entropy" not in self.sample_stats:
+            return None
+        measured = self.measured
+        return measured & (np.nan_to_num(self.stat("entropy"), nan=99.0) < FLAT_ENTROPY)
+
+    @property
+    def measured(self) -> np.ndarray:
+        """(M,) bool: rows whose decode-time signals were measured."""
+        if "measured" in self.sample_stats:
+            return np.asarray(self.sample_stats["measured"], dtype=bool)
+        return np.full(len(self), bool(self.sample_stats))
+
+    @property
+    def phash(self) -> np.ndarray | None:
+        """(M,) int64 perceptual hashes (embeddings/signals.py), None when not measured."""
+        return np.asarray(self.stat("phash"), dtype=np.int64) if "phash" in self.sample_stats else None
+
+    @property
+    def near_duplicate_rule(self):
+        """The run's NearDuplicateRule (curation/duplicates.py): detect's fixed cosine, else calibrated
+        on the made copies (copy_probe) against the distinct neighbours; without copies, the distinct tail."""
         def compute():
-            from winnow.curation.duplicates import near_duplicate_threshold
+            from winnow.curation.duplicates import (
+                NearDuplicateRule,
+                calibrate_near_duplicates,
+                hamming,
+                near_duplicate_threshold,
+                nearest_distinct_hamming,
+            )
 
             fixed = getattr(self.detect, "near_duplicate_min_similarity", None)
-            return float(near_duplicate_threshold(self.graph) if fixed is None else fixed)
+            if fixed is not None:
+                return NearDuplicateRule(min_similarity=float(fixed), calibration={"method": "fixed"})
+            probe = self.copy_probe
+            if probe is None or not len(probe.get("row", ())):
+                return NearDuplicateRule(min_similarity=float(near_duplicate_threshold(self.graph)),
+                                         calibration={"method": "distinct tail (no copies to calibrate on)"})
+            src = np.asarray(probe["row"], dtype=np.int64)
+            flat = self.flat
+            keep = np.ones(len(src), dtype=bool) if flat is None else ~flat[src]
+            src = src[keep]
+            sims = np.einsum("ij,ij->i", np.asarray(probe["vectors"])[keep], self.embeddings[src])
+            copy_ham = distinct_ham = None
+            phash = self.phash
+            if phash is not None:
+                valid = self.measured & (True if flat is None else ~flat)
+                copy_ham = hamming(np.asarray(probe["phash"])[keep], phash[src])
+                distinct_ham = nearest_distinct_hamming(phash, np.unique(src), content_hashes=self.content_hashes,
+                                                        valid=valid)
+            return calibrate_near_duplicates(self.graph, sims, copy_hamming=copy_ham, distinct_hamming=distinct_ham,
+                                             content_hashes=self.content_hashes,
+                                             copy_kind=np.asarray(probe["kind"])[keep])
 
-        return self.shared("near_duplicate_similarity", compute)
+        return self.shared("near_duplicate_rule", compute)
 
     @property
     def duplicate_groups(self) -> np.ndarray:
-        """(M,) int64 duplicate group of each row (-1: none): equal hashes, near copies at the cut."""
+        """(M,) int64 duplicate group of each row (-1: none): equal hashes, near copies by the rule."""
         def compute():
-            from winnow.curation.duplicates import find_duplicates
-
-            keys = self.duplicate_keys if self.duplicate_keys is not None else self.content_hashes
-            return find_duplicates(self.graph, min_similarity=self.near_duplicate_similarity,
-                                   content_hashes=keys, keys=self.keys, pairs=self.duplicate_pairs).group
+            return self.find_duplicates().group
 
         return self.shared("duplicate_groups", compute)
+
+    def find_duplicates(self, **kw):
+        """`duplicates.find_duplicates` over these rows with the run's rule, hashes and flat images."""
+        from winnow.curation.duplicates import find_duplicates
+
+        hashes = self.duplicate_keys if self.duplicate_keys is not None else self.content_hashes
+        return find_duplicates(self.graph, rule=self.near_duplicate_rule, content_hashes=hashes, keys=self.keys,
+                               pairs=self.duplicate_pairs, phash=self.phash, embeddings=self.embeddings,
+                               flat=self.flat, **kw)
 
     def stat(self, name: str) -> np.ndarray:
         """(M,) per-sample decode-time statistic `name`; MissingInput naming the ones there are."""

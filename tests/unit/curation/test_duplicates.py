@@ -190,3 +190,117 @@ def test_one_representative_per_group_and_row_order_does_not_matter(case):
     assert np.array_equal(perm[b.representative[in_b]], a.representative[perm][in_b])
     assert np.array_equal(a.label_conflict[perm], b.label_conflict)
     assert np.array_equal(a.exact[perm], b.exact)
+
+
+# --- the shipped near-duplicate rule: calibrated on made copies (issue 15; issue 12 item 1) ------
+
+
+def _calibrated_world(n_base=160, seed=0):
+    """Real digits at 64 px with planted copies and junk, embedded by `pixels`, with the run's inputs
+    (decode-time signals, a copy probe made by embeddings/copies.py)."""
+    import io
+
+    from PIL import Image
+
+    from tests.helpers import digit_images
+    from winnow.embeddings import get_encoder
+    from winnow.embeddings.copies import make_copy
+    from winnow.embeddings.signals import image_signals
+
+    images = [im.convert("RGB") for im, _ in digit_images(n_base, seed=seed, size=64)]
+    rng = np.random.default_rng(seed + 1)
+    kinds, copy_of, rows = ["base"] * n_base, [-1] * n_base, list(images)
+    for j, src in enumerate(rng.choice(n_base, size=24, replace=False)):
+        kind = ("exact", "jpeg", "resize", "colour")[j // 6]
+        im = images[src]
+        if kind == "jpeg":
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=60)
+            im = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        elif kind == "resize":
+            im = im.resize((48, 48), Image.Resampling.BILINEAR)
+        elif kind == "colour":
+            im = make_copy(im, "colour", rng)
+        rows.append(im), kinds.append(kind), copy_of.append(int(src))
+    for j in range(6):  # noise, stripes and distinct blanks: never copies of each other
+        arr = np.random.default_rng(90 + j).integers(0, 256, (64, 64, 3)) if j < 2 else None
+        if j in (2, 3):
+            t = np.sin(np.linspace(0, (4 + 3 * j) * np.pi, 64))[None, :, None] * np.ones((64, 1, 3))
+            arr = 127 + 120 * t
+        im = Image.new("RGB", (64, 64), (40 * j, 200 - 30 * j, 90)) if arr is None else Image.fromarray(arr.astype(np.uint8))
+        rows.append(im), kinds.append("junk"), copy_of.append(-1)
+    hashes = [f"h{i}" for i in range(len(rows))]
+    for c in np.flatnonzero(np.array(kinds) == "exact"):
+        hashes[c] = hashes[copy_of[c]]
+    enc = get_encoder("pixels")
+    emb = enc.encode_images(rows)
+    sig = [image_signals(im) for im in rows]
+    stats = {k: np.array([s[k] for s in sig]) for k in sig[0]}
+    stats["measured"] = np.ones(len(rows), dtype=bool)
+    sample = np.random.default_rng(7).choice(n_base, size=40, replace=False)
+    made = [(int(s), k, make_copy(images[s], k, rng)) for s in sample for k in ("crop", "resize", "jpeg", "rotate", "colour")]
+    probe = {"row": np.array([m[0] for m in made]), "kind": np.array([m[1] for m in made]),
+             "vectors": enc.encode_images([m[2] for m in made]),
+             "phash": np.array([image_signals(m[2])["phash"] for m in made])}
+    return emb, hashes, stats, probe, np.array(kinds, dtype=object), np.array(copy_of)
+
+
+@pytest.fixture(scope="module")
+def calibrated_world():
+    return _calibrated_world()
+
+
+def _context(emb, hashes, stats, probe):
+    from winnow.curation.issues import IssueContext
+
+    graph = build_knn_graph(emb, k=10)
+    return IssueContext(embeddings=emb, graph=graph, labels=np.zeros(len(emb), dtype=np.int64), n_classes=1,
+                        keys=np.arange(len(emb)), content_hashes=hashes, sample_stats=stats, copy_probe=probe)
+
+
+def _score(group, kinds, copy_of):
+    copies = np.flatnonzero(copy_of >= 0)
+    found = {k: np.mean([group[c] >= 0 and group[c] == group[copy_of[c]] for c in copies if kinds[c] == k])
+             for k in ("exact", "jpeg", "resize", "colour")}
+    truth = set(copies) | set(copy_of[copies])
+    flagged = set(np.flatnonzero(group >= 0))
+    return found, len(flagged & truth) / max(1, len(flagged)), flagged
+
+
+def test_the_shipped_rule_finds_planted_copies_and_groups_no_junk(calibrated_world):
+    emb, hashes, stats, probe, kinds, copy_of = calibrated_world
+    ctx = _context(emb, hashes, stats, probe)
+    dup = ctx.find_duplicates()  # what curate() runs: the calibrated rule, hashes, flat images
+    found, precision, flagged = _score(dup.group, kinds, copy_of)
+    assert all(v == 1.0 for v in found.values()), found
+    assert precision >= 0.95, sorted(flagged)
+    assert not flagged & set(np.flatnonzero(kinds == "junk"))
+    calib = ctx.near_duplicate_rule.calibration
+    assert calib["copies"] == 200 and "copy_similarity_q05_by_kind" in calib
+    # The old fixed default (cosine 0.95) fails the same check on these real digits: it groups
+    # distinct digits (pixels puts them above 0.95) and distinct blank images.
+    fixed = find_duplicates(ctx.graph, content_hashes=hashes)
+    _, fixed_precision, fixed_flagged = _score(fixed.group, kinds, copy_of)
+    assert fixed_precision < 0.95 or fixed_flagged & set(np.flatnonzero(kinds == "junk"))
+
+
+def test_the_calibrated_cut_stays_put_when_the_data_holds_copies(calibrated_world):
+    emb, hashes, stats, probe, kinds, copy_of = calibrated_world
+    base = np.flatnonzero(kinds == "base")
+    with_copies = _context(emb, hashes, stats, probe).near_duplicate_rule
+    keep_rows = probe["row"] < len(base)
+    sub = {k: v[base] for k, v in stats.items()}
+    without = _context(emb[base], [hashes[i] for i in base], sub,
+                       {k: v[keep_rows] for k, v in probe.items()}).near_duplicate_rule
+    # 15% of the rows are copies in one and none in the other: the cut moves by less than 0.01.
+    assert abs(with_copies.min_similarity - without.min_similarity) < 0.01, (with_copies, without)
+
+
+def test_flat_images_are_copies_only_when_byte_identical():
+    from winnow.curation.duplicates import NearDuplicateRule
+
+    emb = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (4, 1))  # every encoder maps blanks alike
+    graph = build_knn_graph(emb, k=3)
+    rule = NearDuplicateRule(min_similarity=0.9)
+    dup = find_duplicates(graph, rule=rule, content_hashes=["a", "b", "c", "c"], flat=np.ones(4, dtype=bool))
+    assert dup.group.tolist() == [-1, -1, 0, 0] and dup.exact[3]

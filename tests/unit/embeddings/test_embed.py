@@ -81,3 +81,37 @@ def test_symlink_out_of_root_is_never_opened(tmp_path, digit, monkeypatch):
                          EmbeddingStore(tmp_path / "s", encoder_id=enc.encoder_id, dim=enc.dim), refused=refused)
     assert opened and not [p for p in opened if Path(p).name.startswith("symlink_out")]
     assert report.reason.count("outside_root") == 1
+
+
+def test_decode_time_signals_are_stored_by_content_and_reused(tmp_path, monkeypatch):
+    import numpy as np
+
+    from winnow.embeddings import embed as embed_module
+    from winnow.embeddings.signals import perceptual_hash, quality_stats, signal_columns
+
+    root = tmp_path / "imgs"
+    images = digit_images(12, seed=4)
+    paths = [str(p) for p in write_image_folder(root, images)]
+    enc = get_encoder("pixels:16")
+    store = EmbeddingStore(tmp_path / "store", encoder_id=enc.encoder_id, dim=enc.dim)
+    first = embed_files(paths, enc, store, chunk_size=5)
+    assert first.n_measured == 12
+    present, values = EmbeddingStore(tmp_path / "store", encoder_id=enc.encoder_id, dim=enc.dim).signals(
+        first.content_hash, signal_columns())
+    assert present.all()
+    expected = [perceptual_hash(im.convert("RGB"))["phash"] for im, _ in images]
+    assert values["phash"].tolist() == expected
+    assert values["entropy"][3] == pytest.approx(quality_stats(images[3][0].convert("RGB"))["entropy"])
+    # A second run over the same files (and a renamed copy) decodes and measures nothing.
+    calls = []
+    real = embed_module.measure_image
+    monkeypatch.setattr(embed_module, "measure_image", lambda d: calls.append(1) or real(d))
+    (root / "0").mkdir(exist_ok=True)
+    renamed = root / "0" / "renamed.png"
+    renamed.write_bytes(Path(paths[2]).read_bytes())
+    second = embed_files(paths + [str(renamed)], enc, store, chunk_size=5,
+                         measure=embed_module.measure_image)
+    assert second.n_embedded == 0 and second.n_measured == 0 and calls == []
+    present, again = store.signals(second.content_hash, signal_columns())
+    assert present.all() and again["phash"][-1] == expected[2]
+    assert np.array_equal(again["blur"][:12], values["blur"])

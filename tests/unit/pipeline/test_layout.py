@@ -35,7 +35,7 @@ def _declared(run: RunLayout) -> set[Path]:
     def work_files(work: WorkLayout) -> set[Path]:
         shard = work.shard(0, 1)
         embed = work.embed
-        return {work.samples.table, shard.table, shard.info, embed.table, embed.matrix, embed.info,
+        return {work.samples.table, shard.table, shard.info, embed.table, embed.matrix, embed.info, embed.signals, embed.copies,
                 *(work.done(s) for s in STAGES)}
 
     work = run.work

@@ -1,0 +1,73 @@
+"""Decode-time signals on real digits: the perceptual hash's robustness, the quality statistics' meaning."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from tests.helpers import digit_images
+from winnow.embeddings.signals import (
+    SIGNALS,
+    hamming,
+    image_signals,
+    perceptual_hash,
+    quality_stats,
+    signal_columns,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return [im.convert("RGB") for im, _ in digit_images(60, seed=2, size=64)]
+
+
+def _jpeg(im, q=60):
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=q)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def test_phash_is_stable_under_resize_and_reencode_and_separates_distinct_images(digits):
+    ph = np.array([perceptual_hash(im)["phash"] for im in digits])
+    resized = np.array([perceptual_hash(im.resize((40, 40)))["phash"] for im in digits])
+    jpeg = np.array([perceptual_hash(_jpeg(im))["phash"] for im in digits])
+    assert np.median(hamming(ph, resized)) <= 2 and np.median(hamming(ph, jpeg)) <= 2
+    pairs = hamming(ph[:, None], ph[None, :])[np.triu_indices(len(ph), 1)]
+    assert np.median(pairs) >= 20  # distinct digits: far apart (random codes differ in 32 of 64 bits)
+    # Agrees with the reference implementation's notion of distance (imagehash's pHash), where installed.
+    imagehash = pytest.importorskip("imagehash")
+    theirs = [imagehash.phash(im) for im in digits[:10]]
+    ours = ph[:10]
+    for i in range(1, 10):
+        assert abs(int(hamming(ours[0], ours[i])) - (theirs[0] - theirs[i])) <= 16
+
+
+def test_hamming_counts_bits_of_negative_codes_too():
+    assert hamming(-1, 0) == 64 and hamming(np.array([5, 6]), 4).tolist() == [1, 1]
+
+
+def test_quality_stats_read_what_users_call_the_defect(digits):
+    im = digits[0]
+    base = quality_stats(im)
+    dark = quality_stats(Image.fromarray((np.asarray(im) * 0.08).astype(np.uint8)))
+    assert dark["brightness_p99"] < 0.1 < base["brightness_p99"]
+    # Blur that hides the edges: the contrast-free Laplacian ratio falls several-fold;
+    # a darkened image is not blurrier.
+    blurred = quality_stats(im.filter(ImageFilter.GaussianBlur(6)))
+    assert blurred["blur"] < 0.3 * base["blur"] and dark["blur"] > 0.5 * base["blur"]
+    flat = quality_stats(Image.new("RGB", (50, 30), (200, 10, 10)))
+    assert flat["entropy"] == 0 and flat["blur"] == 0 and flat["colourfulness"] > 0.7
+    assert (flat["width"], flat["height"], flat["aspect"]) == (50, 30, pytest.approx(50 / 30))
+    assert base["colourfulness"] == 0 and base["entropy"] > 1
+    assert quality_stats(im.point(lambda v: min(255, v + 230)))["brightness_p01"] > 0.85
+
+
+def test_every_signal_column_is_declared_and_computed_once(digits):
+    got = image_signals(digits[1])
+    assert list(got) == list(signal_columns())
+    assert all(isinstance(got[c], int) for c, d in signal_columns().items() if d == "int64")
+    cols = [c for _, declared in SIGNALS.values() for c in declared]
+    assert len(cols) == len(set(cols))
