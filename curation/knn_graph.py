@@ -146,8 +146,8 @@ def _use_gpu(device: str | None) -> bool:
     return has_gpu and device != "cpu"
 
 
-EXACT_BASE_BYTES = 1 << 27
-"""float32 bytes of base rows one exact FAISS index holds (128 MiB); a larger base is searched
+EXACT_BASE_BYTES = 1 << 26
+"""float32 bytes of base rows one exact FAISS index holds (64 MiB); a larger base is searched
 block by block and the top-k lists merged (faiss contrib exhaustive_search.knn_ground_truth)."""
 
 
@@ -164,7 +164,8 @@ def _exact_search(base, queries, k: int, block_size: int, gpu: bool,
     n_q = len(queries)
     indices = np.full((n_q, k), -1, dtype=np.int64)
     sims = np.full((n_q, k), -np.inf, dtype=np.float32)
-    base_step = max(block_size, block_rows(d, block_bytes=EXACT_BASE_BYTES))
+    block_size = min(block_size, block_rows(d))  # rows per block, and at most BLOCK_BYTES of float32
+    base_step = block_rows(d, block_bytes=EXACT_BASE_BYTES)
     if n_base <= base_step:
         index = _flat_index(d, gpu)
         for start in range(0, n_base, block_size):
@@ -297,6 +298,7 @@ def assign_probes(embeddings, centroids: np.ndarray, nprobe: int, *, start: int 
     import faiss
 
     stop = len(embeddings) if stop is None else stop
+    block_size = min(block_size, block_rows(embeddings.shape[1]))
     quantizer = faiss.IndexFlatIP(centroids.shape[1])
     quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
     probes = np.empty((stop - start, nprobe), dtype=np.int32)
@@ -329,7 +331,10 @@ def search_cell(embeddings, members: np.ndarray, askers: np.ndarray, k: int):
     take = min(k, len(members))
     out_i = np.empty((len(askers), take), dtype=np.int64)
     out_s = np.empty((len(askers), take), dtype=np.float32)
-    step = max(64, (1 << 25) // max(1, len(members)))  # bound each similarity block to ~128 MB
+    # Bound each similarity block to 4M cosines: with the negated copy, the mask and argpartition's
+    # int64 indices that is ~70 MB, whatever the cell's size (a crowded cell of 5k rows would
+    # otherwise take ~500 MB).
+    step = max(64, (1 << 22) // max(1, len(members)))
     for qs in range(0, len(askers), step):
         rows = askers[qs : qs + step]
         sims = take_rows(embeddings, rows) @ base.T
@@ -483,7 +488,7 @@ def canonical_order(embeddings: np.ndarray) -> np.ndarray:
     n = emb.shape[0]
     proj = np.empty(n, dtype=np.float64)
     first = np.empty(n, dtype=np.float64)
-    for start, block in iter_blocks(emb):
+    for start, block in iter_blocks(emb, rows_per_block=block_rows(emb.shape[1], block_bytes=1 << 24)):
         proj[start : start + len(block)] = np.asarray(block, dtype=np.float64) @ direction if emb.shape[1] else 0.0
         first[start : start + len(block)] = block[:, 0] if emb.shape[1] else 0.0
     return np.lexsort((first, proj)) if emb.shape[1] else np.argsort(proj, kind="stable")

@@ -243,9 +243,14 @@ def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: in
         key[start : start + len(block)] = block @ direction
     mean = (total / (n if w is None else w.sum())).astype(np.float32)
     rows = np.arange(n) if n <= max_rows else np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
-    sample = torch.from_numpy(take_rows(emb, rows) - mean)
-    axes = _principal_axes(sample, n_axes, seed=seed, max_rows=max_rows,
-                           weights=None if weights is None else weights[torch.from_numpy(rows)]).numpy()
+    # _principal_axes' covariance of the sampled rows, summed over blocks (no float64 sample copies).
+    cov = np.zeros((d, d), dtype=np.float64)
+    ws = None if w is None else w[rows]
+    for b in range(0, len(rows), 2048):
+        part = (take_rows(emb, rows[b : b + 2048]) - mean).astype(np.float64)
+        cov += (part.T if ws is None else part.T * ws[b : b + 2048]) @ part
+    cov /= len(rows) if ws is None else ws.sum()
+    axes = _top_axes(torch.from_numpy(cov), n_axes).numpy()
     x = np.empty((n, n_axes), dtype=np.float32)
     for start, block in iter_blocks(emb):
         block -= mean
@@ -270,6 +275,13 @@ def _principal_axes(x, n_axes: int, *, seed: int, max_rows: int = 20000, weights
         cov = (sample.T.double() @ sample.double()) / sample.shape[0]
     else:
         cov = ((sample.T.double() * w.double()) @ sample.double()) / w.double().sum()
+    return _top_axes(cov, n_axes)
+
+
+def _top_axes(cov, n_axes: int):
+    """(D, n_axes) float32: the top eigenvectors of the (D, D) float64 covariance, signs fixed."""
+    import torch
+
     _, vecs = torch.linalg.eigh(cov)
     axes = vecs[:, -n_axes:].flip(1)
     # eigh's sign is arbitrary; fix it so results do not depend on the LAPACK build.

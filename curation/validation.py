@@ -81,8 +81,8 @@ def check_cosine_graph(similarities, *, name: str = "knn") -> None:
 
 
 def _row_norms(arr: np.ndarray) -> np.ndarray:
-    # Block-wise so a memory-mapped (N, D) array is never copied whole.
-    step = max(1, (1 << 24) // max(1, arr.shape[1]))
+    # Block-wise (32 MiB of float64) so a memory-mapped (N, D) array is never copied whole.
+    step = max(1, (1 << 22) // max(1, arr.shape[1]))
     out = np.empty(arr.shape[0], dtype=np.float64)
     for start in range(0, arr.shape[0], step):
         out[start : start + step] = np.linalg.norm(np.asarray(arr[start : start + step], dtype=np.float64), axis=1)
