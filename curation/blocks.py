@@ -29,20 +29,32 @@ def block_rows(dim: int, *, block_bytes: int = BLOCK_BYTES) -> int:
     return max(1, int(block_bytes) // (4 * max(1, int(dim))))
 
 
+GATHER_ROWS = 512
+"""Scattered rows read between two releases of a map's pages: each read of a scattered row
+maps its neighbourhood too (the kernel's fault-around, 64 KiB), so 512 rows keep at most
+~32 MiB of the map resident, however many rows are gathered."""
+
+
 def take_rows(embeddings, rows) -> np.ndarray:
-    """float32 copy of `embeddings[rows]` ((len(rows), D)); a memory map's pages are released after."""
+    """float32 copy of `embeddings[rows]` ((len(rows), D)); a memory map's pages are released
+    every GATHER_ROWS rows."""
     rows = np.asarray(rows)
     if rows.dtype == bool:
         rows = np.flatnonzero(rows)
+    out = np.empty((len(rows), embeddings.shape[1]), dtype=np.float32)
+    mapped = is_mapped(embeddings)
     if len(rows) > 1 and not (np.diff(rows) >= 0).all():
         # Sequential reads of the map; the result keeps the caller's order.
         order = np.argsort(rows, kind="stable")
-        out = np.empty((len(rows), embeddings.shape[1]), dtype=np.float32)
-        out[order] = embeddings[rows[order]]
     else:
-        out = np.asarray(embeddings[rows], dtype=np.float32)
-    release_pages(embeddings)
-    return np.ascontiguousarray(out)
+        order = None
+    step = GATHER_ROWS if mapped else max(1, len(rows))
+    for a in range(0, len(rows), step):
+        part = order[a : a + step] if order is not None else slice(a, a + step)
+        out[part] = embeddings[rows[part]]
+        if mapped:
+            release_pages(embeddings)
+    return out
 
 
 def take_slice(embeddings, start: int, stop: int) -> np.ndarray:

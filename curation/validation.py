@@ -168,8 +168,9 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
     step = max(1, (1 << 24) // max(1, arr.shape[1]))
     for start in range(0, arr.shape[0], step):
         block = np.asarray(arr[start : start + step])
+        finite = bool(np.all(np.isfinite(block)))
         release_pages(arr)
-        if not np.all(np.isfinite(block)):
+        if not finite:
             r, c = np.argwhere(~np.isfinite(block))[0]
             raise InvalidArray(f"{name}[{start + r}, {c}] is {float(block[r, c])!r}; values must be finite")
 

@@ -21,5 +21,5 @@ def test_gpu_check_dry_run_prints_its_table_and_the_blocked_graph_is_exact(tmp_p
     result = json.loads(out.read_text())
     assert result["encoder"]["embedding_dim"] == 512 and result["encoder"]["dtype"] == "bfloat16"
     assert result["encoder"]["end_to_end_images_per_s"] > 0
-    # Blocks of 700 queries x 1100 base rows over 3000 rows: the merge must equal brute force.
+    # Blocks of 700 queries x 1024 base rows over 3000 rows (grouped and plain top-k): must equal brute force.
     assert result["knn"][0]["recall_at_10"] == 1.0
