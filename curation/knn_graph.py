@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from winnow.curation.blocks import block_rows, iter_blocks, take_rows, take_slice
 from winnow.curation.errors import InvalidArray, MissingDependency
 from winnow.curation.validation import check_embeddings, check_unit_embeddings
 
@@ -145,93 +146,225 @@ def _use_gpu(device: str | None) -> bool:
     return has_gpu and device != "cpu"
 
 
-def _exact_search(base: np.ndarray, queries: np.ndarray, k: int, block_size: int, gpu: bool,
-                  progress: Callable[[int, int], None] | None = None):
-    """Exact inner-product top-k of every query row among the base rows (blocks in and out)."""
-    import faiss
+EXACT_BASE_BYTES = 1 << 26
+"""float32 bytes of base rows one exact FAISS index holds (64 MiB); a larger base is searched
+block by block and the top-k lists merged (faiss contrib exhaustive_search.knn_ground_truth)."""
 
-    d = base.shape[1]
-    if gpu:
-        resources = faiss.StandardGpuResources()
-        index = faiss.GpuIndexFlatIP(resources, d)
-    else:
-        index = faiss.IndexFlatIP(d)
-    for start in range(0, len(base), block_size):
-        index.add(np.ascontiguousarray(base[start : start + block_size], dtype=np.float32))
-    kk = min(k, len(base))
-    indices = np.full((len(queries), k), -1, dtype=np.int64)
-    sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    for start in range(0, len(queries), block_size):
-        q = np.ascontiguousarray(queries[start : start + block_size], dtype=np.float32)
-        s, i = index.search(q, kk)
-        indices[start : start + len(q), :kk] = i
-        sims[start : start + len(q), :kk] = s
+
+def _exact_search(base, queries, k: int, block_size: int, gpu: bool,
+                  progress: Callable[[int, int], None] | None = None):
+    """Exact inner-product top-k of every query row among the base rows (blocks in and out).
+
+    Up to EXACT_BASE_BYTES of base one index holds it all (as before); above, one index per
+    base block, each searched by every query block and merged, so float32 copies of the base
+    never exceed a block. Rows are read through curation/blocks.py (float16 maps included).
+    """
+    n_base, d = base.shape
+    kk = min(k, n_base)
+    n_q = len(queries)
+    indices = np.full((n_q, k), -1, dtype=np.int64)
+    sims = np.full((n_q, k), -np.inf, dtype=np.float32)
+    block_size = min(block_size, block_rows(d))  # rows per block, and at most BLOCK_BYTES of float32
+    base_step = block_rows(d, block_bytes=EXACT_BASE_BYTES)
+    if n_base <= base_step:
+        index = _flat_index(d, gpu)
+        for start in range(0, n_base, block_size):
+            index.add(take_slice(base, start, start + block_size))
+        for start in range(0, n_q, block_size):
+            q = take_slice(queries, start, start + block_size)
+            s, i = index.search(q, kk)
+            indices[start : start + len(q), :kk] = i
+            sims[start : start + len(q), :kk] = s
+            if progress:
+                progress(start + len(q), n_q)
+        return indices, sims
+    n_steps = -(-n_base // base_step)
+    for step, b0 in enumerate(range(0, n_base, base_step)):
+        index = _flat_index(d, gpu)
+        block = take_slice(base, b0, b0 + base_step)
+        index.add(block)
+        kb = min(kk, len(block))
+        del block
+        for start in range(0, n_q, block_size):
+            q = take_slice(queries, start, start + block_size)
+            s, i = index.search(q, kb)
+            rows = slice(start, start + len(q))
+            indices[rows], sims[rows] = merge_topk(indices[rows], sims[rows], i + b0, s, k)
+        del index
         if progress:
-            progress(start + len(q), len(queries))
+            progress(step + 1, n_steps)
     return indices, sims
 
 
-def _ivf_graph(emb: np.ndarray, k: int, cfg: IndexConfig, block_size: int, gpu: bool,
-               progress: Callable[[int, int], None] | None = None) -> KnnGraph:
+def _flat_index(d: int, gpu: bool):
     import faiss
 
+    if gpu:
+        return faiss.GpuIndexFlatIP(faiss.StandardGpuResources(), d)
+    return faiss.IndexFlatIP(d)
+
+
+def merge_topk(best_i: np.ndarray, best_s: np.ndarray, cand_i: np.ndarray, cand_s: np.ndarray,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k highest of two candidate lists ((R, a) and (R, b) -> (R, k)); earlier lists win ties."""
+    merged_s = np.concatenate([best_s, cand_s.astype(np.float32, copy=False)], axis=1)
+    merged_i = np.concatenate([best_i, cand_i.astype(np.int64, copy=False)], axis=1)
+    order = np.argsort(-merged_s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(merged_i, order, axis=1), np.take_along_axis(merged_s, order, axis=1)
+
+
+@dataclass(frozen=True)
+class IvfPlan:
+    """What every IVF search of one graph shares (small: no per-sample data but the recall sample).
+
+    The driver makes it once (`plan_ivf`); the cells can then be searched anywhere,
+    by one process (`_ivf_graph`) or by workers that own cells (pipeline/knn_dask.py).
+    """
+
+    centroids: np.ndarray  # (nlist, D) float32 spherical k-means centroids: the cells
+    nprobe: int  # cells probed per query (given, or tuned on the sample)
+    sample: np.ndarray  # (S,) rows whose exact neighbours were computed; the second half reports recall
+    truth: np.ndarray  # (S, k) their exact neighbours (self excluded; -1 pads)
+
+    @property
+    def nlist(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def recall(self, graph_rows: np.ndarray) -> float:
+        """Recall@k of `graph_rows` (the graph's rows of the reporting half of `sample`)."""
+        report = len(self.sample) // 2
+        truth = {int(q): row[row >= 0] for q, row in zip(self.sample[report:], self.truth[report:], strict=True)}
+        return _recall(graph_rows, self.sample[report:], truth)
+
+
+def plan_ivf(embeddings, k: int, cfg: IndexConfig, *, block_size: int = 16384) -> IvfPlan:
+    """Train the cells (on 40 x nlist sampled rows) and fix nprobe (on the recall sample).
+
+    A true neighbour is found iff its cell is probed, so nprobe is tuned from the cells of
+    the sample's exact neighbours alone: no pass over all rows is needed here.
+    """
+    import faiss
+
+    emb = embeddings
     n, d = emb.shape
     rng = np.random.default_rng(cfg.seed)
     nlist = cfg.nlist or int(min(65536, max(8, math.sqrt(n))))
     train_rows = np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))
     km = faiss.Kmeans(d, nlist, niter=10, seed=cfg.seed, spherical=True, verbose=False)
     km.cp.max_points_per_centroid = 40  # the sample already has 40 per cell
-    km.train(np.ascontiguousarray(emb[train_rows], dtype=np.float32))
-    centroids = faiss.IndexFlatIP(d)
-    centroids.add(np.asarray(km.centroids, dtype=np.float32))
+    km.train(take_rows(emb, train_rows))
+    centroids = np.asarray(km.centroids, dtype=np.float32)
+    quantizer = faiss.IndexFlatIP(d)
+    quantizer.add(centroids)
     max_probe = min(nlist, cfg.max_nprobe)
-    probes = np.empty((n, max_probe), dtype=np.int32)
-    for start in range(0, n, block_size):
-        _, p = centroids.search(np.ascontiguousarray(emb[start : start + block_size], dtype=np.float32), max_probe)
-        probes[start : start + len(p)] = p
-    home = probes[:, 0].astype(np.int64)  # each sample lives in its nearest cell
 
     # Exact neighbours of a sample of queries; a true neighbour is found iff its cell is probed.
     sample = rng.choice(n, size=min(n, cfg.recall_sample), replace=False)
-    tune, report = sample[: len(sample) // 2], sample[len(sample) // 2 :]
-    exact_i, _ = _exact_search(emb, np.ascontiguousarray(emb[sample]), k + 1, block_size, False)
-    truth = {int(q): row[(row != q) & (row >= 0)][:k] for q, row in zip(sample, exact_i, strict=True)}
+    queries = take_rows(emb, sample)
+    exact_i, _ = _exact_search(emb, queries, k + 1, block_size, False)
+    truth = np.full((len(sample), k), -1, dtype=np.int64)
+    for j, (q, row) in enumerate(zip(sample, exact_i, strict=True)):
+        keep = row[(row != q) & (row >= 0)][:k]
+        truth[j, : len(keep)] = keep
+    _, sample_probes = quantizer.search(queries, max_probe)
+    neighbours = np.unique(truth[truth >= 0])
+    _, home = quantizer.search(take_rows(emb, neighbours), 1) if len(neighbours) else (None, np.zeros((0, 1), np.int64))
+    home_of = np.full(n, -1, dtype=np.int64) if n <= 1 << 22 else None
+    if home_of is not None:
+        home_of[neighbours] = home[:, 0]
 
-    def recall_at(rows: np.ndarray, nprobe: int) -> float:
-        hits = sum(np.isin(home[truth[int(q)]], probes[q, :nprobe]).sum() for q in rows)
-        return hits / max(1, sum(len(truth[int(q)]) for q in rows))
+    def cells(rows: np.ndarray) -> np.ndarray:
+        if home_of is not None:
+            return home_of[rows]
+        return home[np.searchsorted(neighbours, rows), 0]
 
-    nprobe = cfg.nprobe or next((p for p in range(1, max_probe + 1) if recall_at(tune, p) >= cfg.target_recall), max_probe)
-    nprobe = min(nprobe, max_probe)
+    tune = np.arange(len(sample) // 2)
 
+    def recall_at(nprobe: int) -> float:
+        hits = total = 0
+        for j in tune:
+            t = truth[j][truth[j] >= 0]
+            hits += int(np.isin(cells(t), sample_probes[j, :nprobe]).sum())
+            total += len(t)
+        return hits / max(1, total)
+
+    nprobe = cfg.nprobe or next((p for p in range(1, max_probe + 1) if recall_at(p) >= cfg.target_recall), max_probe)
+    return IvfPlan(centroids=centroids, nprobe=min(nprobe, max_probe), sample=sample, truth=truth)
+
+
+def assign_probes(embeddings, centroids: np.ndarray, nprobe: int, *, start: int = 0, stop: int | None = None,
+                  block_size: int = 16384) -> np.ndarray:
+    """(stop - start, nprobe) int32: the cells each row probes, nearest (its home cell) first."""
+    import faiss
+
+    stop = len(embeddings) if stop is None else stop
+    block_size = min(block_size, block_rows(embeddings.shape[1]))
+    quantizer = faiss.IndexFlatIP(centroids.shape[1])
+    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    probes = np.empty((stop - start, nprobe), dtype=np.int32)
+    for b in range(start, stop, block_size):
+        _, p = quantizer.search(take_slice(embeddings, b, min(stop, b + block_size)), nprobe)
+        probes[b - start : b - start + len(p)] = p
+    return probes
+
+
+def group_cells(probes: np.ndarray, nlist: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(members, askers) per cell from the (N, nprobe) probes: the rows living in it (home = first
+    probe) and the rows probing it, each ascending."""
+    members = _group(probes[:, 0], nlist)
+    flat = probes.ravel()
+    order = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[order], np.arange(nlist + 1))
+    owners = (order // probes.shape[1]).astype(np.int64)
+    del order
+    askers = [owners[bounds[c] : bounds[c + 1]] for c in range(nlist)]
+    return members, askers
+
+
+def search_cell(embeddings, members: np.ndarray, askers: np.ndarray, k: int):
+    """Exact top-k of each asker row among one cell's member rows (itself excluded).
+
+    Returns (askers, ids (A, min(k, M)), sims): one candidate list per asker, to merge
+    with its other probed cells' (merge_topk).
+    """
+    base = take_rows(embeddings, members)
+    take = min(k, len(members))
+    out_i = np.empty((len(askers), take), dtype=np.int64)
+    out_s = np.empty((len(askers), take), dtype=np.float32)
+    # Bound each similarity block to 4M cosines: with the negated copy, the mask and argpartition's
+    # int64 indices that is ~70 MB, whatever the cell's size (a crowded cell of 5k rows would
+    # otherwise take ~500 MB).
+    step = max(64, (1 << 22) // max(1, len(members)))
+    for qs in range(0, len(askers), step):
+        rows = askers[qs : qs + step]
+        sims = take_rows(embeddings, rows) @ base.T
+        sims[rows[:, None] == members[None, :]] = -np.inf  # never a sample's own neighbour
+        top = np.argpartition(-sims, take - 1, axis=1)[:, :take] if take < len(members) else np.tile(np.arange(len(members)), (len(rows), 1))
+        out_s[qs : qs + len(rows)] = np.take_along_axis(sims, top, axis=1)
+        out_i[qs : qs + len(rows)] = members[top]
+    return askers, out_i, out_s
+
+
+def _ivf_graph(emb, k: int, cfg: IndexConfig, block_size: int, gpu: bool,
+               progress: Callable[[int, int], None] | None = None) -> KnnGraph:
+    n = emb.shape[0]
+    plan = plan_ivf(emb, k, cfg, block_size=block_size)
+    nlist, nprobe = plan.nlist, plan.nprobe
+    probes = assign_probes(emb, plan.centroids, nprobe, block_size=block_size)
+    members, askers = group_cells(probes, nlist)
+    del probes
     # Group the work by cell: every query probing cell c against every member of c.
     best_i = np.full((n, k), -1, dtype=np.int64)
     best_s = np.full((n, k), -np.inf, dtype=np.float32)
-    members = _group(home, nlist)
-    askers = _group(probes[:, :nprobe].ravel(), nlist, owners=np.repeat(np.arange(n), nprobe))
     for c in range(nlist):
         m, q = members[c], askers[c]
-        if len(m) == 0 or len(q) == 0:
-            continue
-        base = np.asarray(emb[m], dtype=np.float32)
-        step = max(64, (1 << 25) // len(m))  # bound each similarity block to ~128 MB
-        for qs in range(0, len(q), step):
-            rows = q[qs : qs + step]
-            sims = np.asarray(emb[rows], dtype=np.float32) @ base.T
-            sims[rows[:, None] == m[None, :]] = -np.inf  # never a sample's own neighbour
-            take = min(k, len(m))
-            top = np.argpartition(-sims, take - 1, axis=1)[:, :take] if take < len(m) else np.tile(np.arange(len(m)), (len(rows), 1))
-            cand_s = np.take_along_axis(sims, top, axis=1)
-            cand_i = m[top]
-            merged_s = np.concatenate([best_s[rows], cand_s], axis=1)
-            merged_i = np.concatenate([best_i[rows], cand_i], axis=1)
-            order = np.argsort(-merged_s, axis=1, kind="stable")[:, :k]
-            best_s[rows] = np.take_along_axis(merged_s, order, axis=1)
-            best_i[rows] = np.take_along_axis(merged_i, order, axis=1)
+        if len(m) and len(q):
+            rows, cand_i, cand_s = search_cell(emb, m, q, k)
+            best_i[rows], best_s[rows] = merge_topk(best_i[rows], best_s[rows], cand_i, cand_s, k)
         if progress:
             progress(c + 1, nlist)
     best_i[~np.isfinite(best_s)] = -1
-    recall = _recall(best_i[report], report, truth)
+    recall = plan.recall(best_i[plan.sample[len(plan.sample) // 2 :]])
     return KnnGraph(indices=best_i, similarities=best_s, method=f"ivf(nlist={nlist},nprobe={nprobe})", recall=recall)
 
 
@@ -281,6 +414,12 @@ def search_knn(base, queries, *, k: int = 1, block_size: int = 16384) -> KnnGrap
     return KnnGraph(indices=indices, similarities=sims)
 
 
+KMEANS_TRAIN_BYTES = 1 << 27
+"""float32 bytes of rows k-means trains on (128 MiB). Data up to this size train on every row
+(FAISS then subsamples 256 per centroid itself, as before); larger data train on a seeded
+sample of this size drawn in the canonical order, and every row is assigned block by block."""
+
+
 def kmeans(
     embeddings, n_clusters: int, *, niter: int = 20, seed: int = 0, spherical: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -289,7 +428,8 @@ def kmeans(
     `spherical` re-normalises the centroids after each step (cosine k-means, as SemDeDup
     and the DINOv2 / Vo et al. curation use on L2-normalised rows). C is clipped to N.
     The rows are put into a canonical order (by a fixed random projection) before FAISS
-    sees them, so the result does not depend on the order of the input rows.
+    sees them, so the result does not depend on the order of the input rows. Above
+    KMEANS_TRAIN_BYTES of float32 it trains on a sample and assigns in blocks (out of core).
     """
     import faiss
 
@@ -299,9 +439,21 @@ def kmeans(
     n, d = emb.shape
     c = min(int(n_clusters), n)
     order = canonical_order(emb)
-    x = np.ascontiguousarray(emb[order], dtype=np.float32)
+    whole = n * d * 4 <= KMEANS_TRAIN_BYTES
+    if whole:
+        x = take_rows(emb, order)
+    else:  # a sample, still in canonical order, so the result does not depend on row order
+        n_train = min(n, max(c, min(256 * c, block_rows(d, block_bytes=KMEANS_TRAIN_BYTES))))
+        picked = np.sort(np.random.default_rng(seed).choice(n, size=n_train, replace=False))
+        x = take_rows(emb, order[picked])
     if c == 1:
-        centroids = x.mean(axis=0, keepdims=True)
+        if whole:
+            centroids = x.mean(axis=0, keepdims=True)
+        else:
+            total = np.zeros(d, dtype=np.float64)
+            for _, block in iter_blocks(emb):
+                total += block.sum(axis=0, dtype=np.float64)
+            centroids = (total / n)[None, :].astype(np.float32)
         if spherical:
             centroids /= max(float(np.linalg.norm(centroids)), 1e-12)
         return centroids.astype(np.float32), np.zeros(n, dtype=np.int64)
@@ -312,8 +464,14 @@ def kmeans(
     km.train(x)
     centroids = np.asarray(km.centroids, dtype=np.float32)
     assign = np.empty(n, dtype=np.int64)
-    _, a = km.index.search(x, 1)
-    assign[order] = a[:, 0]
+    if whole:
+        _, a = km.index.search(x, 1)
+        assign[order] = a[:, 0]
+        return centroids, assign
+    del x
+    for start, block in iter_blocks(emb):
+        _, a = km.index.search(block, 1)
+        assign[start : start + len(block)] = a[:, 0]
     return centroids, assign
 
 
@@ -322,8 +480,15 @@ def canonical_order(embeddings: np.ndarray) -> np.ndarray:
 
     Sorting by a fixed random projection (then the first coordinates) makes any
     order-sensitive step (k-means seeding and subsampling) independent of the input order.
+    Computed block by block (a float16 memory map is never copied whole).
     """
-    emb = np.asarray(embeddings)
+    emb = embeddings if hasattr(embeddings, "shape") and np.ndim(embeddings) == 2 else np.asarray(embeddings)
     rng = np.random.default_rng(12345)
-    proj = np.asarray(emb, dtype=np.float64) @ rng.standard_normal(emb.shape[1])
-    return np.lexsort((emb[:, 0], proj)) if emb.shape[1] else np.argsort(proj, kind="stable")
+    direction = rng.standard_normal(emb.shape[1])
+    n = emb.shape[0]
+    proj = np.empty(n, dtype=np.float64)
+    first = np.empty(n, dtype=np.float64)
+    for start, block in iter_blocks(emb, rows_per_block=block_rows(emb.shape[1], block_bytes=1 << 24)):
+        proj[start : start + len(block)] = np.asarray(block, dtype=np.float64) @ direction if emb.shape[1] else 0.0
+        first[start : start + len(block)] = block[:, 0] if emb.shape[1] else 0.0
+    return np.lexsort((first, proj)) if emb.shape[1] else np.argsort(proj, kind="stable")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from winnow.curation.blocks import take_rows, take_slice
 from winnow.curation.errors import InvalidArray
 from winnow.curation.knn_graph import KnnGraph
 from winnow.curation.validation import check_labels, check_same_length, check_unit_embeddings
@@ -102,8 +103,8 @@ def _two_hop_candidates(graph: KnnGraph, rows: np.ndarray, emb: np.ndarray, bloc
         again = np.zeros(h.shape, dtype=bool)
         np.put_along_axis(again, order[:, 1:], srt[:, 1:] == srt[:, :-1], axis=1)
         h[again] = -1
-        q = np.asarray(emb[rows[start : start + step]], dtype=np.float32)
-        near = np.asarray(emb[np.maximum(h, 0).ravel()], dtype=np.float32).reshape(*h.shape, -1)
+        q = take_rows(emb, rows[start : start + step])
+        near = take_rows(emb, np.maximum(h, 0).ravel()).reshape(*h.shape, -1)
         hop[start : start + step] = h
         hop_sims[start : start + step] = np.where(h >= 0, np.einsum("rd,rmd->rm", q, near), -np.inf)
     cand = np.concatenate([direct, hop], axis=1)
@@ -194,7 +195,7 @@ def find_simifeat_label_issues(
     for start in range(0, n, step):
         stop = min(n, start + step)
         b = stop - start
-        prod = np.asarray(emb[start:stop])[:, None, :] * np.asarray(emb)[safe_idx[start:stop]]
+        prod = take_slice(emb, start, stop)[:, None, :] * take_rows(emb, safe_idx[start:stop].ravel()).reshape(b, k, d)
         sims = (prod.reshape(b * k, d) @ masks).reshape(b, k, n_rounds)
         sims[~valid[start:stop]] = -np.inf
         # Rank of each candidate within its row, per round; the k_vote best vote.

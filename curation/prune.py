@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from winnow.curation.blocks import iter_blocks, take_rows
 from winnow.curation.errors import InvalidArray
 from winnow.curation.validation import (
     check_embeddings,
@@ -63,7 +64,10 @@ def score_prototypicality(embeddings, centroids, clusters) -> np.ndarray:
     cent = cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
     out = np.full(len(emb), np.nan)
     ok = clusters >= 0
-    out[ok] = 1.0 - np.einsum("ij,ij->i", emb[ok], cent[clusters[ok]])
+    for start, block in iter_blocks(emb):  # out of core: float32 blocks of a float16 map
+        part = ok[start : start + len(block)]
+        out[start : start + len(block)][part] = 1.0 - np.einsum(
+            "ij,ij->i", block[part], cent[clusters[start : start + len(block)][part]])
     return out
 
 
@@ -101,7 +105,7 @@ def find_semantic_duplicates(
     bounds = np.flatnonzero(np.r_[True, clusters[rows][1:] != clusters[rows][:-1], True])
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         members = rows[a:b]
-        x = np.ascontiguousarray(emb[members])
+        x = take_rows(emb, members)
         for c0 in range(1, len(members), block_size):
             c1 = min(c0 + block_size, len(members))
             s = x[:c1] @ x[c0:c1].T  # (c1, b): earlier rows against this column block

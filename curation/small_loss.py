@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from winnow.curation.blocks import is_mapped, iter_blocks, take_rows
 from winnow.curation.errors import InvalidArray
 from winnow.curation.validation import (
     check_every_class_present,
@@ -109,20 +110,25 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
     if groups is not None and (groups >= 0).any():
         sizes = np.bincount(groups[groups >= 0])
         sample_weight = torch.from_numpy(np.where(groups >= 0, 1.0 / sizes[np.maximum(groups, 0)], 1.0).astype(np.float32))
-    # A copy: the rows may be a read-only memory map, which torch will not wrap.
-    x = torch.from_numpy(np.array(emb, dtype=np.float32, order="C"))
-    folds = _stratified_folds(labels, x, n_folds=n_folds, seed=seed, groups=groups)
-    if sample_weight is None:
-        x -= x.mean(0)  # in place: at 1M x 512 every extra copy is 2 GB
+    if (emb.dtype == np.float16 or is_mapped(emb)) and max_dim is not None and emb.shape[1] > max_dim:
+        # Out of core (a float16 memory map): centre and project block by block (curation/blocks.py).
+        x, key = _projected_blocks(emb, max_dim, seed=seed, weights=sample_weight)
+        folds = _stratified_folds(labels, None, n_folds=n_folds, seed=seed, groups=groups, key=key)
     else:
-        x -= (sample_weight @ x) / sample_weight.sum()  # a weighted mean, still no (N, D) temporary
-    if max_dim is not None and x.shape[1] > max_dim:
-        # Two large products (the covariance, the projection): worth the caller's threads.
-        torch.set_num_threads(threads)
-        try:
-            x = x @ _principal_axes(x, max_dim, seed=seed, weights=sample_weight)
-        finally:
-            torch.set_num_threads(1)
+        # A copy: the rows may be a read-only memory map, which torch will not wrap.
+        x = torch.from_numpy(np.array(emb, dtype=np.float32, order="C"))
+        folds = _stratified_folds(labels, x, n_folds=n_folds, seed=seed, groups=groups)
+        if sample_weight is None:
+            x -= x.mean(0)  # in place: at 1M x 512 every extra copy is 2 GB
+        else:
+            x -= (sample_weight @ x) / sample_weight.sum()  # a weighted mean, still no (N, D) temporary
+        if max_dim is not None and x.shape[1] > max_dim:
+            # Two large products (the covariance, the projection): worth the caller's threads.
+            torch.set_num_threads(threads)
+            try:
+                x = x @ _principal_axes(x, max_dim, seed=seed, weights=sample_weight)
+            finally:
+                torch.set_num_threads(1)
     if sample_weight is None:
         x = x / (x.std(0) + 1e-6)
     else:  # the weighted analogue of the unbiased std (its weights sum to the distinct samples)
@@ -238,6 +244,36 @@ def _gmm_clean_posterior(z: np.ndarray, *, n_iter: int) -> np.ndarray:
     return out
 
 
+def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: int = 20000):
+    """The in-memory path's centred, projected features ((N, n_axes) torch float32) and fold
+    keys, reading `emb` (N, D) in float32 blocks: the same mean, the same PCA rows and axes."""
+    import torch
+
+    n, d = emb.shape
+    w = None if weights is None else weights.numpy().astype(np.float64)
+    total = np.zeros(d, dtype=np.float64)
+    direction = np.random.default_rng(seed).standard_normal(d).astype(np.float32)  # _stratified_folds' direction
+    key = np.empty(n, dtype=np.float32)
+    for start, block in iter_blocks(emb):
+        total += block.sum(axis=0, dtype=np.float64) if w is None else w[start : start + len(block)] @ block
+        key[start : start + len(block)] = block @ direction
+    mean = (total / (n if w is None else w.sum())).astype(np.float32)
+    rows = np.arange(n) if n <= max_rows else np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+    # _principal_axes' covariance of the sampled rows, summed over blocks (no float64 sample copies).
+    cov = np.zeros((d, d), dtype=np.float64)
+    ws = None if w is None else w[rows]
+    for b in range(0, len(rows), 2048):
+        part = (take_rows(emb, rows[b : b + 2048]) - mean).astype(np.float64)
+        cov += (part.T if ws is None else part.T * ws[b : b + 2048]) @ part
+    cov /= len(rows) if ws is None else ws.sum()
+    axes = _top_axes(torch.from_numpy(cov), n_axes).numpy()
+    x = np.empty((n, n_axes), dtype=np.float32)
+    for start, block in iter_blocks(emb):
+        block -= mean
+        x[start : start + len(block)] = block @ axes
+    return torch.from_numpy(x), key
+
+
 def _principal_axes(x, n_axes: int, *, seed: int, max_rows: int = 20000, weights=None):
     # Top principal axes of centred x (N, D) -> (D, n_axes), from at most `max_rows` rows:
     # a linear probe loses little on the top axes and each step gets D / n_axes cheaper.
@@ -255,6 +291,13 @@ def _principal_axes(x, n_axes: int, *, seed: int, max_rows: int = 20000, weights
         cov = (sample.T.double() @ sample.double()) / sample.shape[0]
     else:
         cov = ((sample.T.double() * w.double()) @ sample.double()) / w.double().sum()
+    return _top_axes(cov, n_axes)
+
+
+def _top_axes(cov, n_axes: int):
+    """(D, n_axes) float32: the top eigenvectors of the (D, D) float64 covariance, signs fixed."""
+    import torch
+
     _, vecs = torch.linalg.eigh(cov)
     axes = vecs[:, -n_axes:].flip(1)
     # eigh's sign is arbitrary; fix it so results do not depend on the LAPACK build.
@@ -269,7 +312,7 @@ def _logit_margin(logits, y):
     return own - masked.max(dim=1).values
 
 
-def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int, groups=None) -> np.ndarray:
+def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int, groups=None, key=None) -> np.ndarray:
     """(N,) fold number per row, each class spread evenly over folds.
 
     Rows are ordered within their class by a seeded random projection of their embedding,
@@ -282,8 +325,9 @@ def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int, groups=
     """
     import torch
 
-    direction = torch.from_numpy(np.random.default_rng(seed).standard_normal(x.shape[1]).astype(np.float32))
-    key = (x @ direction).numpy()
+    if key is None:  # key: the projections already computed (out of core, _projected_blocks)
+        direction = torch.from_numpy(np.random.default_rng(seed).standard_normal(x.shape[1]).astype(np.float32))
+        key = (x @ direction).numpy()
     n = len(labels)
     leader = np.arange(n)
     if groups is not None and (groups >= 0).any():

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from winnow.curation.blocks import release_pages
 from winnow.curation.errors import InvalidArray, LengthMismatch
 
 # A row whose L2 norm is off 1 by more than this is "not unit length" (float32 encoders
@@ -19,7 +20,12 @@ UNIT_NORM_ATOL = 1e-3
 
 
 def check_embeddings(embeddings, *, name: str = "embeddings") -> np.ndarray:
-    """(N, D) float array, finite. Returned as float32 (memory-maps pass through)."""
+    """(N, D) float array, finite. Returned as float32, or as given when float16 or float32.
+
+    float16 (a run's memory-mapped store) is not converted here: that would hold N x D
+    float32 at once. Every curation step reads it in float32 blocks (curation/blocks.py).
+    Memory maps pass through uncopied.
+    """
     arr = np.asarray(embeddings)
     if arr.ndim != 2:
         raise InvalidArray(f"{name} must be 2-D (N, D), got shape {arr.shape}")
@@ -28,11 +34,14 @@ def check_embeddings(embeddings, *, name: str = "embeddings") -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.floating):
         raise InvalidArray(f"{name} must be floating point, got dtype {arr.dtype}")
     _check_finite(arr, name)
-    return arr.astype(np.float32, copy=False)
+    if arr.dtype in (np.float16, np.float32):
+        return arr
+    return arr.astype(np.float32)
 
 
 def check_unit_embeddings(embeddings, *, name: str = "embeddings", warn: bool = True) -> np.ndarray:
-    """(N, D) float rows, finite, none all zero; returned L2-normalised as float32.
+    """(N, D) float rows, finite, none all zero; returned L2-normalised as float32 (unit
+    float16 rows stay float16: see check_embeddings).
 
     Every curation function compares rows by inner product, which is cosine only for unit
     rows: raw encoder outputs would make "similar" mean "long". Rows already of unit length
@@ -72,14 +81,15 @@ def check_cosine_graph(similarities, *, name: str = "knn") -> None:
 
 
 def _row_norms(arr: np.ndarray) -> np.ndarray:
-    # Block-wise so a memory-mapped (N, D) array is never copied whole.
-    step = max(1, (1 << 24) // max(1, arr.shape[1]))
+    # Block-wise (32 MiB of float64) so a memory-mapped (N, D) array is never copied whole.
+    step = max(1, (1 << 22) // max(1, arr.shape[1]))
     out = np.empty(arr.shape[0], dtype=np.float64)
     tiny = np.finfo(np.float32).tiny
     for start in range(0, arr.shape[0], step):
         block = np.asarray(arr[start : start + step])
         if block.dtype != np.float32:
             out[start : start + step] = np.linalg.norm(np.asarray(block, dtype=np.float64), axis=1)
+            release_pages(arr)
             continue
         # float32 sums of squares: relative error about 1e-7 against UNIT_NORM_ATOL's 1e-3, and
         # no float64 copy of the block (20x faster at 50k x 512, where this ran three times per
@@ -90,6 +100,7 @@ def _row_norms(arr: np.ndarray) -> np.ndarray:
         if redo.any():
             sq[redo] = np.einsum("ij,ij->i", *(2 * [block[redo].astype(np.float64)]))
         out[start : start + step] = np.sqrt(sq)
+        release_pages(arr)
     return out
 
 
@@ -171,7 +182,9 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
     step = max(1, (1 << 24) // max(1, arr.shape[1]))
     for start in range(0, arr.shape[0], step):
         block = np.asarray(arr[start : start + step])
-        if not np.all(np.isfinite(block)):
+        finite = bool(np.all(np.isfinite(block)))
+        release_pages(arr)
+        if not finite:
             r, c = np.argwhere(~np.isfinite(block))[0]
             raise InvalidArray(f"{name}[{start + r}, {c}] is {float(block[r, c])!r}; values must be finite")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from winnow.curation.blocks import release_pages
 from winnow.curation.errors import InvalidArray
 from winnow.curation.validation import check_unit_embeddings
 
@@ -40,6 +41,7 @@ def zero_shot_pred_probs(image_embeddings, class_text_embeddings, *, temperature
     out = np.empty((img.shape[0], txt.shape[0]), dtype=np.float64)
     for start in range(0, img.shape[0], block_size):
         block = np.asarray(img[start : start + block_size], dtype=np.float64)
+        release_pages(img)
         block = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         logits = block @ txt.T.astype(np.float64) / temperature
         logits -= logits.max(axis=1, keepdims=True)

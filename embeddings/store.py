@@ -75,10 +75,11 @@ class EmbeddingStore:
         idx = self.index()
         return [h for h in dict.fromkeys(hashes) if h not in idx]
 
-    def write_matrix(self, hashes: Sequence[str], out_path: str | os.PathLike) -> Path:
+    def write_matrix(self, hashes: Sequence[str], out_path: str | os.PathLike, *, dtype=np.float32) -> Path:
         """Write the vectors of `hashes`, in that order, to an (n, dim) .npy file (atomic).
 
-        Reads each block memory-mapped and copies only the rows needed.
+        Reads each block memory-mapped and copies only the rows needed. dtype: float32, or
+        float16 (a run's matrix: half the bytes, read in float32 blocks by curation).
         """
         idx = self.index()
         absent = [h for h in hashes if h not in idx]
@@ -91,7 +92,7 @@ class EmbeddingStore:
             by_block.setdefault(block, []).append((pos, row))
         # Not fsynced (as before winnow.atomic): a run's working copy, rebuilt from the store.
         with atomic.writing(out_path, suffix=".tmp.npy", fsync=False) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(hashes), self.dim))
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(len(hashes), self.dim))
             for block, pairs in by_block.items():
                 vecs = np.load(self.dir / f"{block}.npy", mmap_mode="r")
                 pos, rows = np.array(pairs, dtype=np.int64).T

@@ -43,7 +43,7 @@ class ShardOutput:
 @dataclass(frozen=True)
 class EmbedOutput:
     table: Path  # embed.parquet: catalogs.schemas.EMBED_SCHEMA, one row per sample (`row` into the matrix)
-    matrix: Path  # embeddings.npy: (M, D) float32, the usable samples' L2-normalised embeddings
+    matrix: Path  # embeddings.npy: (M, D) float16, the usable samples' L2-normalised embeddings (memory-mapped)
     info: Path  # embed.json: encoder, counts, seconds
     done: Path  # embed.done.json: the stage key (curate keys holdouts by it)
     signals: Path  # signals.parquet: one row per sample, its decode-time signals (null where not embedded)

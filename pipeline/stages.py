@@ -154,7 +154,8 @@ def merge_embeddings(samples: SamplesOutput, shards: list[ShardOutput], encoder_
     rows = np.full(len(reasons), -1, dtype=np.int64)
     rows[usable] = np.arange(len(usable))
     store = EmbeddingStore(store_dir, encoder_id=stats[0]["encoder_id"], dim=stats[0]["dim"])
-    store.write_matrix([hashes[i] for i in usable], out.matrix)
+    # float16, memory-mapped by the later stages and read in blocks (issue 18: out of core).
+    store.write_matrix([hashes[i] for i in usable], out.matrix, dtype=np.float16)
     _write_signals(store, table.column(S.SAMPLE_ID).to_pylist(), hashes, usable, out.signals)
     write_parquet(
         pl.DataFrame({S.SAMPLE_ID: table.column(S.SAMPLE_ID).to_pylist(), S.CONTENT_HASH: hashes,

@@ -53,6 +53,7 @@ COVERED_ELSEWHERE: dict[str, tuple[tuple[str, ...], str]] = {
                              "scoring runs a whole detection over a catalog"),
     "pipeline/files.py": (("tests/e2e/test_crash_safety.py", "tests/e2e/test_flow.py"),
                           "atomic writes and the run lock only matter across real processes"),
+    "pipeline/knn_dask.py": (("tests/e2e/test_knn_dask.py",), "needs a 2-worker Dask LocalCluster (processes)"),
     "pipeline/run.py": (("tests/e2e/test_flow.py", "tests/e2e/test_versions.py"), "a whole run"),
     "pipeline/stage_keys.py": (("tests/e2e/test_versions.py",),
                                "stage keys decide what a resumed run redoes"),
