@@ -91,10 +91,13 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
 
     curate_module = importlib.import_module("winnow.curation.curate")  # the package exports a function of that name
 
+    duplicates_module = importlib.import_module("winnow.curation.duplicates")  # the issue context imports it on call
     seconds: dict[str, float] = {}
     originals = {}
     for name in ("detect_label_issues", "find_duplicates", "hierarchical_kmeans", "decide"):
-        fn = originals[name] = getattr(curate_module, name)
+        module = duplicates_module if name == "find_duplicates" else curate_module
+        fn = getattr(module, name)
+        originals[name] = (module, fn)
 
         def timed(*a, _fn=fn, _name=name, **kw):
             t0 = time.perf_counter()
@@ -103,7 +106,7 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
             finally:
                 seconds[_name] = seconds.get(_name, 0.0) + time.perf_counter() - t0
 
-        setattr(curate_module, name, timed)
+        setattr(module, name, timed)
     try:
         t0 = time.perf_counter()
         index = curation.IndexConfig(kind="ivf", nlist=nlist, nprobe=nprobe, recall_sample=recall_sample, seed=seed)
@@ -117,8 +120,8 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
                                  detect=curation.DetectConfig(cluster_levels=cluster_levels))
         seconds["curate_total"] = time.perf_counter() - t1
     finally:
-        for name, fn in originals.items():
-            setattr(curate_module, name, fn)
+        for name, (module, fn) in originals.items():
+            setattr(module, name, fn)
     seconds["issue_types_and_rest"] = seconds["curate_total"] - sum(
         seconds.get(s, 0.0) for s in ("detect_label_issues", "find_duplicates", "hierarchical_kmeans", "decide"))
     return {"graph": graph, "curation": result, "seconds": seconds, "rss_after_graph_mib": rss_graph}

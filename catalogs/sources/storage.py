@@ -36,12 +36,12 @@ def is_url(text: str) -> bool:
 
 
 def local_folder(target: str) -> Path:
-    """The local folder that holds a file, a folder, a glob or a brace pattern's files: the text
-    before the first pattern character, up to its last slash ('shards/{000..009}.tar' -> shards)."""
-    path = Path(target)
-    if path.is_dir():
-        return path
+    """Where a local target's samples are listed from: a folder itself, a file itself, and for a
+    glob or brace pattern the folder before its first pattern character ('shards/{000..009}.tar'
+    -> shards). A run's output must not lie inside a folder that is listed."""
     head = re.split(r"[{*?\[]", target, maxsplit=1)[0]
+    if head == target:  # no pattern: the folder or file named
+        return Path(target)
     return Path(head) if head.endswith("/") else Path(head).parent
 
 
