@@ -30,6 +30,7 @@ from winnow.catalogs import (
     read_ground_truth,
     resolve_catalog,
 )
+from winnow.catalogs.sources.local import is_within
 from winnow.curation import InvalidArray
 from winnow.pipeline.config import Config, ConfigError, check_settings
 from winnow.pipeline.files import locked
@@ -119,7 +120,7 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
     samples = list_samples(spec)
     # A folder source (class folders, a folder of Parquet shards) would list OUT's files next time.
     data_dir = spec.source.local_path()
-    if data_dir is not None and data_dir.is_dir() and _is_within(out, data_dir.resolve()):
+    if data_dir is not None and data_dir.is_dir() and is_within(out, data_dir.resolve()):
         raise ConfigError(f"--out {str(out)!r} is inside the dataset folder {str(data_dir)!r}: the next "
                           f"run would list its files as samples; choose a folder outside it")
     classes = classes_of(samples)
@@ -298,11 +299,3 @@ def _check_cuda(device: str) -> None:
     index = int(device.partition(":")[2] or 0)
     if index >= torch.cuda.device_count():
         raise ConfigError(f"--device {device!r}, but there are only {torch.cuda.device_count()} CUDA device(s)")
-
-
-def _is_within(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
