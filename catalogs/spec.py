@@ -115,7 +115,7 @@ def resolve_catalog(target: Any, *, path_column: str | None = None, label_column
     path = Path(text).expanduser()
     is_text = path.suffix.lower() in TEXT_TABLE_SUFFIXES and (text_column is not None or path.suffix.lower() == ".jsonl")
     is_table = path.suffix.lower() in TABLE_SUFFIXES or is_text
-    if image_column:
+    if image_column and (path.exists() or text in list_catalogs()):
         raise InvalidCatalog(f"image_column={image_column!r} names a column of image bytes, but the target {text!r} "
                              f"is not a table of image bytes")
     named = (("path_column", path_column), ("label_column", label_column), ("text_column", text_column),

@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from importlib.metadata import entry_points
 
-from winnow.catalogs.errors import UnknownSource
+from winnow.catalogs.errors import UnknownSource, UnsupportedSource
 from winnow.catalogs.sources.base import Listing, Source, make_sample_id
 from winnow.catalogs.sources.hf_datasets import HFDatasetSource
 from winnow.catalogs.sources.image_folder import ImageFolderSource
@@ -84,11 +84,23 @@ def source_for_target(target: str, *, image_column: str | None = None, label_col
     """The source of the first registered kind that takes `target` by itself (`Source.from_target`),
     or None: the target is then a catalog file, a table of paths, a class folder or a bundled name."""
     for cls in list(SOURCES.values()):
-        found = cls.from_target(target, image_column=image_column, label_column=label_column,
-                                path_column=path_column)
+        try:
+            found = cls.from_target(target, image_column=image_column, label_column=label_column,
+                                    path_column=path_column)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(_STORAGE_CLIENTS):
+                raise
+            # Object storage refused or could not be reached (no credentials, access denied, no
+            # endpoint): the user's setup, said in one line, not a traceback from the client.
+            raise UnsupportedSource(f"cannot read {target!r}: {exc} (credentials and endpoint come from the "
+                                    f"environment, e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
+                                    f"and AWS_ENDPOINT_URL for a local S3 server)") from None
         if found is not None:
             return found
     return None
+
+
+_STORAGE_CLIENTS = ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "azure", "google", "aiohttp")
 
 
 def register_source(cls: type[Source], *, replace: bool = False) -> type[Source]:

@@ -71,6 +71,12 @@ def _cases(folder, tmp):
         ("bad catalog key", ["run", str(tmp / "colour.toml"), *base], "'colour'", {}),
         ("bad csv row", ["run", str(tmp / "bad.csv"), *base], "line 4", {}),
         ("s3 manifest", ["run", str(tmp / "s3.csv"), *base], "s3://", {}),
+        # No credentials anywhere (and no instance metadata to ask): one line naming what is missing.
+        ("s3 without credentials", ["run", "s3://no-such-bucket/x.parquet", *base], "credentials",
+         {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "", "AWS_SHARED_CREDENTIALS_FILE":
+          str(tmp / "none"), "AWS_CONFIG_FILE": str(tmp / "none"), "AWS_EC2_METADATA_DISABLED": "true"}),
+        ("missing table with an image column", ["run", str(tmp / "nope.parquet"), *base, "--image-column", "img"],
+         "nope.parquet", {}),
         # Image bytes in a table are the parquet_images source's (issue 14); named as a path column they are refused.
         ("hugging face image column", ["run", str(tmp / "hf.parquet"), *base, "--path-column", "image"], "'image'", {}),
         ("image column of labels", ["run", str(tmp / "hf.parquet"), *base, "--image-column", "label"], "'label'", {}),
@@ -98,6 +104,7 @@ def cases(folder):
     "missing folder", "unknown encoder", "offline default encoder", "bad policy key", "bad policy value",
     "policy without =", "policy names no class", "bad keep", "bad methods", "zero_shot without a text tower", "bad device", "bad runner",
     "missing holdout", "out is a file", "out inside the dataset", "bad catalog key", "bad csv row", "s3 manifest",
+    "s3 without credentials", "missing table with an image column",
     "hugging face image column", "image column of labels", "ambiguous table", "missing path column", "evaluate bad noise",
     "evaluate bad methods", "detect missing labels", "demo unknown encoder", "bad --set key", "bad --set value",
     "bad config file",
