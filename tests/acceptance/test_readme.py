@@ -135,6 +135,8 @@ def test_readme_step(step: Step, workspace: Workspace, request):
         return
     if argv[:2] == ["winnow", "serve"]:
         _serve(step, argv, workspace, request)
+    elif argv[:2] == ["winnow", "review"]:
+        _review(argv, workspace)
     else:
         result = workspace.run(argv, **workspace.exported)
         assert_clean_exit(result, argv)
@@ -148,6 +150,33 @@ def test_readme_step(step: Step, workspace: Workspace, request):
         check = CHECKS.get(step.command.text)
         if check:
             check(workspace, result)
+
+
+def _review(argv: list[str], workspace: Workspace) -> None:
+    """`winnow review OUT` runs until stopped: start it on a free port, wait until its page and
+    its list of flagged samples answer, stop it by PID (Ctrl-C)."""
+    import urllib.request
+
+    from tests.helpers.prefect_server import free_port
+
+    port = free_port()
+    argv = [*argv, "--port", str(port)] if "--port" not in argv else [
+        str(port) if i and argv[i - 1] == "--port" else a for i, a in enumerate(argv)]
+    answered: dict[str, bytes] = {}
+
+    def up() -> bool:
+        try:
+            for path in ("/", "/api/samples"):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                    assert resp.status == 200, (path, resp.status)
+                    answered[path] = resp.read()
+            return True
+        except OSError:
+            return False
+
+    output, _ = workspace.serve(argv, until=up, log_name=f"review-{port}")
+    assert "Traceback" not in output, output
+    assert b"<html" in answered["/"].lower() and answered["/api/samples"].startswith(b"{"), answered
 
 
 def _serve(step: Step, argv: list[str], workspace: Workspace, request) -> None:

@@ -235,11 +235,12 @@ class Workspace:
         Returns (its output, seconds until `until` held). Fails when it exits on its own or
         `until` never holds; the process group is gone either way.
         """
-        assert argv[:2] == ["winnow", "serve"], argv
+        assert argv[:2] in (["winnow", "serve"], ["winnow", "review"]), argv
         log_path = self.path / f"{log_name}.log"
         # PREFECT_API_URL as the README's `export` line sets it (default: the suite's server); runs
         # are picked up every 2 s instead of 10.
-        env = {**self.env, "PREFECT_API_URL": self.require_server(), **(env or {}), "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+        server = {"PREFECT_API_URL": self.require_server()} if argv[1] == "serve" else {}  # review needs none
+        env = {**self.env, **server, **(env or {}), "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
         started = time.monotonic()
         with open(log_path, "w") as log:
             proc = subprocess.Popen([str(Path(sys.executable).with_name("winnow")), *argv[1:]], cwd=self.path,
