@@ -422,7 +422,9 @@ def check_detect_table(ws, result):
 
 def _evaluate_rows(stdout: str) -> dict[str, list[float]]:
     rows = {}
-    for line in stdout.splitlines()[2:]:
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["detector", "precision"])
+    for line in lines[header + 1:]:  # the table under its header (a per-class noise line comes before it)
         name, *numbers = line.split()
         rows[name] = [float(x) for x in numbers]
     return rows
