@@ -66,10 +66,11 @@ DOCUMENTED: dict[str, Case] = {
     "the encoder": Case((*RUN, "./pets", "--out", "errors/out", "--encoder", "efficientnet-lite"),
                         "'efficientnet-lite'", ("efficientnet-lite0",)),
     # Table targets: "when several do, the run stops and names them"; "Object-storage URLs ...
-    # and images stored inside the table ... stop the run by name".
+    # and a column of image bytes named as `--path-column` stop the run by name".
     "when several do": Case((*RUN, "errors/two-path-columns.csv", *OUT), "'thumb'", ("--path-column",)),
     "Object-storage URLs": Case((*RUN, "errors/s3.csv", *OUT), "s3://"),
-    "images stored inside the table": Case((*RUN, "errors/hf.parquet", *OUT), "'image'"),
+    "a column of image bytes named as `--path-column`": Case((*RUN, "errors/hf.parquet", "--path-column", "image",
+                                                              *OUT), "'image'"),
     # Encoders: "Without a network and without cached weights, `open_clip:...` tags fail at once
     # with a message naming the offline choices."
     "`open_clip:...` tags fail at once": Case((*RUN, "./pets", "--out", "errors/out", "--encoder",
