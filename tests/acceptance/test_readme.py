@@ -547,6 +547,12 @@ def test_outputs_listing_matches_a_run(workspace: Workspace):
                                 "--quiet"])
         assert_clean_exit(result, ["run"])
     run_dir = (out / "latest").resolve()
+    # OUT/reviews/ is written by people (`winnow review`), not by a run: one review, as the app writes it.
+    from winnow.pipeline.review import write_reviews
+
+    first_row = pl.read_parquet(run_dir / "manifest.parquet").drop_nulls("content_hash").row(0, named=True)
+    write_reviews(out / "reviews", [{"sample_id": first_row["sample_id"], "content_hash": first_row["content_hash"],
+                                     "decision": "keep", "label": first_row["label"]}], reviewer="acceptance")
     missing = []
     for line in block.text.splitlines():
         first = line.split()[0] if line.strip() else ""
