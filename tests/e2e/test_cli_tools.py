@@ -340,7 +340,7 @@ def test_help_version_and_readme():
     version = run_winnow("--version", track_imports=False)
     from importlib.metadata import version as installed
 
-    assert version.returncode == 0 and version.stdout.strip() == f"winnow {installed('winnow')}"
+    assert version.returncode == 0 and version.stdout.strip() == f"winnow {installed('winnow-curate')}"  # the distribution's name (issue 13)
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index("## CLI"):].split("```")[1]
     for command in ("winnow run", "winnow demo", "winnow report", "winnow export", "winnow detect",
