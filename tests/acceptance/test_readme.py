@@ -464,9 +464,13 @@ def check_version(ws, result):
 
 
 def check_serve_interval(ws, result):
-    summary = _summary(ws, "out/pets")
-    assert summary["encoder"] == "efficientnet-lite0" and summary["reasons"].get("pruned", 0) > 0
-    check_user_folder(ws, _manifest(ws, "out/pets"))
+    summary, manifest = _summary(ws, "out/pets"), _manifest(ws, "out/pets")
+    assert summary["encoder"] == "efficientnet-lite0" and summary["config"]["policy"]["keep"] == 0.8
+    # --keep 0.8 reached the scheduled run: at most 80% of the rows kept (pruned, unless the other
+    # findings, unusable files and out-of-distribution ones here, already dropped enough).
+    kept = manifest.filter(pl.col("decision") != "drop").height
+    assert kept <= int(0.8 * manifest.height + 1), (kept, manifest.height, summary["reasons"])
+    check_user_folder(ws, manifest)
 
 
 # README line (as written, comment dropped) -> what it must have done, beyond exit 0 and one row
