@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from winnow.catalogs.errors import AmbiguousTable, MissingColumn
+from winnow.catalogs.errors import AmbiguousTable, EmptyDataset, MissingColumn
+from winnow.catalogs.sources.base import Listing, make_sample_id
 from winnow.catalogs.sources.storage import filesystem, is_url, open_file
 from winnow.reading import SampleRead
 
@@ -272,3 +273,18 @@ def file_exists(url: str) -> bool:
 
 __all__ = ["CACHE_BYTES", "TableBytesReader", "class_names", "hf_features", "is_image_type", "label_texts",
            "pick_columns"]
+
+
+def listing_of_shards(shards: Iterable[tuple[str, str, Iterable[str]]], *, what: str) -> Listing:
+    """The listing of a table source: (shard name, shard URL, its rows' label texts) per shard ->
+    one sample per row, path `shard#row`, locator `url#row`. EmptyDataset names `what` when no row."""
+    paths, locators, labels = [], [], []
+    for shard, url, texts in shards:
+        for row, label in enumerate(texts):
+            paths.append(f"{shard}#{row}")
+            locators.append(f"{url}#{row}")
+            labels.append(label)
+    if not paths:
+        raise EmptyDataset(f"{what} has no rows")
+    return Listing.from_rows(paths=paths, locators=locators, labels=labels,
+                             sample_ids=[make_sample_id(p) for p in paths])

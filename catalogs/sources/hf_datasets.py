@@ -28,11 +28,12 @@ import pyarrow as pa
 
 from winnow.catalogs.errors import EmptyDataset, InvalidCatalog, InvalidManifest, MissingRoot
 from winnow.catalogs.keys import cache_dir, reject_unknown, resolve_path, typed
-from winnow.catalogs.sources.base import Listing, Source, make_sample_id
+from winnow.catalogs.sources.base import Listing, Source
 from winnow.catalogs.sources.byte_tables import (
     TableBytesReader,
     class_names,
     label_texts,
+    listing_of_shards,
     pick_columns,
 )
 from winnow.catalogs.sources.storage import filesystem, fingerprint_files, is_url, open_file
@@ -154,18 +155,13 @@ class HFDatasetSource(Source):
                                                   label_column=self.label_column, where=f"saved dataset {self.path!r}")
         _, split = self._split_folder()
         names = class_names(features.get(label_column))
-        paths, locators, labels = [], [], []
-        for url in files:
-            column = _read_column(url, label_column)
-            shard = f"{split}/{url.rsplit('/', 1)[-1]}" if split else url.rsplit("/", 1)[-1]
-            for row, label in enumerate(label_texts(column, names)):
-                paths.append(f"{shard}#{row}")
-                locators.append(f"{url}#{row}")
-                labels.append(label)
-        if not paths:
-            raise EmptyDataset(f"saved dataset {self.path!r} has no rows")
-        return Listing.from_rows(paths=paths, locators=locators, labels=labels,
-                                 sample_ids=[make_sample_id(p) for p in paths])
+        def shards():
+            for url in files:
+                column = _read_column(url, label_column)
+                shard = f"{split}/{url.rsplit('/', 1)[-1]}" if split else url.rsplit("/", 1)[-1]
+                yield shard, url, label_texts(column, names)
+
+        return listing_of_shards(shards(), what=f"saved dataset {self.path!r}")
 
     def reader(self) -> TableBytesReader:
         return TableBytesReader(image_column=self.image_column or self.columns()[0], fmt="arrow")

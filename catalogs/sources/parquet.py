@@ -26,15 +26,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from winnow.catalogs.errors import EmptyDataset, InvalidManifest
+from winnow.catalogs.errors import InvalidManifest
 from winnow.catalogs.keys import reject_unknown, resolve_path, typed
-from winnow.catalogs.sources.base import Listing, Source, make_sample_id
+from winnow.catalogs.sources.base import Listing, Source
 from winnow.catalogs.sources.byte_tables import (
     TableBytesReader,
     class_names,
     hf_features,
     is_image_type,
     label_texts,
+    listing_of_shards,
     pick_columns,
 )
 from winnow.catalogs.sources.storage import (
@@ -130,30 +131,26 @@ class ParquetImagesSource(Source):
 
         files = self.files()
         image_column, label_column = self.columns(_schema(files[0]))
-        paths, locators, labels = [], [], []
-        for url in files:
-            try:
-                with open_file(url) as fh:
-                    reader = pq.ParquetFile(fh)
-                    schema = reader.schema_arrow
-                    if label_column not in schema.names or image_column not in schema.names:
-                        raise InvalidManifest(f"Parquet shard {url!r} lacks column {label_column!r} or "
-                                              f"{image_column!r}; its columns: {schema.names}")
-                    column = reader.read(columns=[label_column]).column(label_column)
-            except InvalidManifest:
-                raise
-            except Exception as exc:
-                raise InvalidManifest(f"Parquet shard {url!r} cannot be read: {exc}") from exc
-            names = class_names(hf_features(schema).get(label_column))
-            shard = relative_name(url, self.path)
-            for row, label in enumerate(label_texts(column, names)):
-                paths.append(f"{shard}#{row}")
-                locators.append(f"{url}#{row}")
-                labels.append(label)
-        if not paths:
-            raise EmptyDataset(f"Parquet data {self.path!r} has no rows")
-        return Listing.from_rows(paths=paths, locators=locators, labels=labels,
-                                 sample_ids=[make_sample_id(p) for p in paths])
+
+        def shards():
+            for url in files:
+                try:
+                    with open_file(url) as fh:
+                        reader = pq.ParquetFile(fh)
+                        schema = reader.schema_arrow
+                        if label_column not in schema.names or image_column not in schema.names:
+                            raise InvalidManifest(f"Parquet shard {url!r} lacks column {label_column!r} or "
+                                                  f"{image_column!r}; its columns: {schema.names}")
+                        column = reader.read(columns=[label_column]).column(label_column)
+                except InvalidManifest:
+                    raise
+                except Exception as exc:
+                    raise InvalidManifest(f"Parquet shard {url!r} cannot be read: {exc}") from exc
+                names = class_names(hf_features(schema).get(label_column))
+                shard = relative_name(url, self.path)
+                yield shard, url, label_texts(column, names)
+
+        return listing_of_shards(shards(), what=f"Parquet data {self.path!r}")
 
     def reader(self) -> TableBytesReader:
         image_column = self.image_column or self.columns(_schema(self.files()[0]))[0]
