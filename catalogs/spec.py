@@ -30,7 +30,6 @@ its paths are relative to the table's folder, its name is the file's stem.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ from winnow.catalogs.sources.hf_datasets import HFDatasetSource
 from winnow.catalogs.sources.storage import is_url
 from winnow.catalogs.sources.text_table import TEXT_TABLE_SUFFIXES, TextTableSource
 from winnow.catalogs.tables import TABLE_SUFFIXES, read_table, row_name, rows_name
+from winnow.fields import read_toml
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 
@@ -215,13 +215,7 @@ def _as_bool(column, path: Path):
 
 def load_catalog(path: str | os.PathLike) -> CatalogSpec:
     """Parse and validate a catalog TOML file; every error quotes the offending value."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CatalogNotFound(f"catalog file {str(path)!r} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidCatalog(f"{str(path)!r} is not valid TOML: {exc}") from exc
+    path, raw = read_toml(path, what="catalog file", error=InvalidCatalog, missing=CatalogNotFound)
     return parse_catalog(raw, base_dir=path.resolve().parent, spec_path=path.resolve())
 
 

@@ -26,14 +26,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from winnow.curation import DecisionPolicy, DetectConfig, InvalidArray, KnnConfig, policy_from_dict
-from winnow.fields import dataclass_from_dict, field_names, parse_assignment
+from winnow.fields import dataclass_from_dict, field_names, parse_assignment, read_toml
 
 RUNNERS = ("direct", "prefect", "dask")
 
@@ -198,13 +196,7 @@ def parse_set(items: list[str] | tuple[str, ...], *, option: str = "--set") -> d
 
 def read_settings(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """A settings file: TOML with [embed] [knn] [detect] [policy] [run] tables, checked."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"--config {str(path)!r} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--config {str(path)!r} is not valid TOML: {exc}") from exc
+    path, raw = read_toml(path, what="--config", error=ConfigError)
     return check_settings(raw, where=str(path))
 
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 import tomllib
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["dataclass_from_dict", "coerce_value", "field_names", "parse_scalar", "parse_assignment"]
+__all__ = ["dataclass_from_dict", "coerce_value", "field_names", "parse_scalar", "parse_assignment", "read_toml"]
 
 
 def field_names(cls: type) -> list[str]:
@@ -91,6 +93,19 @@ def coerce_value(value: Any, annotation: Any, *, name: str, error: type[Exceptio
         return value
     names = " or ".join(_type_name(a) for a in allowed)
     raise error(f"{name} must be {names}, got {value!r}")
+
+
+def read_toml(path: str | os.PathLike, *, what: str, error: type[Exception] = ValueError,
+              missing: type[Exception] | None = None) -> tuple[Path, dict[str, Any]]:
+    """(path, parsed TOML) of a user's file: `missing` (default `error`) when it does not exist,
+    `error` when it is not UTF-8 TOML; both quote `what` and the path ("--config 'x.toml'")."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise (missing or error)(f"{what} {str(path)!r} does not exist")
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {str(path)!r} is not valid TOML: {exc}") from exc
 
 
 def parse_scalar(text: str) -> Any:
