@@ -175,7 +175,7 @@ def winnow_groups(paths: list[str], encoder_name: str, work: Path) -> tuple[list
     ctx = IssueContext(embeddings=emb, graph=graph, labels=np.zeros(len(paths), dtype=np.int64), n_classes=1,
                        keys=np.arange(len(paths)), content_hashes=hashes, sample_stats=stats,
                        copy_probe={"row": probe.source, "kind": probe.kind, "vectors": probe.vectors,
-                                   "phash": probe.phash})
+                                   "phash": probe.phash, "thumb": probe.thumb})
     dup = ctx.find_duplicates()
     seconds = time.perf_counter() - t0
     groups = [set(np.flatnonzero(dup.group == g).tolist()) for g in range(dup.n_groups)]
