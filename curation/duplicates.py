@@ -650,8 +650,8 @@ def _view_matrix():
         for sx in _VIEW_SCALES:
             if sy == sx == 1.0:
                 continue
-            for oy in np.linspace(0, t * (1 - sy), _VIEW_OFFSETS):
-                for ox in np.linspace(0, t * (1 - sx), _VIEW_OFFSETS):
+            for oy in np.linspace(0, t * (1 - sy), _VIEW_OFFSETS if sy < 1 else 1):
+                for ox in np.linspace(0, t * (1 - sx), _VIEW_OFFSETS if sx < 1 else 1):
                     blocks.append(_bilinear_rows((oy + yy * t * sy - 0.5).ravel(), (ox + xx * t * sx - 0.5).ravel(), t))
     hp = _highpass(v)
     return np.concatenate([hp @ b for b in blocks]).astype(np.float32)
@@ -700,7 +700,9 @@ def aligned_similarity(thumbnails, rows, cols, *, block: int = 512) -> np.ndarra
     cols = np.asarray(cols, dtype=np.int64)
     if not len(rows):
         return np.zeros(0, dtype=np.float32)
-    return np.maximum(_directed_aligned(thumbs, rows, cols, block), _directed_aligned(thumbs, cols, rows, block))
+    # Both directions in one pass, so each image's views are computed once.
+    both = _directed_aligned(thumbs, np.concatenate([rows, cols]), np.concatenate([cols, rows]), block)
+    return np.maximum(both[:len(rows)], both[len(rows):])
 
 
 def graph_aligned_similarity(graph: KnnGraph, thumbnails, *, valid=None) -> np.ndarray:

@@ -21,7 +21,13 @@ from PIL import Image, ImageEnhance
 
 from winnow.embeddings.encoders import Encoder
 from winnow.embeddings.images import decode_image
-from winnow.embeddings.signals import THUMB_COLUMNS, THUMB_SIZE, perceptual_hash, thumbnail, unpack_thumbnails
+from winnow.embeddings.signals import (
+    THUMB_COLUMNS,
+    THUMB_SIZE,
+    perceptual_hash,
+    thumbnail,
+    unpack_thumbnails,
+)
 from winnow.reading import SampleReader
 
 LOG = logging.getLogger(__name__)

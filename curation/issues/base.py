@@ -318,12 +318,12 @@ class IssueContext:
         def compute():
             from winnow.curation.duplicates import (
                 NearDuplicateRule,
+                aligned_similarity,
                 calibrate_near_duplicates,
                 hamming,
                 near_duplicate_threshold,
                 nearest_distinct_hamming,
             )
-            from winnow.curation.duplicates import aligned_similarity
 
             fixed = getattr(self.detect, "near_duplicate_min_similarity", None)
             if fixed is not None:

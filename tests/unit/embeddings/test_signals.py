@@ -71,3 +71,20 @@ def test_every_signal_column_is_declared_and_computed_once(digits):
     assert all(isinstance(got[c], int) for c, d in signal_columns().items() if d == "int64")
     cols = [c for _, declared in SIGNALS.values() for c in declared]
     assert len(cols) == len(set(cols))
+
+
+def test_the_thumbnail_round_trips_through_its_int64_columns_and_curation_reads_it_alike(digits):
+    from winnow.curation.duplicates import THUMB_SIZE as CURATION_SIZE
+    from winnow.curation.duplicates import thumbnails_from_columns
+    from winnow.embeddings.signals import THUMB_COLUMNS, THUMB_SIZE, thumbnail, unpack_thumbnails
+
+    assert THUMB_SIZE == CURATION_SIZE and len(THUMB_COLUMNS) * 8 == THUMB_SIZE ** 2
+    per = [thumbnail(im) for im in digits[:5]]
+    columns = {c: np.array([t[c] for t in per], dtype=np.int64) for c in THUMB_COLUMNS}
+    thumbs = unpack_thumbnails(columns)
+    assert thumbs.shape == (5, THUMB_SIZE ** 2) and thumbs.dtype == np.uint8
+    np.testing.assert_array_equal(thumbs, thumbnails_from_columns(columns))
+    # It is the image's luminance at 16 x 16 (box-averaged): rows first, 0..255.
+    want = np.asarray(digits[0].convert("L").resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX), dtype=np.float64)
+    assert np.abs(thumbs[0].reshape(THUMB_SIZE, THUMB_SIZE) - want).max() <= 2
+    assert signal_columns(["thumbnail"]) == dict.fromkeys(THUMB_COLUMNS, "int64")
