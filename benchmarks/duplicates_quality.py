@@ -254,7 +254,8 @@ def duplicates_table(which: str, n_base: int, n_each: int, encoders: list[str]) 
             notes.append(f"- cleanvision: {note}")
         else:
             rows.append((f"cleanvision near+exact ({note})", score_groups(groups, copy_of, kinds), secs))
-        notes.append("- fastdup: not measured (not installed here; its licence forbids shipping it)")
+        notes.append("- fastdup: not measured (`pip install fastdup` 2.54 would downgrade numpy 2 -> 1.26, pillow, "
+                     "scikit-learn and pandas in the shared venv, so it was not installed; its licence forbids shipping it)")
     head = (f"#### Near duplicates: {'MNIST (held out)' if which == 'mnist' else 'scikit-learn digits (dev set)'}, "
             f"{n_base} base images + {n_each} planted copies of each kind + 17 junk images")
     lines = [head, "",
