@@ -17,6 +17,11 @@ overrides it: a fixed value means different things for different encoders (0.95 
 most of sklearn's digits as copies under the `pixels` encoder, whose distinct digits
 reach 0.99, while EfficientNet keeps re-encoded / resized copies above 0.97; see
 tests/unit/curation/test_duplicates.py and benchmarks/duplicates_outliers.py).
+
+The run's rule (`calibrate_near_duplicates`, issue 15) is calibrated on made copies of the
+data's own images and has three branches: the embedding cut, a pHash branch, and a thumbnail
+branch for crops and tilts (`aligned_similarity` on the kNN graph's edges; see the section
+at the end of this module).
 """
 
 from __future__ import annotations
