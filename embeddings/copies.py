@@ -5,7 +5,7 @@ The near-duplicate cut is calibrated per run (curation/duplicates.py:
 itself, and an image against its nearest distinct sample. This module makes the copies: it
 reads a random sample of the dataset's own images, applies one edit of the kinds users call
 "the same image" (a 2-10% crop, a resize, a JPEG re-encode at quality 50-90, a small rotation,
-a mild colour change), and embeds and hashes each copy with the run's encoder.
+a mild colour change), and embeds, hashes and thumbnails each copy with the run's encoder.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ from PIL import Image, ImageEnhance
 
 from winnow.embeddings.encoders import Encoder
 from winnow.embeddings.images import decode_image
-from winnow.embeddings.signals import perceptual_hash
+from winnow.embeddings.signals import (
+    THUMB_COLUMNS,
+    THUMB_SIZE,
+    perceptual_hash,
+    thumbnail,
+    unpack_thumbnails,
+)
 from winnow.reading import SampleReader
 
 LOG = logging.getLogger(__name__)
@@ -36,6 +42,7 @@ class CopyProbe:
     kind: np.ndarray  # (C,) str: the edit (COPY_KINDS)
     vectors: np.ndarray  # (C, D) float32: the copies' L2-normalised embeddings
     phash: np.ndarray  # (C,) int64: the copies' perceptual hashes
+    thumb: np.ndarray  # (C, THUMB_SIZE^2) uint8: the copies' grayscale thumbnails (signals.thumbnail)
 
 
 def make_copy(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
@@ -96,14 +103,21 @@ def probe_copies(
             images.append(make_copy(img, kind, rng))
     if not images:
         return CopyProbe(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=str),
-                         np.zeros((0, encoder.dim), dtype=np.float32), np.zeros(0, dtype=np.int64))
+                         np.zeros((0, encoder.dim), dtype=np.float32), np.zeros(0, dtype=np.int64),
+                         np.zeros((0, THUMB_SIZE * THUMB_SIZE), dtype=np.uint8))
     vecs = []
     for b in range(0, len(images), batch_size):
         vecs.append(encoder.encode_batch(torch.stack([encoder.preprocess(im) for im in images[b:b + batch_size]])))
     LOG.info("calibration: %d copies of %d samples embedded", len(images), len(set(sources)))
     return CopyProbe(source=np.asarray(sources, dtype=np.int64), kind=np.asarray(kinds),
                      vectors=np.concatenate(vecs).astype(np.float32),
-                     phash=np.asarray([perceptual_hash(im)["phash"] for im in images], dtype=np.int64))
+                     phash=np.asarray([perceptual_hash(im)["phash"] for im in images], dtype=np.int64),
+                     thumb=_thumbnails(images))
+
+
+def _thumbnails(images: list[Image.Image]) -> np.ndarray:
+    per_image = [thumbnail(im) for im in images]
+    return unpack_thumbnails({c: np.asarray([t[c] for t in per_image], dtype=np.int64) for c in THUMB_COLUMNS})
 
 
 __all__ = ["COPY_KINDS", "CopyProbe", "make_copy", "probe_copies"]

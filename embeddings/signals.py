@@ -1,7 +1,8 @@
 """Decode-time signals: numbers taken from an image while it is decoded for the encoder.
 
-One mechanism for every per-image statistic that needs the pixels: a perceptual hash (for
-near duplicates), brightness, blur, information, colour and size (for image quality). The
+One mechanism for every per-image statistic that needs the pixels: a perceptual hash and a
+small grayscale thumbnail (for near duplicates: the thumbnail lets curation/duplicates.py compare
+two images while undoing a crop or a tilt), brightness, blur, information, colour and size (for image quality). The
 embedder computes them on the decoded image (no second pass over the files) and the store
 keeps them by content hash beside the embedding, so a run that reuses a file's embedding
 reuses its signals too.
@@ -18,7 +19,7 @@ before the signal existed).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -74,6 +75,25 @@ def perceptual_hash(img: Image.Image) -> dict[str, int]:
     return {"phash": phash, "dhash": dhash}
 
 
+# The thumbnail's side: 16 x 16 luminance, 256 bytes a sample (curation/duplicates.py THUMB_SIZE reads it).
+THUMB_SIZE = 16
+THUMB_COLUMNS = tuple(f"thumb{i:02d}" for i in range(THUMB_SIZE * THUMB_SIZE // 8))
+"""The thumbnail's bytes, 8 to a column (little-endian int64): the store keeps numbers, one column each."""
+
+
+def thumbnail(img: Image.Image) -> dict[str, int]:
+    """A THUMB_SIZE x THUMB_SIZE grayscale thumbnail (box-averaged luminance, 0..255, rows first),
+    packed 8 bytes to an int64 column (THUMB_COLUMNS); `unpack_thumbnails` undoes it."""
+    g = np.clip(np.round(_gray(img, (THUMB_SIZE, THUMB_SIZE)) * 255.0), 0, 255).astype(np.uint8)
+    return dict(zip(THUMB_COLUMNS, np.frombuffer(g.tobytes(), dtype="<i8").tolist(), strict=True))
+
+
+def unpack_thumbnails(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(N, THUMB_SIZE^2) uint8 thumbnails from their THUMB_COLUMNS ((N,) int64 each)."""
+    packed = np.stack([np.asarray(columns[c], dtype=np.int64) for c in THUMB_COLUMNS], axis=1).astype("<i8")
+    return np.ascontiguousarray(packed).view(np.uint8).reshape(len(packed), THUMB_SIZE * THUMB_SIZE)
+
+
 def quality_stats(img: Image.Image) -> dict[str, float]:
     """Brightness, exposure, blur, information, colour and size of an RGB image.
 
@@ -113,6 +133,7 @@ SIGNALS: dict[str, tuple[Callable[[Image.Image], Mapping[str, float | int]], dic
     "quality": (quality_stats, {c: "float64" for c in ("brightness", "brightness_p01", "brightness_p99", "overexposed",
                                                        "blur", "entropy", "colourfulness", "width", "height",
                                                        "aspect")}),
+    "thumbnail": (thumbnail, dict.fromkeys(THUMB_COLUMNS, "int64")),
 }
 """Every decode-time signal: name -> (function, its columns -> dtype)."""
 
@@ -121,9 +142,9 @@ def list_signals() -> list[str]:
     return list(SIGNALS)
 
 
-def signal_columns() -> dict[str, str]:
-    """Every signal column -> dtype ("int64" | "float64"), in registry order."""
-    return {c: d for _, cols in SIGNALS.values() for c, d in cols.items()}
+def signal_columns(names: Sequence[str] | None = None) -> dict[str, str]:
+    """Every signal column (or those of the signals `names`) -> dtype ("int64" | "float64"), in registry order."""
+    return {c: d for name, (_, cols) in SIGNALS.items() if names is None or name in names for c, d in cols.items()}
 
 
 def image_signals(img: Image.Image) -> dict[str, float | int]:
@@ -141,5 +162,5 @@ def hamming(a, b) -> np.ndarray:
     return np.bitwise_count(x.view(np.uint64)).astype(np.int64)
 
 
-__all__ = ["BLUR_SIZE", "HASH_BITS", "OVEREXPOSED", "SIGNALS", "hamming", "image_signals", "list_signals",
-           "perceptual_hash", "quality_stats", "signal_columns"]
+__all__ = ["BLUR_SIZE", "HASH_BITS", "OVEREXPOSED", "SIGNALS", "THUMB_COLUMNS", "THUMB_SIZE", "hamming", "image_signals",
+           "list_signals", "perceptual_hash", "quality_stats", "signal_columns", "thumbnail", "unpack_thumbnails"]

@@ -34,7 +34,7 @@ from winnow.catalogs import (
 from winnow.catalogs import schemas as S
 from winnow.embeddings import EmbeddingStore, embed_samples, get_encoder
 from winnow.embeddings.copies import probe_copies
-from winnow.embeddings.signals import signal_columns
+from winnow.embeddings.signals import THUMB_COLUMNS, list_signals, signal_columns
 from winnow.pipeline.evaluate import score_against_ground_truth
 from winnow.pipeline.files import load_knn_graph, save_knn_graph, write_json, write_parquet
 from winnow.pipeline.issues import extra_column, issue_columns, issue_types_key
@@ -122,7 +122,8 @@ def embed_shard(samples: SamplesOutput, encoder_name: str, store_dir: str, work:
     if shard == 0 and encoder.modality == "image":  # one shard calibrates the near-duplicate cut: copies of its images
         usable = [p for p, r in zip(positions, report.reason, strict=True) if r is None]
         probe = probe_copies(locators, open_reader(table), encoder, usable=usable)
-        _save_npz(done.copies, source=probe.source, kind=probe.kind, vectors=probe.vectors, phash=probe.phash)
+        _save_npz(done.copies, source=probe.source, kind=probe.kind, vectors=probe.vectors, phash=probe.phash,
+                  thumb=probe.thumb)
     seconds = time.perf_counter() - t0
     write_parquet(pl.DataFrame({S.POSITION: positions, S.CONTENT_HASH: report.content_hash, S.REASON: report.reason},
                                schema={S.POSITION: pl.Int64, S.CONTENT_HASH: pl.String, S.REASON: pl.String}),
@@ -190,14 +191,15 @@ def _write_signals(store: EmbeddingStore, ids: list[str], hashes: list[str | Non
                    path: Path) -> None:
     """One row per sample: the store's decode-time signals of its content (null where not embedded or not
     measured: a store block written before the signal existed)."""
-    columns = signal_columns()
-    present, values = store.signals([hashes[i] for i in usable], columns)
     n = len(ids)
     data: dict[str, pl.Series] = {S.SAMPLE_ID: pl.Series(ids, dtype=pl.String)}
-    for c, dtype in columns.items():
-        full = np.full(n, None, dtype=object)
-        full[np.asarray(usable, dtype=np.int64)[present]] = values[c][present]
-        data[c] = pl.Series(c, full.tolist(), dtype=pl.Int64 if dtype == "int64" else pl.Float64)
+    for name in list_signals():  # one signal at a time: a block written before a later signal keeps the others
+        columns = signal_columns([name])
+        present, values = store.signals([hashes[i] for i in usable], columns)
+        for c, dtype in columns.items():
+            full = np.full(n, None, dtype=object)
+            full[np.asarray(usable, dtype=np.int64)[present]] = values[c][present]
+            data[c] = pl.Series(c, full.tolist(), dtype=pl.Int64 if dtype == "int64" else pl.Float64)
     write_parquet(pl.DataFrame(data), path)
 
 
@@ -210,7 +212,9 @@ def read_signals(embed: EmbedOutput) -> dict[str, np.ndarray]:
     columns = {c: d for c, d in signal_columns().items() if c in frame.columns}
     if not columns:
         return {}
-    measured = frame.select(pl.all_horizontal([pl.col(c).is_not_null() for c in columns])).to_series().to_numpy()
+    # `measured`: the hash and quality signals (a thumbnail not measured is all zeros: it matches nothing).
+    core = [c for c in columns if c not in THUMB_COLUMNS] or list(columns)
+    measured = frame.select(pl.all_horizontal([pl.col(c).is_not_null() for c in core])).to_series().to_numpy()
     out = {"measured": measured}
     for c, dtype in columns.items():
         out[c] = frame[c].fill_null(0).to_numpy() if dtype == "int64" else frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -218,7 +222,7 @@ def read_signals(embed: EmbedOutput) -> dict[str, np.ndarray]:
 
 
 def read_copies(embed: EmbedOutput) -> dict[str, np.ndarray] | None:
-    """The calibration copies (embeddings/copies.py: source position, kind, vectors, phash), or None."""
+    """The calibration copies (embeddings/copies.py: source position, kind, vectors, phash, thumb), or None."""
     if not Path(embed.copies).exists():
         return None
     with np.load(embed.copies) as z:

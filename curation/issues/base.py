@@ -291,12 +291,34 @@ class IssueContext:
         return np.asarray(self.stat("phash"), dtype=np.int64) if "phash" in self.sample_stats else None
 
     @property
+    def thumbnails(self) -> np.ndarray | None:
+        """(M, 256) uint8 grayscale thumbnails (embeddings/signals.py; all zeros where not measured), or None."""
+        if "thumb00" not in self.sample_stats:
+            return None
+        from winnow.curation.duplicates import thumbnails_from_columns
+
+        return self.shared("thumbnails", lambda: thumbnails_from_columns(self.sample_stats))
+
+    @property
+    def graph_aligned(self) -> np.ndarray | None:
+        """(M, k) the kNN-graph edges' thumbnail `aligned_similarity` (flat images: -inf), or None."""
+        thumbs = self.thumbnails
+        if thumbs is None:
+            return None
+        from winnow.curation.duplicates import graph_aligned_similarity
+
+        flat = self.flat
+        valid = self.measured & (True if flat is None else ~flat)
+        return self.shared("graph_aligned", lambda: graph_aligned_similarity(self.graph, thumbs, valid=valid))
+
+    @property
     def near_duplicate_rule(self):
         """The run's NearDuplicateRule (curation/duplicates.py): detect's fixed cosine, else calibrated
         on the made copies (copy_probe) against the distinct neighbours; without copies, the distinct tail."""
         def compute():
             from winnow.curation.duplicates import (
                 NearDuplicateRule,
+                aligned_similarity,
                 calibrate_near_duplicates,
                 hamming,
                 near_duplicate_threshold,
@@ -322,9 +344,17 @@ class IssueContext:
                 copy_ham = hamming(np.asarray(probe["phash"])[keep], phash[src])
                 distinct_ham = nearest_distinct_hamming(phash, np.unique(src), content_hashes=self.content_hashes,
                                                         valid=valid)
+            copy_al = graph_al = None
+            thumbs = self.thumbnails
+            if thumbs is not None and "thumb" in probe:
+                made = np.asarray(probe["thumb"], dtype=np.uint8)[keep]
+                both = np.concatenate([thumbs[src], made])
+                copy_al = aligned_similarity(both, np.arange(len(src)), len(src) + np.arange(len(src)))
+                graph_al = self.graph_aligned
             return calibrate_near_duplicates(self.graph, sims, copy_hamming=copy_ham, distinct_hamming=distinct_ham,
                                              content_hashes=self.content_hashes,
-                                             copy_kind=np.asarray(probe["kind"])[keep])
+                                             copy_kind=np.asarray(probe["kind"])[keep], copy_aligned=copy_al,
+                                             graph_aligned=graph_al, phash=phash)
 
         return self.shared("near_duplicate_rule", compute)
 
@@ -343,7 +373,8 @@ class IssueContext:
         hashes = self.duplicate_keys if self.duplicate_keys is not None else self.content_hashes
         return find_duplicates(self.graph, rule=self.near_duplicate_rule, content_hashes=hashes, keys=self.keys,
                                pairs=self.duplicate_pairs, phash=self.phash, embeddings=self.embeddings,
-                               flat=self.flat, **kw)
+                               flat=self.flat, aligned=self.graph_aligned if self.near_duplicate_rule.min_aligned <= 1 else None,
+                               **kw)
 
     def stat(self, name: str) -> np.ndarray:
         """(M,) per-sample decode-time statistic `name`; MissingInput naming the ones there are."""

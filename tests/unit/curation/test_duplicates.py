@@ -195,6 +195,9 @@ def test_one_representative_per_group_and_row_order_does_not_matter(case):
 # --- the shipped near-duplicate rule: calibrated on made copies (issue 15; issue 12 item 1) ------
 
 
+COPY_KINDS_PLANTED = ("exact", "jpeg", "resize", "colour", "crop", "rotate")
+
+
 def _calibrated_world(n_base=160, seed=0):
     """Real digits at 64 px with planted copies and junk, embedded by `pixels`, with the run's inputs
     (decode-time signals, a copy probe made by embeddings/copies.py)."""
@@ -203,15 +206,16 @@ def _calibrated_world(n_base=160, seed=0):
     from PIL import Image
 
     from tests.helpers import digit_images
+    from winnow.curation.duplicates import thumbnails_from_columns
     from winnow.embeddings import get_encoder
     from winnow.embeddings.copies import make_copy
-    from winnow.embeddings.signals import image_signals
+    from winnow.embeddings.signals import THUMB_COLUMNS, image_signals, perceptual_hash, thumbnail
 
     images = [im.convert("RGB") for im, _ in digit_images(n_base, seed=seed, size=64)]
     rng = np.random.default_rng(seed + 1)
     kinds, copy_of, rows = ["base"] * n_base, [-1] * n_base, list(images)
     for j, src in enumerate(rng.choice(n_base, size=24, replace=False)):
-        kind = ("exact", "jpeg", "resize", "colour")[j // 6]
+        kind = COPY_KINDS_PLANTED[j // 4]
         im = images[src]
         if kind == "jpeg":
             buf = io.BytesIO()
@@ -221,6 +225,13 @@ def _calibrated_world(n_base=160, seed=0):
             im = im.resize((48, 48), Image.Resampling.BILINEAR)
         elif kind == "colour":
             im = make_copy(im, "colour", rng)
+        elif kind == "crop":  # 2-10% of the width and of the height, this test's own edit
+            fx, fy = rng.uniform(0.02, 0.10, 2)
+            dx, dy = round(64 * fx), round(64 * fy)
+            ox, oy = int(rng.integers(0, dx + 1)), int(rng.integers(0, dy + 1))
+            im = im.crop((ox, oy, 64 - (dx - ox), 64 - (dy - oy)))
+        elif kind == "rotate":
+            im = im.rotate(float(rng.uniform(2, 5) * rng.choice([-1, 1])), resample=Image.Resampling.BICUBIC)
         rows.append(im), kinds.append(kind), copy_of.append(int(src))
     for j in range(6):  # noise, stripes and distinct blanks: never copies of each other
         arr = np.random.default_rng(90 + j).integers(0, 256, (64, 64, 3)) if j < 2 else None
@@ -229,8 +240,9 @@ def _calibrated_world(n_base=160, seed=0):
             arr = 127 + 120 * t
         im = Image.new("RGB", (64, 64), (40 * j, 200 - 30 * j, 90)) if arr is None else Image.fromarray(arr.astype(np.uint8))
         rows.append(im), kinds.append("junk"), copy_of.append(-1)
+    rows.append(rows[-1]), kinds.append("blank_exact"), copy_of.append(len(rows) - 2)  # the one way blanks are copies
     hashes = [f"h{i}" for i in range(len(rows))]
-    for c in np.flatnonzero(np.array(kinds) == "exact"):
+    for c in np.flatnonzero(np.isin(kinds, ["exact", "blank_exact"])):
         hashes[c] = hashes[copy_of[c]]
     enc = get_encoder("pixels")
     emb = enc.encode_images(rows)
@@ -241,7 +253,9 @@ def _calibrated_world(n_base=160, seed=0):
     made = [(int(s), k, make_copy(images[s], k, rng)) for s in sample for k in ("crop", "resize", "jpeg", "rotate", "colour")]
     probe = {"row": np.array([m[0] for m in made]), "kind": np.array([m[1] for m in made]),
              "vectors": enc.encode_images([m[2] for m in made]),
-             "phash": np.array([image_signals(m[2])["phash"] for m in made])}
+             "phash": np.array([perceptual_hash(m[2])["phash"] for m in made])}
+    per = [thumbnail(m[2]) for m in made]
+    probe["thumb"] = thumbnails_from_columns({c: np.array([t[c] for t in per]) for c in THUMB_COLUMNS})
     return emb, hashes, stats, probe, np.array(kinds, dtype=object), np.array(copy_of)
 
 
@@ -259,9 +273,10 @@ def _context(emb, hashes, stats, probe):
 
 
 def _score(group, kinds, copy_of):
+    copy_of = np.where(kinds == "blank_exact", -1, copy_of)  # scored apart
     copies = np.flatnonzero(copy_of >= 0)
     found = {k: np.mean([group[c] >= 0 and group[c] == group[copy_of[c]] for c in copies if kinds[c] == k])
-             for k in ("exact", "jpeg", "resize", "colour")}
+             for k in COPY_KINDS_PLANTED}
     truth = set(copies) | set(copy_of[copies])
     flagged = set(np.flatnonzero(group >= 0))
     return found, len(flagged & truth) / max(1, len(flagged)), flagged
@@ -272,11 +287,19 @@ def test_the_shipped_rule_finds_planted_copies_and_groups_no_junk(calibrated_wor
     ctx = _context(emb, hashes, stats, probe)
     dup = ctx.find_duplicates()  # what curate() runs: the calibrated rule, hashes, flat images
     found, precision, flagged = _score(dup.group, kinds, copy_of)
-    assert all(v == 1.0 for v in found.values()), found
+    assert all(v == 1.0 for v in found.values()), found  # crops of 2-10% and tilts of 2-5 degrees too
     assert precision >= 0.95, sorted(flagged)
-    assert not flagged & set(np.flatnonzero(kinds == "junk"))
+    blank_copy = int(np.flatnonzero(kinds == "blank_exact")[0])  # byte-identical blanks are copies
+    assert dup.group[blank_copy] >= 0 and dup.group[blank_copy] == dup.group[copy_of[blank_copy]]
+    assert np.sum(dup.group == dup.group[blank_copy]) == 2
+    junk = set(np.flatnonzero(kinds == "junk")) - {copy_of[blank_copy]}
+    assert not flagged & junk, sorted(flagged & junk)
     calib = ctx.near_duplicate_rule.calibration
     assert calib["copies"] == 200 and "copy_similarity_q05_by_kind" in calib
+    # The crops are found by the thumbnail branch, its cut placed between the made copies and the
+    # nearest distinct neighbours and recorded.
+    assert calib["aligned_method"] == "between copies and the distinct tail", calib
+    assert calib["distinct_aligned_tail"] < calib["min_aligned"] < calib["copy_aligned_q05"]
     # The old fixed default (cosine 0.95) fails the same check on these real digits: it groups
     # distinct digits (pixels puts them above 0.95) and distinct blank images.
     fixed = find_duplicates(ctx.graph, content_hashes=hashes)
@@ -304,3 +327,51 @@ def test_flat_images_are_copies_only_when_byte_identical():
     rule = NearDuplicateRule(min_similarity=0.9)
     dup = find_duplicates(graph, rule=rule, content_hashes=["a", "b", "c", "c"], flat=np.ones(4, dtype=bool))
     assert dup.group.tolist() == [-1, -1, 0, 0] and dup.exact[3]
+
+
+def test_curate_gives_each_planted_copy_the_duplicate_reason_and_junk_none(calibrated_world):
+    from winnow.curation.curate import curate
+
+    emb, hashes, stats, probe, kinds, copy_of = calibrated_world
+    n = len(emb)
+    graph = build_knn_graph(emb, k=10)
+    result = curate(np.arange(n) % 2, emb, graph, rows=np.arange(n), n_classes=2,
+                    unusable_reason=[None] * n, keys=[f"s{i:04d}" for i in range(n)], content_hashes=hashes,
+                    sample_stats=stats, methods=("knn_vote",),
+                    copy_probe={"source": probe["row"], **{k: v for k, v in probe.items() if k != "row"}})
+    reasons = result.decisions.reasons
+    dup_reasons = {"near_duplicate", "exact_duplicate"}
+    for c in np.flatnonzero(copy_of >= 0):
+        pair = (reasons[c], reasons[copy_of[c]])  # the one of the two that is not kept carries it
+        want = "exact_duplicate" if kinds[c] in ("exact", "blank_exact") else "near_duplicate"
+        assert any(want in r for r in pair), (kinds[c], pair)
+    blank_original = copy_of[kinds == "blank_exact"][0]
+    for j in np.flatnonzero(kinds == "junk"):
+        assert j == blank_original or not dup_reasons & set(reasons[j]), (j, reasons[j])
+    assert "min_aligned" in result.facts["near_duplicate_calibration"]
+
+
+def test_aligned_similarity_undoes_a_crop_and_a_tilt_but_not_a_different_digit():
+    from PIL import Image
+
+    from tests.helpers import digit_images
+    from winnow.curation.duplicates import aligned_similarity, thumbnails_from_columns
+    from winnow.embeddings.signals import THUMB_COLUMNS, thumbnail
+
+    images = [im.convert("RGB") for im, _ in digit_images(12, seed=4, size=64)]
+    crop = images[0].crop((2, 5, 61, 62))  # 5% / 11% of the sides, off centre
+    tilt = images[1].rotate(4, resample=Image.Resampling.BICUBIC)
+    rows = [*images, crop, tilt, Image.new("RGB", (64, 64), (9, 9, 9))]
+    per = [thumbnail(im) for im in rows]
+    thumbs = thumbnails_from_columns({c: np.array([t[c] for t in per]) for c in THUMB_COLUMNS})
+    copies = aligned_similarity(thumbs, [12, 13], [0, 1])
+    assert (copies > 0.97).all(), copies
+    a, b = np.triu_indices(12, 1)
+    distinct = aligned_similarity(thumbs, a, b)
+    assert distinct.max() < copies.min(), distinct.max()
+    assert aligned_similarity(thumbs, [14], [0])[0] == 0.0  # a blank has no edges: it matches nothing
+    # Symmetric, and the whole-image view of an image with itself is 1.
+    np.testing.assert_allclose(aligned_similarity(thumbs, [0, 1], [12, 13]), copies, atol=1e-6)
+    np.testing.assert_allclose(aligned_similarity(thumbs, [3], [3]), [1.0], atol=1e-5)
+    with pytest.raises(InvalidArray, match="thumbnails"):
+        aligned_similarity(thumbs[:, :100], [0], [1])

@@ -39,5 +39,7 @@ def test_probe_copies_embeds_one_copy_per_kind_of_a_sample(tmp_path):
     own = {i: perceptual_hash(images[i][0].convert("RGB"))["phash"] for i in set(probe.source.tolist())}
     mild = np.isin(probe.kind, ["jpeg", "colour"])
     assert np.median(hamming(probe.phash[mild], [own[int(s)] for s in probe.source[mild]])) <= 4
+    # Each copy's thumbnail is made too (the calibration of the thumbnail branch).
+    assert probe.thumb.shape == (15, 256) and probe.thumb.dtype == np.uint8 and probe.thumb.std(axis=1).min() > 0
     empty = probe_copies(paths, FileReader(), enc, usable=[], n_samples=3)
-    assert len(empty.source) == 0 and empty.vectors.shape == (0, enc.dim)
+    assert len(empty.source) == 0 and empty.vectors.shape == (0, enc.dim) and empty.thumb.shape == (0, 256)

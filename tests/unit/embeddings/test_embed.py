@@ -115,3 +115,7 @@ def test_decode_time_signals_are_stored_by_content_and_reused(tmp_path, monkeypa
     present, again = store.signals(second.content_hash, signal_columns())
     assert present.all() and again["phash"][-1] == expected[2]
     assert np.array_equal(again["blur"][:12], values["blur"])
+    # The near-duplicate thumbnail too (issue 15): stored with the embedding, reused with it.
+    from winnow.embeddings.signals import THUMB_COLUMNS
+
+    assert all(np.array_equal(again[c][:12], values[c]) for c in THUMB_COLUMNS) and values["thumb07"].any()

@@ -71,3 +71,43 @@ def test_every_signal_column_is_declared_and_computed_once(digits):
     assert all(isinstance(got[c], int) for c, d in signal_columns().items() if d == "int64")
     cols = [c for _, declared in SIGNALS.values() for c in declared]
     assert len(cols) == len(set(cols))
+
+
+def test_the_thumbnail_round_trips_through_its_int64_columns_and_curation_reads_it_alike(digits):
+    from winnow.curation.duplicates import THUMB_SIZE as CURATION_SIZE
+    from winnow.curation.duplicates import thumbnails_from_columns
+    from winnow.embeddings.signals import THUMB_COLUMNS, THUMB_SIZE, thumbnail, unpack_thumbnails
+
+    assert THUMB_SIZE == CURATION_SIZE and len(THUMB_COLUMNS) * 8 == THUMB_SIZE ** 2
+    per = [thumbnail(im) for im in digits[:5]]
+    columns = {c: np.array([t[c] for t in per], dtype=np.int64) for c in THUMB_COLUMNS}
+    thumbs = unpack_thumbnails(columns)
+    assert thumbs.shape == (5, THUMB_SIZE ** 2) and thumbs.dtype == np.uint8
+    np.testing.assert_array_equal(thumbs, thumbnails_from_columns(columns))
+    # It is the image's luminance at 16 x 16 (box-averaged): rows first, 0..255.
+    want = np.asarray(digits[0].convert("L").resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX), dtype=np.float64)
+    assert np.abs(thumbs[0].reshape(THUMB_SIZE, THUMB_SIZE) - want).max() <= 2
+    assert signal_columns(["thumbnail"]) == dict.fromkeys(THUMB_COLUMNS, "int64")
+
+
+def test_a_store_block_without_thumbnails_keeps_its_hash_and_quality_signals_in_a_run(tmp_path):
+    # The embed stage's hand-off (pipeline/stages.py, one signal at a time): a block written before
+    # the thumbnail signal existed must not lose its pHash and quality numbers.
+    from types import SimpleNamespace
+
+    from winnow.embeddings import EmbeddingStore
+    from winnow.embeddings.signals import THUMB_COLUMNS
+    from winnow.pipeline.stages import _write_signals, read_signals
+
+    store = EmbeddingStore(tmp_path / "store", encoder_id="enc-t", dim=2)
+    older = {c: (np.array([5, 6]) if d == "int64" else np.array([0.5, 0.25]))
+             for c, d in signal_columns().items() if c not in THUMB_COLUMNS}
+    store.append(["a", "b"], np.eye(2, dtype=np.float32), signals=older)  # written before the thumbnail signal
+    newer = {c: (np.array([7]) if d == "int64" else np.array([0.75])) for c, d in signal_columns().items()}
+    store.append(["c"], np.ones((1, 2), dtype=np.float32) / np.sqrt(2), signals=newer)
+    path = tmp_path / "signals.parquet"
+    _write_signals(store, ["s0", "s1", "s2", "s3"], ["a", None, "b", "c"], [0, 2, 3], path)
+    got = read_signals(SimpleNamespace(signals=path))
+    assert got["measured"].tolist() == [True, False, True, True]  # the unembedded row only
+    assert got["phash"].tolist() == [5, 0, 6, 7] and got["blur"][2] == 0.25
+    assert got["thumb00"].tolist() == [0, 0, 0, 7]  # absent thumbnails read as zeros: they match nothing
