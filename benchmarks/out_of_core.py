@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 CONCEPTS, CLASSES, RANK, NOISE_RATE = 200, 10, 32, 0.10
+LOG = logging.getLogger("benchmarks.out_of_core")
 
 
 def write_clustered(folder: Path, n: int, dim: int, *, seed: int = 0, block: int = 32768) -> tuple[Path, Path, Path]:
@@ -105,13 +107,16 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
                 return _fn(*a, **kw)
             finally:
                 seconds[_name] = seconds.get(_name, 0.0) + time.perf_counter() - t0
+                LOG.info("%s: %.1f s (peak RSS %.2f GiB)", _name, time.perf_counter() - t0, _rss_mib() / 1024)
 
         setattr(module, name, timed)
     try:
         t0 = time.perf_counter()
         index = curation.IndexConfig(kind="ivf", nlist=nlist, nprobe=nprobe, recall_sample=recall_sample, seed=seed)
-        graph = curation.build_knn_graph(emb, k=k, index=index)
+        graph = curation.build_knn_graph(emb, k=k, index=index, progress=_graph_progress(t0))
         seconds["knn_graph"] = time.perf_counter() - t0
+        LOG.info("knn_graph: %.1f s, %s, recall estimate %s (peak RSS %.2f GiB)", seconds["knn_graph"], graph.method,
+                 graph.recall, _rss_mib() / 1024)
         rss_graph = _rss_mib()
         n = len(labels)
         t1 = time.perf_counter()
@@ -125,6 +130,21 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
     seconds["issue_types_and_rest"] = seconds["curate_total"] - sum(
         seconds.get(s, 0.0) for s in ("detect_label_issues", "find_duplicates", "hierarchical_kmeans", "decide"))
     return {"graph": graph, "curation": result, "seconds": seconds, "rss_after_graph_mib": rss_graph}
+
+
+def _graph_progress(t0: float):
+    """Logs the graph's progress at every 5% of its steps (IVF cells): a long run's partial
+    rate is a measurement too (the first line's time is the index plan plus the probes)."""
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        step = done * 20 // max(1, total)
+        if step != last[0]:
+            last[0] = step
+            LOG.info("knn_graph: %d/%d steps at %.1f s (peak RSS %.2f GiB)", done, total, time.perf_counter() - t0,
+                     _rss_mib() / 1024)
+
+    return progress
 
 
 def sampled_recall(emb, graph, *, queries: int = 500, seed: int = 1) -> float:
@@ -192,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     import winnow.curation  # noqa: F401
 
     baseline = _rss_mib()
+    # Stage times on stderr as they finish: a run of an hour says where it is (and a killed one what it measured).
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
+    LOG.setLevel(logging.INFO)
+    LOG.info("n=%d dim=%d baseline RSS %.2f GiB", args.n, args.dim, baseline / 1024)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or Path(tmp)
         t0 = time.perf_counter()
@@ -200,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--dim", str(args.dim), "--folder", str(folder)], check=True)
         emb_path, labels_path, flipped_path = folder / "embeddings.npy", folder / "labels.npy", folder / "is_flipped.npy"
         write_s = time.perf_counter() - t0
+        LOG.info("matrix written (or reused) in %.1f s", write_s)
         after_write = _rss_mib()
         emb = np.load(emb_path, mmap_mode="r")
         labels, flipped = np.load(labels_path), np.load(flipped_path)
@@ -207,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                      cluster_levels=tuple(args.cluster_levels))
         peak = _rss_mib()
         recall = sampled_recall(emb, out["graph"], queries=args.queries)
+        LOG.info("recall@10 %.4f on %d sampled queries; peak RSS %.2f GiB", recall, args.queries, peak / 1024)
         d = out["curation"].decisions
         flagged = np.array(["label_issue" in r for r in d.reasons])
         result = {

@@ -122,16 +122,35 @@ def build_knn_graph(embeddings, *, k: int = 10, index: IndexConfig | None = None
     if k < 1:
         raise InvalidArray(f"k must be at least 1, got {k}")
     gpu = _use_gpu(cfg.device)
-    kind = cfg.kind if cfg.kind != "auto" else ("exact" if n <= cfg.exact_below else "ivf")
-    if kind == "ivf" and not gpu and n > 4 * (k + 1):
+    if search_kind(n, k, cfg, gpu=gpu) == "ivf":
         return _ivf_graph(emb, k, cfg, block_size, gpu, progress)
-    indices, sims = _exact_search(emb, emb, k + 1, block_size, gpu, progress)
-    out_i = np.full((n, k), -1, dtype=np.int64)
-    out_s = np.full((n, k), -np.inf, dtype=np.float32)
-    kept_i, kept_s = drop_self(indices[:, : min(k + 1, n)], sims[:, : min(k + 1, n)], np.arange(n))
+    out_i, out_s = exact_rows(emb, k, block_size=block_size, gpu=gpu, progress=progress)
+    return KnnGraph(indices=out_i, similarities=out_s, method="exact-gpu" if gpu else "exact", recall=1.0)
+
+
+def exact_rows(embeddings, k: int, *, start: int = 0, stop: int | None = None, block_size: int = 16384,
+               gpu: bool = False, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows start:stop of the exact kNN graph of `embeddings` (N, D) (unit rows), each sample
+    itself excluded: (indices (stop - start, k) int64, similarities float32), -1 / -inf pads.
+
+    `build_knn_graph` calls it for all rows; pipeline/knn_dask.py gives each worker a range.
+    """
+    n = embeddings.shape[0]
+    stop = n if stop is None else stop
+    indices, sims = _exact_search(embeddings, embeddings[start:stop], k + 1, block_size, gpu, progress)
+    out_i = np.full((stop - start, k), -1, dtype=np.int64)
+    out_s = np.full((stop - start, k), -np.inf, dtype=np.float32)
+    kept_i, kept_s = drop_self(indices[:, : min(k + 1, n)], sims[:, : min(k + 1, n)], np.arange(start, stop))
     out_i[:, : kept_i.shape[1]] = kept_i
     out_s[:, : kept_s.shape[1]] = kept_s
-    return KnnGraph(indices=out_i, similarities=out_s, method="exact-gpu" if gpu else "exact", recall=1.0)
+    return out_i, out_s
+
+
+def search_kind(n: int, k: int, cfg: IndexConfig, *, gpu: bool = False) -> str:
+    """"exact" or "ivf": how the graph of `n` rows is searched (cfg.kind, "auto" by size; a GPU
+    and tiny data search exactly)."""
+    kind = cfg.kind if cfg.kind != "auto" else ("exact" if n <= cfg.exact_below else "ivf")
+    return "ivf" if kind == "ivf" and not gpu and n > 4 * (k + 1) else "exact"
 
 
 def _use_gpu(device: str | None) -> bool:

@@ -2,8 +2,9 @@
 
 Layout, one folder per encoder under the store root::
 
-    <root>/<encoder slug>/meta.json             encoder_id, dim
-    <root>/<encoder slug>/block-<id>.npy        (n, dim) float32, memory-mappable
+    <root>/<encoder slug>/meta.json             encoder_id, dim, dtype (of the blocks it writes)
+    <root>/<encoder slug>/block-<id>.npy        (n, dim) float16, memory-mappable (float32 in
+                                                stores made before issue 18; both read the same)
     <root>/<encoder slug>/block-<id>.parquet    content_hash, row  (the block's index),
                                                 and the block's decode-time signals (one column each,
                                                 embeddings/signals.py; absent in blocks written without them)
@@ -12,6 +13,12 @@ A block is written vector file first, index second, each to a temp name and rena
 (winnow.atomic), so a block is either fully committed (its index exists) or invisible; a run
 killed mid-write leaves at most an orphan .npy that the next writer ignores. Block ids are
 unique per writer, so two processes can append at once without clobbering each other.
+
+Vectors are L2-normalised, so float16 keeps them to ~5e-4 and halves the store; a run's
+matrix is float16 anyway (pipeline: embeddings.npy), rounded once either way, so a run's
+decisions do not depend on the store's dtype. A store keeps the dtype its meta.json names
+(a store without one is float32), so an old store is written as it always was; any block
+reads as float32 or float16 (`write_matrix` converts).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from winnow import atomic
 from winnow.embeddings.errors import StoreMismatch
 
 _INDEX_COLUMNS = ("content_hash", "row")
+STORE_DTYPE = "float16"
+"""The dtype of a new store's blocks."""
 
 
 class EmbeddingStore:
@@ -41,13 +50,17 @@ class EmbeddingStore:
         self.dir = Path(root) / slug
         self.dir.mkdir(parents=True, exist_ok=True)
         meta_path = self.dir / "meta.json"
-        meta = {"encoder_id": encoder_id, "dim": self.dim, "dtype": "float32"}
+        meta = {"encoder_id": encoder_id, "dim": self.dim, "dtype": STORE_DTYPE}
         if meta_path.exists():
             found = json.loads(meta_path.read_text())
             if found.get("encoder_id") != encoder_id or found.get("dim") != self.dim:
                 raise StoreMismatch(f"store {str(self.dir)!r} holds {found!r}, not {meta!r}")
+            meta["dtype"] = found.get("dtype", "float32")
+            if meta["dtype"] not in ("float16", "float32"):
+                raise StoreMismatch(f"store {str(self.dir)!r} holds dtype {meta['dtype']!r}, not float16 or float32")
         else:
             atomic.write_json(meta, meta_path, indent=None)
+        self.dtype = np.dtype(meta["dtype"])  # of the blocks this store writes
         self._index: dict[str, tuple[str, int]] | None = None
 
     # --- reading ------------------------------------------------------------------------
@@ -139,9 +152,11 @@ class EmbeddingStore:
         for c, values in signals.items():
             if c in _INDEX_COLUMNS or len(values) != len(hashes):
                 raise ValueError(f"signal column {c!r} has {len(values)} values for {len(hashes)} hashes")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors)
         if vectors.shape != (len(hashes), self.dim):
             raise ValueError(f"vectors have shape {vectors.shape}, expected ({len(hashes)}, {self.dim})")
+        # float32 first: float64 input rounds to float16 through float32, as the run's matrix always did
+        vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32), dtype=self.dtype)
         block = f"block-{uuid.uuid4().hex[:16]}"
         with atomic.writing(self.dir / f"{block}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, vectors)

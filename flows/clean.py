@@ -58,11 +58,28 @@ def _prefect_stages() -> Stages:
                    for i in range(n_shards)]
         return [f.result() for f in futures]
 
+    def knn(embed, work, **kw):  # on the Dask runner's cluster when there is one
+        return build_knn(embed, work, dask_address=_dask_scheduler(), **kw)
+
     def curate(*args, encoder=None, **kw):
         return curate_samples(*args, **kw)
 
     return Stages(load_samples=load, embed_shards=embed_shards, merge_embeddings=merge_embeddings,
-                  build_knn=build_knn, curate_samples=curate, write_manifests=write_manifests)
+                  build_knn=knn, curate_samples=curate, write_manifests=write_manifests)
+
+
+def _dask_scheduler() -> str | None:
+    """The scheduler address of the running flow's DaskTaskRunner (its LocalCluster or the
+    --dask-address cluster); None under any other task runner."""
+    from prefect.context import FlowRunContext
+
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        return None
+    context = FlowRunContext.get()
+    runner = context.task_runner if context else None
+    return runner.client.scheduler.address if isinstance(runner, DaskTaskRunner) else None
 
 
 def run_flow(target: str, settings: dict[str, Any] | None = None, *, runner: str = "prefect",

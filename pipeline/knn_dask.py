@@ -12,6 +12,11 @@ Sharded by IVF cell, as faiss `contrib/big_batch_search.py` does on one machine:
    across its own cells, and returns one (k ids, k cosines) list per asker row.
 4. The driver merges the workers' lists per row into one graph (merge_topk).
 
+Up to IndexConfig.exact_below rows (what `build_knn_graph` searches exactly) the workers
+instead search ranges of query rows against every row: the single-process exact graph.
+A run on the Dask runner builds its graph here, on the runner's cluster
+(pipeline/stages.py build_knn(dask_address=...), `build_knn_graph_at`).
+
 The graph equals the single-process IVF graph of the same plan (the same candidates meet
 the same top-k), up to the order of exact ties. Detectors that need global state reduce
 small summaries, not the data: the confident joint from per-class sums and counts then
@@ -34,10 +39,12 @@ from winnow.curation.knn_graph import (
     IndexConfig,
     KnnGraph,
     assign_probes,
+    exact_rows,
     group_cells,
     merge_topk,
     plan_ivf,
     search_cell,
+    search_kind,
 )
 
 LOG = logging.getLogger(__name__)
@@ -60,11 +67,13 @@ def build_knn_graph_dask(matrix_path: str, client, *, k: int = 10, index: IndexC
     n = emb.shape[0]
     if k < 1 or n <= k:
         raise curation.InvalidArray(f"k must be in 1..N-1 (N={n}), got {k}")
-    plan = plan_ivf(emb, k, cfg, block_size=block_size)
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
         raise RuntimeError("the Dask cluster has no workers")
     path = str(matrix_path)
+    if search_kind(n, k, cfg) == "exact":
+        return _exact_graph(path, client, workers, n, k, block_size)
+    plan = plan_ivf(emb, k, cfg, block_size=block_size)
     # Probes of row ranges, two ranges per worker.
     edges = np.linspace(0, n, 2 * len(workers) + 1).astype(int)
     futures = [client.submit(_probe_range, path, plan.centroids, plan.nprobe, int(a), int(b), block_size, pure=False)
@@ -94,6 +103,48 @@ def build_knn_graph_dask(matrix_path: str, client, *, k: int = 10, index: IndexC
                      method=f"ivf-dask(nlist={plan.nlist},nprobe={plan.nprobe},workers={len(workers)})")
     LOG.info("sharded kNN graph over %d workers: cells %s, %.1f MB moved", len(workers), cells_by, moved / 1e6)
     return ShardedGraph(graph=graph, cells_by_worker=cells_by, rows_by_worker=rows_by, bytes_moved=int(moved))
+
+
+def _exact_graph(path: str, client, workers: list[str], n: int, k: int, block_size: int) -> ShardedGraph:
+    """Exact search (what `build_knn_graph` does up to IndexConfig.exact_below rows) sharded by
+    query rows: each worker searches two row ranges against every row; the same graph as one
+    process's."""
+    edges = np.linspace(0, n, 2 * len(workers) + 1).astype(int)
+    ranges = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    tasks = [(workers[i % len(workers)], a, b,
+              client.submit(_exact_range, path, a, b, k, block_size, workers=[workers[i % len(workers)]],
+                            allow_other_workers=False, pure=False))
+             for i, (a, b) in enumerate(ranges)]
+    best_i = np.empty((n, k), dtype=np.int64)
+    best_s = np.empty((n, k), dtype=np.float32)
+    rows_by: dict[str, int] = {}
+    moved = 0
+    for address, a, b, fut in tasks:
+        best_i[a:b], best_s[a:b] = fut.result()
+        rows_by[address] = rows_by.get(address, 0) + b - a
+        moved += (b - a) * k * 12
+    graph = KnnGraph(indices=best_i, similarities=best_s, recall=1.0, method=f"exact-dask(workers={len(workers)})")
+    LOG.info("exact kNN graph over %d workers, %.1f MB moved", len(workers), moved / 1e6)
+    return ShardedGraph(graph=graph, cells_by_worker={w: 0 for w in rows_by}, rows_by_worker=rows_by,
+                        bytes_moved=moved)
+
+
+def _exact_range(path: str, start: int, stop: int, k: int, block_size: int):
+    return exact_rows(np.load(path, mmap_mode="r"), k, start=start, stop=stop, block_size=block_size)
+
+
+def build_knn_graph_at(address: str, matrix_path: str, *, k: int = 10, index: IndexConfig | None = None,
+                       timeout: float = 60) -> KnnGraph:
+    """`build_knn_graph_dask` on the cluster whose scheduler is at `address` (the Dask runner's:
+    pipeline/stages.py build_knn). The workers open `matrix_path` by path, so they must see it
+    (one machine, or a shared file system as for the embedding store)."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise curation.MissingDependency("the kNN graph on Dask needs dask.distributed: "
+                                         "pip install 'winnow-curate[dask]'") from exc
+    with distributed.Client(address, set_as_default=False, timeout=timeout) as client:
+        return build_knn_graph_dask(str(matrix_path), client, k=k, index=index).graph
 
 
 def _balance(costs: list[int], n_workers: int) -> np.ndarray:

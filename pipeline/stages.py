@@ -230,8 +230,14 @@ def read_copies(embed: EmbedOutput) -> dict[str, np.ndarray] | None:
 
 
 def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig = curation.KnnConfig(), seed: int = 0,
-              progress: bool = False) -> KnnOutput:
-    """The embedding matrix -> the kNN graph every detector reads (`seed`: the IVF index's samples)."""
+              progress: bool = False, dask_address: str | None = None) -> KnnOutput:
+    """The embedding matrix -> the kNN graph every detector reads (`seed`: the IVF index's samples).
+
+    dask_address: a Dask scheduler (the Dask runner's cluster, flows/clean.py): the graph is
+    searched on its workers (pipeline/knn_dask.py: by IVF cell, or by query rows when exact),
+    which open the matrix by path. The same graph as in this process (up to the order of
+    exact ties), so the stage key does not depend on where it was searched.
+    """
     out = work.knn
     index = {k: v for k, v in dataclasses.asdict(knn).items() if k != "k"}
     key = stage_key(work, "knn", upstream=("embed",), params={"k": knn.k, "seed": seed, "index": index})
@@ -241,9 +247,14 @@ def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig =
     if emb.shape[0] < 2:
         raise curation.InvalidArray(f"only {emb.shape[0]} sample(s) could be embedded; need at least 2")
     t0 = time.perf_counter()
-    with _progress_bar("indexing", emb.shape[0], enabled=progress, unit="steps") as update:
-        graph = curation.build_knn_graph(emb, k=min(knn.k, emb.shape[0] - 1), index=knn.index(seed=seed),
-                                         progress=update)
+    k = min(knn.k, emb.shape[0] - 1)
+    if dask_address:
+        from winnow.pipeline.knn_dask import build_knn_graph_at
+
+        graph = build_knn_graph_at(dask_address, str(embed.matrix), k=k, index=knn.index(seed=seed))
+    else:
+        with _progress_bar("indexing", emb.shape[0], enabled=progress, unit="steps") as update:
+            graph = curation.build_knn_graph(emb, k=k, index=knn.index(seed=seed), progress=update)
     save_knn_graph(graph, out.graph)
     write_json({"method": graph.method, "recall_at_k": graph.recall, "k": graph.k,
                 "seconds": round(time.perf_counter() - t0, 3)}, out.info)

@@ -60,6 +60,21 @@ def test_sharded_graph_equals_the_single_process_graph_and_decisions(client, tmp
     assert (found & flipped).sum() >= 0.9 * flipped.sum()
 
 
+def test_small_data_is_searched_exactly_by_query_rows(client, tmp_path):
+    from winnow.pipeline.knn_dask import build_knn_graph_at, build_knn_graph_dask
+
+    path, _, _ = planted(tmp_path, n=900)
+    single = curation.build_knn_graph(np.load(path, mmap_mode="r"), k=7)  # auto: exact below 20k rows
+    sharded = build_knn_graph_dask(str(path), client, k=7)
+    assert single.method == "exact" and sharded.graph.method == "exact-dask(workers=2)"
+    np.testing.assert_array_equal(sharded.graph.indices, single.indices)
+    np.testing.assert_allclose(sharded.graph.similarities, single.similarities, atol=1e-6)
+    assert sorted(sharded.rows_by_worker.values()) == [450, 450]
+    # The same through the scheduler's address (how a run's build_knn stage reaches the cluster).
+    at = build_knn_graph_at(client.scheduler.address, str(path), k=7)
+    np.testing.assert_array_equal(at.indices, single.indices)
+
+
 def test_confident_joint_from_partition_summaries(client):
     from winnow.pipeline.knn_dask import confident_joint_dask
 

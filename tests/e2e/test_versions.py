@@ -271,12 +271,20 @@ def test_serve_registers_a_cron_deployment(prefect_harness, tmp_path):
 
 
 def test_dask_runner_with_two_workers_matches_local_run(prefect_harness, digit_folder, tmp_path):
+    """Embedding shards and the kNN graph (IVF, sharded by cell: pipeline/knn_dask.py) on the
+    runner's 2-worker LocalCluster: the same graph and manifest as the one-process run."""
     from winnow.flows.clean import run_clean
 
-    local = run(digit_folder, tmp_path / "local")
-    dask = run_clean(str(digit_folder), make_settings(out=str(tmp_path / "dask"), encoder="pixels:16", k=5,
-                               runner="dask", shards=2))
-    assert json.loads(open(dask["summary"]).read())["embedding"]["shards"] == 2
+    knn = {"k": 5, "kind": "ivf"}  # 120 samples would search exactly; IVF is the path that scales
+    local = clean_dataset(str(digit_folder), make_settings(out=str(tmp_path / "local"), encoder="pixels:16", knn=knn))
+    dask = run_clean(str(digit_folder), make_settings(out=str(tmp_path / "dask"), encoder="pixels:16", knn=knn,
+                                                      runner="dask", shards=2))
+    summary = json.loads(open(dask["summary"]).read())
+    assert summary["embedding"]["shards"] == 2
+    assert summary["knn"]["method"].startswith("ivf-dask(") and "workers=2" in summary["knn"]["method"]
+    assert json.loads(open(local["summary"]).read())["knn"]["method"].startswith("ivf(")
+    graphs = [load_knn_graph(os.path.join(r["run"], "work", "knn.npz")) for r in (local, dask)]
+    np.testing.assert_allclose(graphs[0].similarities, graphs[1].similarities, atol=1e-6)
     a = pl.read_parquet(local["manifest"]).sort("sample_id")
     b = pl.read_parquet(dask["manifest"]).sort("sample_id")
     assert a.equals(b)

@@ -86,6 +86,7 @@ def test_embed_samples_batches_texts_by_length_and_keys_the_store_by_content(tmp
     store.write_matrix([report.content_hash[i] for i in range(6)], out)
     got = np.load(out)
     lengths = np.array([9, 1, 7, 3, 8, 2], dtype=np.float32)
-    assert np.allclose(got[:, 0], lengths / np.sqrt(lengths**2 + 1))  # each vector under its own text's hash
+    # each vector under its own text's hash (the store keeps float16: ~2.5e-4 here; neighbours differ by 1.6e-3)
+    assert np.allclose(got[:, 0], lengths / np.sqrt(lengths**2 + 1), rtol=0, atol=5e-4)
     again = embed_samples([str(i) for i in range(len(cells))], _Cells(cells), enc, store, workers=1)
     assert again.n_embedded == 0 and again.n_reused == 7
