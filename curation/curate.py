@@ -159,6 +159,7 @@ def curate(
     duplicate_keys: list[str | None] | None = None,
     duplicate_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     copy_probe=None,
+    wide_graph: KnnGraph | None = None,
 ) -> Curation:
     """Run every detector and decide.
 
@@ -180,6 +181,9 @@ def curate(
     copy_probe: made copies of a sample of the inputs (embeddings/copies.py: "source" input
     rows, "kind", "vectors", "phash", "thumb"): the near-duplicate cut is calibrated on them
     (duplicates.calibrate_near_duplicates; facts["near_duplicate_calibration"]).
+    wide_graph: the same search with more neighbours per row (a run's knn stage keeps 2 x
+    detect.ood_max_group), read by the out_of_distribution group test; None: that test searches
+    again when it needs more than graph.k.
 
     duplicate_keys: N keys whose equality makes rows exact duplicates, in place of the content
     hashes (texts: the normalised text's hash, curation/text_duplicates.py). duplicate_pairs:
@@ -206,6 +210,8 @@ def curate(
     # Rank the sample ids once; every step below breaks ties by these ranks (same order).
     keys = rank_keys(keys, n, unique=True)
     check_same_length(embeddings=embeddings, rows=rows, knn_graph=graph.indices)
+    if wide_graph is not None:
+        check_same_length(embeddings=embeddings, wide_graph=wide_graph.indices)
     hashes_u = [content_hashes[i] for i in rows] if content_hashes is not None else None
     if duplicate_keys is not None:
         check_same_length(labels=labels, duplicate_keys=np.asarray(duplicate_keys, dtype=object))
@@ -249,7 +255,8 @@ def curate(
                        detect=detect, class_names=names, content_hashes=hashes_u,
                        holdout_embeddings=holdout_embeddings, holdout_hashes=holdout_hashes, sample_stats=stats_u,
                        seed=seed, label_report=label_report, report_classes=present,
-                       duplicate_keys=dup_keys_u, duplicate_pairs=pairs_u, copy_probe=probe_u)
+                       duplicate_keys=dup_keys_u, duplicate_pairs=pairs_u, copy_probe=probe_u,
+                       wide_graph=wide_graph)
     near = ctx.near_duplicate_similarity
     report = ctx.label_report
     frame = report.frame

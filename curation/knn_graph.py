@@ -17,6 +17,7 @@ search runs on the GPU, which is fast enough for millions of rows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,6 +105,12 @@ class KnnGraph:
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
+
+    def head(self, k: int) -> KnnGraph:
+        """The graph of each row's `k` nearest (the first k columns; itself when k >= self.k)."""
+        if k >= self.k:
+            return self
+        return dataclasses.replace(self, indices=self.indices[:, :k], similarities=self.similarities[:, :k])
 
 
 def build_knn_graph(embeddings, *, k: int = 10, index: IndexConfig | None = None,

@@ -54,6 +54,7 @@ class EmbedOutput:
 class KnnOutput:
     graph: Path  # knn.npz: the (M, k) graph over the matrix rows
     info: Path  # knn.json: method, recall, k, seconds
+    wide: Path  # knn-wide.npz: the same search's (M, wide_k) graph when a detector reads further (else absent)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ class WorkLayout:
 
     @property
     def knn(self) -> KnnOutput:
-        return KnnOutput(graph=self.folder / "knn.npz", info=self.folder / "knn.json")
+        return KnnOutput(graph=self.folder / "knn.npz", info=self.folder / "knn.json",
+                         wide=self.folder / "knn-wide.npz")
 
     @property
     def curation(self) -> CurationOutput:

@@ -201,7 +201,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
     from winnow.pipeline.report import write_report
     from winnow.pipeline.review.projection import write_map
     from winnow.pipeline.review.store import reviews_dir
-    from winnow.pipeline.stages import read_json
+    from winnow.pipeline.stages import read_json, wide_k_for
 
     started = time.perf_counter()
     config = plan.config
@@ -213,7 +213,8 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
         LOG.info("run %s: %d samples of %r", run.name, plan.samples.num_rows, plan.spec.name)
         samples = stages.load_samples(plan.target, work, **config.run.table_columns(), table=plan.samples)
         embed = _embed(stages, plan, samples, work)
-        knn = stages.build_knn(embed, work, knn=config.knn, seed=config.run.seed, progress=config.run.progress)
+        knn = stages.build_knn(embed, work, knn=config.knn, seed=config.run.seed, progress=config.run.progress,
+                               wide_k=wide_k_for(config.detect))
         holdouts = []
         for i, (target, table) in enumerate(plan.holdouts):
             folder = work.holdout(i)

@@ -229,34 +229,51 @@ def read_copies(embed: EmbedOutput) -> dict[str, np.ndarray] | None:
         return {k: z[k] for k in z.files}
 
 
+def wide_k_for(detect: curation.DetectConfig) -> int:
+    """How many neighbours the knn stage keeps for the detectors that read past knn.k (0: none)."""
+    return 2 * int(detect.ood_max_group)
+
+
 def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig = curation.KnnConfig(), seed: int = 0,
-              progress: bool = False, dask_address: str | None = None) -> KnnOutput:
+              progress: bool = False, dask_address: str | None = None, wide_k: int = 0) -> KnnOutput:
     """The embedding matrix -> the kNN graph every detector reads (`seed`: the IVF index's samples).
 
     dask_address: a Dask scheduler (the Dask runner's cluster, flows/clean.py): the graph is
     searched on its workers (pipeline/knn_dask.py: by IVF cell, or by query rows when exact),
     which open the matrix by path. The same graph as in this process (up to the order of
     exact ties), so the stage key does not depend on where it was searched.
+
+    wide_k: when a detector reads further than knn.k neighbours (the out_of_distribution group
+    test: 2 x DetectConfig.ood_max_group, `wide_k_for`), the one search keeps wide_k and the stage
+    writes both graphs: knn.npz (knn.k, what every other reader sees) and knn-wide.npz. Searching
+    40 instead of 10 costs little more than 10 (the distances dominate), a second search as much.
     """
     out = work.knn
     index = {k: v for k, v in dataclasses.asdict(knn).items() if k != "k"}
-    key = stage_key(work, "knn", upstream=("embed",), params={"k": knn.k, "seed": seed, "index": index})
-    if is_done(work, "knn", key, (out.graph, out.info)):
+    params = {"k": knn.k, "seed": seed, "index": index}
+    if wide_k > knn.k:
+        params["wide_k"] = int(wide_k)
+    key = stage_key(work, "knn", upstream=("embed",), params=params)
+    if is_done(work, "knn", key, (out.graph, out.info) + ((out.wide,) if wide_k > knn.k else ())):
         return out
     emb = np.load(embed.matrix, mmap_mode="r")
     if emb.shape[0] < 2:
         raise curation.InvalidArray(f"only {emb.shape[0]} sample(s) could be embedded; need at least 2")
     t0 = time.perf_counter()
     k = min(knn.k, emb.shape[0] - 1)
+    searched = min(max(knn.k, wide_k), emb.shape[0] - 1)
     if dask_address:
         from winnow.pipeline.knn_dask import build_knn_graph_at
 
-        graph = build_knn_graph_at(dask_address, str(embed.matrix), k=k, index=knn.index(seed=seed))
+        graph = build_knn_graph_at(dask_address, str(embed.matrix), k=searched, index=knn.index(seed=seed))
     else:
         with _progress_bar("indexing", emb.shape[0], enabled=progress, unit="steps") as update:
-            graph = curation.build_knn_graph(emb, k=k, index=knn.index(seed=seed), progress=update)
-    save_knn_graph(graph, out.graph)
-    write_json({"method": graph.method, "recall_at_k": graph.recall, "k": graph.k,
+            graph = curation.build_knn_graph(emb, k=searched, index=knn.index(seed=seed), progress=update)
+    out.wide.unlink(missing_ok=True)
+    if searched > k:
+        save_knn_graph(graph, out.wide)
+    save_knn_graph(graph.head(k), out.graph)
+    write_json({"method": graph.method, "recall_at_k": graph.recall, "k": k, "k_searched": searched,
                 "seconds": round(time.perf_counter() - t0, 3)}, out.info)
     mark_done(work, "knn", key)
     LOG.info("kNN graph (%s, k=%d) in %.1f s", graph.method, graph.k, time.perf_counter() - t0)
@@ -306,6 +323,7 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     result = curation.curate(
         table.column(S.LABEL_INDEX).to_numpy(), np.load(embed.matrix, mmap_mode="r"),
         load_knn_graph(knn.graph), rows=rows, n_classes=len(classes),
+        wide_graph=load_knn_graph(knn.wide) if knn.wide.is_file() else None,
         unusable_reason=emb_table[S.REASON].to_list(), keys=_tie_keys(emb_table),
         content_hashes=emb_table[S.CONTENT_HASH].to_list(), policy=policy, detect=detect,
         methods=methods, seed=seed, holdout_embeddings=holdout_emb, holdout_hashes=holdout_hashes,

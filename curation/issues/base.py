@@ -194,9 +194,12 @@ class IssueContext:
         duplicate_keys: list[str | None] | None = None,
         duplicate_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         copy_probe: Mapping[str, np.ndarray] | None = None,
+        wide_graph: KnnGraph | None = None,
     ) -> None:
         self.embeddings = embeddings  # (M, D) float32, L2-normalised
         self.graph = graph  # the kNN graph over them
+        # The same search kept wider (more neighbours per row) for detectors that read past graph.k, or None
+        self.wide_graph = wide_graph
         self.labels = np.asarray(labels, dtype=np.int64)  # (M,) given class indices
         self.n_classes = int(n_classes)  # K
         self.keys = np.asarray(keys)  # (M,) int64 ranks of the sample ids: tie-breaks never depend on row order

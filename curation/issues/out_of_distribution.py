@@ -33,8 +33,11 @@ def out_of_distribution(ctx: IssueContext) -> OutOfDistribution | None:
         if max_group < 1 or m < max_group + 3:
             return None
         k = min(2 * max_group, m - 1)
-        # The run's graph is usually k=10: a second, wider search (as costly as the first).
-        wide = ctx.graph if ctx.graph.k >= k else build_knn_graph(ctx.embeddings, k=k)
+        # A run's knn stage keeps the search's k wide columns (pipeline/stages.py: wide_k_for);
+        # without them (the library called with a k=10 graph) a second search, as costly as the first.
+        wide = next((g for g in (ctx.graph, ctx.wide_graph) if g is not None and g.k >= k), None)
+        if wide is None:
+            wide = build_knn_graph(ctx.embeddings, k=k)
         try:
             probs = ctx.pred_probs
         except MissingInput:

@@ -333,3 +333,35 @@ def test_adding_50_images_counts_every_changed_decision(tmp_path):
     assert set(summary["thresholds"]) == set(THRESHOLDS)
     for name in THRESHOLDS:
         assert summary["thresholds"][name] == {"old": before[name], "new": after[name]}
+
+
+# --- one kNN search for every detector --------------------------------------------------------------
+
+def test_the_group_test_reads_the_knn_stage_s_wide_search_not_a_second_one(digit_folder, tmp_path, monkeypatch):
+    """The knn stage keeps 2 x ood_max_group neighbours of its one search (knn-wide.npz); every
+    other reader gets knn.k columns, the same as a search for k alone; the out_of_distribution
+    test never searches again (a second search cost as much as the graph: 821 s at 1M)."""
+    from winnow.curation import build_knn_graph
+    from winnow.pipeline.run import run_clean
+
+    def second_search(*args, **kwargs):
+        raise AssertionError("out_of_distribution searched the embeddings a second time")
+
+    monkeypatch.setattr("winnow.curation.issues.out_of_distribution.build_knn_graph", second_search)
+    paths = run_clean(str(digit_folder), make_settings(out=str(tmp_path / "out"), encoder="pixels:16",
+                                                       knn={"k": 5}, detect={"ood_max_group": 8}))
+    work = Path(paths["run"]) / "work"
+    graph, wide = load_knn_graph(work / "knn.npz"), load_knn_graph(work / "knn-wide.npz")
+    assert (graph.k, wide.k) == (5, 16)
+    np.testing.assert_array_equal(wide.indices[:, :5], graph.indices)
+    info = json.loads((work / "knn.json").read_text())
+    assert (info["k"], info["k_searched"]) == (5, 16)
+    emb = np.load(work / "embeddings.npy").astype(np.float32)  # the same as searching for 5 alone
+    np.testing.assert_array_equal(build_knn_graph(emb, k=5).indices, graph.indices)
+    summary = json.loads(open(paths["summary"]).read())
+    assert "out_of_distribution" in json.dumps(summary)
+
+    # With the group test off the stage keeps no wide graph (and a re-run removes a stale one).
+    off = run_clean(str(digit_folder), make_settings(out=str(tmp_path / "out"), encoder="pixels:16",
+                                                     knn={"k": 5}, detect={"ood_max_group": 0}))
+    assert not (Path(off["run"]) / "work" / "knn-wide.npz").exists()
