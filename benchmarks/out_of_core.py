@@ -113,7 +113,12 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
     try:
         t0 = time.perf_counter()
         index = curation.IndexConfig(kind="ivf", nlist=nlist, nprobe=nprobe, recall_sample=recall_sample, seed=seed)
-        graph = curation.build_knn_graph(emb, k=k, index=index, progress=_graph_progress(t0))
+        # One search for every detector, as a run's knn stage does: the out_of_distribution group
+        # test reads 2 x ood_max_group neighbours, every other detector the first k.
+        config = curation.DetectConfig(cluster_levels=cluster_levels)
+        wide = curation.build_knn_graph(emb, k=max(k, 2 * config.ood_max_group), index=index,
+                                        progress=_graph_progress(t0))
+        graph = wide.head(k)
         seconds["knn_graph"] = time.perf_counter() - t0
         LOG.info("knn_graph: %.1f s, %s, recall estimate %s (peak RSS %.2f GiB)", seconds["knn_graph"], graph.method,
                  graph.recall, _rss_mib() / 1024)
@@ -122,7 +127,7 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
         t1 = time.perf_counter()
         result = curation.curate(labels, emb, graph, rows=np.arange(n), n_classes=int(labels.max()) + 1,
                                  unusable_reason=[None] * n, keys=np.arange(n), seed=seed,
-                                 detect=curation.DetectConfig(cluster_levels=cluster_levels))
+                                 detect=config, wide_graph=wide)
         seconds["curate_total"] = time.perf_counter() - t1
     finally:
         for name, (module, fn) in originals.items():
