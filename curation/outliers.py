@@ -205,7 +205,7 @@ def _robust_cut(values: np.ndarray, z: float) -> tuple[np.ndarray, float]:
 # (`group_scale`), and below N_MIN samples (where even the smallest group looked for, MIN_GROUP,
 # would be more than GROUP_SHARE of the data) the test is skipped and says so: a 40-image folder of
 # 3 classes has no group scale at which a class is not itself "a small group no class owns" (it
-# flagged 7 of 42 clean digits of the acceptance suite's user folder before).
+# flagged 7 of 43 clean digits of the acceptance suite's user folder before).
 #
 # Provenance (issue 15): MAX_GROUP, EVENNESS_FLOOR and EVENNESS_WEIGHT were chosen on the
 # development set of benchmarks/outliers_ood.py: scikit-learn's 1,797 digits with planted groups
