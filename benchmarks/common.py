@@ -68,9 +68,9 @@ def graph_pred_probs(indices: np.ndarray, labels: np.ndarray, n_classes: int) ->
     return (proba - 1 / (k + 1) * one_hot) * (k + 1) / k
 
 
-def datalab_label_issues(labels: np.ndarray, *, features=None, pred_probs=None, k: int = 10):
-    """Datalab's label check from features (its own kNN) or pred_probs.
-    Returns (is_label_issue (N,) bool, label_score (N,) float, seconds)."""
+def run_datalab(labels: np.ndarray, issue_types: dict, **find_issues):
+    """cleanlab's Datalab on `labels` with `issue_types`, its `find_issues` given `find_issues`
+    (features=..., pred_probs=...), quietly. Returns (the Datalab, seconds)."""
     try:
         from cleanlab import Datalab
     except ImportError as exc:  # pragma: no cover
@@ -79,10 +79,16 @@ def datalab_label_issues(labels: np.ndarray, *, features=None, pred_probs=None, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
-        if pred_probs is not None:
-            lab.find_issues(pred_probs=pred_probs, issue_types={"label": {}})
-        else:
-            lab.find_issues(features=np.asarray(features), issue_types={"label": {"k": k}})
-    seconds = time.perf_counter() - t
+        lab.find_issues(issue_types=issue_types, **find_issues)
+    return lab, time.perf_counter() - t
+
+
+def datalab_label_issues(labels: np.ndarray, *, features=None, pred_probs=None, k: int = 10):
+    """Datalab's label check from features (its own kNN) or pred_probs.
+    Returns (is_label_issue (N,) bool, label_score (N,) float, seconds)."""
+    if pred_probs is not None:
+        lab, seconds = run_datalab(labels, {"label": {}}, pred_probs=pred_probs)
+    else:
+        lab, seconds = run_datalab(labels, {"label": {"k": k}}, features=np.asarray(features))
     issues = lab.get_issues("label")
     return issues["is_label_issue"].to_numpy(), issues["label_score"].to_numpy(), seconds

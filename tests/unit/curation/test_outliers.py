@@ -11,8 +11,10 @@ from tests.helpers.planted import PlantedFolder, planted_folder
 from winnow.curation.errors import InvalidArray
 from winnow.curation.knn_graph import build_knn_graph
 from winnow.curation.outliers import (
+    N_MIN,
     find_out_of_distribution,
     find_outliers,
+    group_scale,
     score_evenness,
     score_knn_distance,
     score_local,
@@ -244,15 +246,68 @@ def test_evenness_of_labels_and_of_the_probe():
 def test_out_of_distribution_validates_and_handles_tiny_inputs():
     graph = build_knn_graph(np.eye(4, dtype=np.float32), k=3)
     thirty = np.eye(30, dtype=np.float32)
-    with pytest.raises(InvalidArray, match="needs at least max_group"):
-        find_out_of_distribution(build_knn_graph(thirty, k=3), build_knn_graph(thirty, k=5))
+    many = np.eye(120, dtype=np.float32)  # N=120: the group scale is 6 (5% of N), its window 12 neighbours
+    with pytest.raises(InvalidArray, match="needs at least 2 \\* max_group = 12 neighbours at N=120"):
+        find_out_of_distribution(build_knn_graph(many, k=3), build_knn_graph(many, k=5))
     with pytest.raises(InvalidArray, match="wide graph has 30 rows"):
         find_out_of_distribution(graph, build_knn_graph(thirty, k=3))
     with pytest.raises(InvalidArray, match="max_group must be a positive integer, got 0"):
         find_out_of_distribution(graph, graph, max_group=0)
     # N = 4: every other sample is within the group scale; nothing to escape to, nothing flagged.
     found = find_out_of_distribution(graph, graph, np.array([0, 1, 0, 1]), max_group=20)
-    assert not found.is_flagged.any()
+    assert not found.is_flagged.any() and found.skipped
+
+
+def test_the_group_scale_shrinks_with_n_and_stops_below_n_min():
+    # A "small group" is at most 5% of the data and at least 5 samples (issue 15: groups of 5-20).
+    assert N_MIN == 100
+    assert [group_scale(n) for n in (40, 99, 100, 300, 399, 400, 100_000)] == [0, 0, 5, 15, 19, 20, 20]
+    assert group_scale(1000, max_group=8) == 8
+
+
+def _tiny_clean_folder(encoder: str = "pixels"):
+    """What a user's first try looks like: 14 real digits of each of 3 classes (the acceptance
+    suite's user folder, tests/helpers/userdata.py)."""
+    from tests.helpers.userdata import digit_images_by_class
+    from winnow.embeddings import get_encoder
+
+    by_class = digit_images_by_class(14, seed=0)
+    images = [im for c in sorted(by_class) for im in by_class[c]]
+    labels = np.repeat(np.arange(len(by_class)), 14)
+    return get_encoder(encoder).encode_images(images), labels
+
+
+def test_a_tiny_clean_folder_gets_no_group_flags_and_says_the_test_was_skipped(caplog):
+    x, labels = _tiny_clean_folder()
+    n = len(labels)
+    with caplog.at_level("INFO", logger="winnow.curation.outliers"):
+        found = find_out_of_distribution(build_knn_graph(x, k=10), build_knn_graph(x, k=n - 1), labels, n_classes=3)
+    assert not found.is_ood.any() and found.max_group == 0 and np.isnan(found.group_z).all()
+    assert found.skipped == f"{n} samples < 100 (a group of 5 would be over 5% of the data)"
+    assert f"out_of_distribution: skipped, {n} samples < 100" in caplog.text
+    # The isolated test still runs (about 1 false flag expected; the clean folder has none).
+    assert found.is_outlier.sum() <= 1 and np.isfinite(found.score).all()
+
+
+def test_a_group_of_noise_in_a_few_hundred_images_is_still_found():
+    # 300 real digits (10 classes) and 12 colour-noise images dropped into random folders: the
+    # group scale is 15 (5% of 312), so the 12 are a group that must reach outside itself.
+    from tests.helpers.images import digit_images
+    from tests.helpers.ood import ood_group
+    from winnow.embeddings import get_encoder
+
+    digits = digit_images(300, seed=7, size=32)
+    junk = ood_group("noise", 12, seed=4)
+    x = get_encoder("pixels").encode_images([im for im, _ in digits] + junk)
+    labels = np.r_[[y for _, y in digits], np.random.default_rng(4).integers(0, 10, 12)]
+    found = find_out_of_distribution(build_knn_graph(x, k=10), build_knn_graph(x, k=40), labels, n_classes=10)
+    assert found.max_group == 15 and found.skipped is None
+    assert found.is_flagged[300:].all(), found.score[300:]
+    assert found.is_flagged[:300].sum() <= 2, np.flatnonzero(found.is_flagged[:300])
+    # The same folder without the junk: about one flag (expected_false = 1), here at most 2.
+    clean = find_out_of_distribution(build_knn_graph(x[:300], k=10), build_knn_graph(x[:300], k=40), labels[:300],
+                                     n_classes=10)
+    assert clean.is_flagged.sum() <= 2, np.flatnonzero(clean.is_flagged)
 
 
 def _clean_digits_flags(encoder: str):

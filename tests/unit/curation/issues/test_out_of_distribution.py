@@ -62,6 +62,7 @@ def test_the_singleton_is_an_outlier_and_the_group_is_out_of_distribution():
     score, cut = ood.columns["ood_score"], ood.facts["ood_threshold"]
     assert np.array_equal(score > cut, iso.flags["outlier"] | ood.flags["out_of_distribution"])
     assert ood.facts["ood_max_group"] == 20 and ood.facts["out_of_distribution"] == 15
+    assert ood.facts["ood_skipped"] is None
 
 
 def test_the_probe_evidence_is_used_when_the_run_has_it():
@@ -80,9 +81,15 @@ def test_off_with_ood_max_group_zero_and_on_tiny_inputs():
     off = dataclasses.replace(DetectConfig(), ood_max_group=0)
     _, ood = _find(_context(x, labels, detect=off))
     assert not ood.flags["out_of_distribution"].any() and np.isnan(ood.columns["ood_score"]).all()
-    assert ood.facts["ood_threshold"] is None
+    assert ood.facts["ood_threshold"] is None and ood.facts["ood_skipped"] == "off (ood_max_group = 0)"
     small = x[:12]
     _, ood = _find(_context(small, labels[:12]))
     assert not ood.flags["out_of_distribution"].any()
+    # Too few samples for a group test: skipped, and the summary says why.
+    assert ood.facts["ood_skipped"] == "12 samples < 100 (a group of 5 would be over 5% of the data)"
+    assert ood.facts["ood_max_group"] == 0
+    # A few hundred samples: the group scale is 5% of N.
+    _, ood = _find(_context(x[:300], labels[:300]))
+    assert ood.facts["ood_max_group"] == 15 and ood.facts["ood_skipped"] is None
     with pytest.raises(InvalidArray, match="ood_max_group must be a non-negative integer, got -1"):
         DetectConfig(ood_max_group=-1)
