@@ -146,8 +146,11 @@ def true_class_posterior(labels: np.ndarray, probs: np.ndarray, joint: np.ndarra
     return np.where(total > 0, post / np.where(total > 0, total, 1.0), fallback)
 
 
+CUT_COUNTS = ("expected_f1", "joint")
+
+
 def cut_by_noise_estimate(labels: np.ndarray, probs: np.ndarray, *, scores: np.ndarray | None = None,
-                          sample_weight: np.ndarray | None = None):
+                          sample_weight: np.ndarray | None = None, count: str = "expected_f1"):
     """Flags, joint, posterior and label_quality of the per-class cut; see the module docstring.
 
     labels (N,), probs (N, K) the blended evidence; scores (N,) score-only evidence in
@@ -156,6 +159,8 @@ def cut_by_noise_estimate(labels: np.ndarray, probs: np.ndarray, *, scores: np.n
     Returns (is_label_issue (N,) bool, confident joint (K, K), posterior (N, K) over the
     true class, label_quality (N,)).
     """
+    if count not in CUT_COUNTS:
+        raise InvalidArray(f"count must be one of {CUT_COUNTS}, got {count!r}")
     k = probs.shape[1]
     cj = compute_confident_joint(labels, probs, weights=sample_weight)
     posterior = true_class_posterior(labels, probs, cj)
@@ -174,8 +179,10 @@ def cut_by_noise_estimate(labels: np.ndarray, probs: np.ndarray, *, scores: np.n
         # The joint's count caps the class: where the evidence is weak (a rare class the
         # model barely learnt) the expected-F1 count grows with the doubt, and would flag
         # that class's clean samples more often than a frequent class's.
-        count = min(f1_optimal_count(wrong[order], w[order]), _n_within(w[order], errors[given]))
-        flagged[order[:count]] = True
+        m = _n_within(w[order], errors[given])
+        if count == "expected_f1":
+            m = min(f1_optimal_count(wrong[order], w[order]), m)
+        flagged[order[:m]] = True
     # As in confident learning: a sample whose evidence's most probable class is its given
     # label keeps it, whatever its class's count (an overestimated count cannot reach it).
     agrees = probs[np.arange(len(labels)), labels] >= probs.max(axis=1) - 1e-12
