@@ -183,3 +183,18 @@ def test_the_cut_beats_cleanlab_on_a_weak_model(digits_weak_model):
         return 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
 
     assert f1(flagged) >= f1(theirs), (f1(flagged), f1(theirs))
+
+
+def test_the_joint_count_is_kept_for_multilabel_and_unknown_counts_are_named():
+    x, y = mixture([200, 200, 200])
+    probs = np.full((600, 3), 0.1)
+    probs[np.arange(600), y] = 0.8
+    noisy = y.copy()
+    noisy[:20] = (noisy[:20] + 1) % 3
+    flagged, cj, _, _ = ensemble.cut_by_noise_estimate(noisy, probs, count="joint")
+    # The joint's count alone: each class flags its off-diagonal row of the calibrated joint.
+    errors = cj.sum(axis=1) - np.diag(cj)
+    np.testing.assert_array_equal(np.bincount(noisy[flagged], minlength=3), errors)
+    assert flagged[:20].all()
+    with pytest.raises(ensemble.InvalidArray, match="'most'"):
+        ensemble.cut_by_noise_estimate(noisy, probs, count="most")
