@@ -108,7 +108,7 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     suggested = np.where(blend[rows, suggested] > blend[rows, labels], suggested, labels).astype(np.int64)
     # The estimate is the share the cut flags (per class and in total): what a user is told
     # ("about 9% of your labels look wrong") is what they will review. The calibrated joint's
-    # off-diagonal share counts a weak model's own errors as noise (1.2-1.4x the truth on the
+    # off-diagonal share counts a weak model's own errors as noise (1.16-1.42x the truth on the
     # development split's raw-pixel logistic regression) and was within 20% of the truth on 29
     # of the 36 development conditions; the flagged share on 35 of 36 (median 0.99x).
     counts = np.bincount(labels, weights=sample_weight, minlength=blend.shape[1]).astype(np.float64)
