@@ -26,12 +26,20 @@ pred_probs, the AUROC of cleanlab's other pred_probs-only scores.
     .venv/bin/python -m benchmarks.label_noise --split none --speed 50000,100000   # the speed table alone
     .venv/bin/python -m benchmarks.label_noise --markdown out/label_noise.md
 
-Data are built offline and cached under ~/.cache/winnow/bench/ (benchmarks/label_noise_data.py).
+Data are built offline and cached under ~/.cache/winnow/bench/ (benchmarks/label_noise_data.py);
+the per-condition pred_probs of the raw-pixel / multi-label logistic regressions (which depend
+only on the condition, never on Winnow's code) and Winnow's probe (keyed by its inputs and the
+source of curation/small_loss.py) are cached under --cache (default /tmp/winnow-label-noise),
+so a rerun after a change to the ensemble or the cut takes minutes, not the better part of an hour.
+--dump DIR saves each condition's blend inputs (what curation.ensemble.combine_detectors was
+given, plus the truth) so a change to the cut can be tried offline in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import sys
 import time
 import warnings
@@ -70,6 +78,8 @@ from winnow.curation.noise import (
 )
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# Per-condition pred_probs (set by --cache); None = no cache.
+PRED_CACHE: list[Path | None] = [Path(os.environ.get("WINNOW_LABEL_NOISE_CACHE", "/tmp/winnow-label-noise"))]
 # Samples of the largest class on long-tail rows (the rarest keeps n_max / ratio).
 LONG_TAIL_N_MAX = {"gmm": 2000, "text-minilm": 1000}
 
@@ -107,6 +117,59 @@ def transition_for(kind: str, rate, k: int, *, sparsity=None, seed: int = NOISE_
     return noise_transition_matrix(kind, rate, n_classes=k)
 
 
+def _cached_probs(cond: Condition, what: str, noisy: np.ndarray, build) -> np.ndarray:
+    """pred_probs that depend only on the condition (data, planted noise): from the cache when
+    the same noisy labels were seen before (the key hashes them), else built and saved."""
+    folder = PRED_CACHE[0]
+    if folder is None:
+        return build()
+    digest = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()[:16]
+    # The raw view is the data source's (mnist-lr and mnist-lr+effnet share their pixels).
+    path = folder / f"{what}-{cond.dataset.split('-')[0]}-{cond.imbalance}-{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    out = np.asarray(build())
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+    np.save(tmp, out)
+    os.replace(tmp, path)
+    return out
+
+
+def cache_probe() -> None:
+    """Cache Winnow's K-fold probe under --cache: keyed by a hash of its inputs AND of the source of
+    curation/small_loss.py (a change to the probe is a new key), so reruns after a change to the
+    ensemble or the cut skip the training. Detection is otherwise unchanged (the cached
+    ProbeResult is the one fit_probe returned)."""
+    import pickle
+
+    import winnow.curation.label_issues as li
+    import winnow.curation.small_loss as sl
+
+    original = li.fit_probe
+    code = hashlib.sha1(Path(sl.__file__).read_bytes()).hexdigest()[:12]
+
+    def cached(embeddings, labels, **kw):
+        folder = PRED_CACHE[0]
+        if folder is None:
+            return original(embeddings, labels, **kw)
+        h = hashlib.sha1(code.encode())
+        for a in (embeddings, labels, kw.get("groups")):
+            h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+        h.update(repr(sorted((k, v) for k, v in kw.items() if k != "groups")).encode())
+        path = folder / f"probe-{h.hexdigest()[:20]}.pkl"
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        out = original(embeddings, labels, **kw)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.pkl")
+        tmp.write_bytes(pickle.dumps(out))
+        os.replace(tmp, path)
+        return out
+
+    li.fit_probe = cached
+
+
 def prepare(cond: Condition) -> Prepared:
     """The inputs of one condition: noisy labels, truth, and what each method is given."""
     spec = DATASETS[cond.dataset]
@@ -114,7 +177,7 @@ def prepare(cond: Condition) -> Prepared:
     if spec.inputs == "multilabel":
         noisy = plant_multilabel_noise(data.labels, cond.noise.kind, cond.noise.rate, seed=NOISE_SEED)
         features = data.embeddings if data.embeddings is not None else data.raw
-        probs = oof_multilabel_pred_probs(features, noisy, seed=NOISE_SEED)
+        probs = _cached_probs(cond, "ml", noisy, lambda: oof_multilabel_pred_probs(features, noisy, seed=NOISE_SEED))
         return Prepared(noisy, data.labels, None, probs, None)
     rows = np.arange(len(data.labels))
     if cond.imbalance > 1:
@@ -127,7 +190,9 @@ def prepare(cond: Condition) -> Prepared:
     else:
         noisy = plant_label_noise(true, transition_for(noise.kind, noise.rate, k, sparsity=noise.sparsity), seed=NOISE_SEED)
     emb = data.embeddings[rows] if spec.inputs in ("embeddings", "both") else None
-    probs = oof_logistic_pred_probs(data.raw[rows], noisy, seed=NOISE_SEED) if spec.inputs in ("pred_probs", "both") else None
+    probs = None
+    if spec.inputs in ("pred_probs", "both"):
+        probs = _cached_probs(cond, "lr", noisy, lambda: oof_logistic_pred_probs(data.raw[rows], noisy, seed=NOISE_SEED))
     graph = None
     if emb is not None:
         key = (cond.dataset, cond.imbalance, len(rows))
@@ -164,7 +229,38 @@ def _auroc(truth, quality) -> float:
     return float(roc_auc_score(truth, -np.asarray(quality))) if 0 < truth.sum() < len(truth) else float("nan")
 
 
-def run_condition(cond: Condition, *, with_datalab: bool = False) -> dict:
+def _detect_dumping(dump: Path | None, name: str, truth: np.ndarray, *args, **kwargs):
+    """detect_label_issues; with `dump`, also save what the ensemble was given (the sources' class
+    distributions, score-only evidence, sample weights) and the truth to dump/name.npz."""
+    if dump is None:
+        return detect_label_issues(*args, **kwargs)
+    import winnow.curation.label_issues as li
+
+    seen = {}
+    original = li.combine_detectors
+
+    def spy(labels, class_probs, *, scores=None, sample_weight=None):
+        seen.update(labels=labels, class_probs=class_probs, scores=scores, sample_weight=sample_weight)
+        return original(labels, class_probs, scores=scores, sample_weight=sample_weight)
+
+    li.combine_detectors = spy
+    try:
+        rep = detect_label_issues(*args, **kwargs)
+    finally:
+        li.combine_detectors = original
+    if seen and len(seen["labels"]) == len(truth):  # rare classes left out: rows differ, not dumped
+        arrays = {"labels": seen["labels"], "truth": truth}
+        arrays.update({f"probs_{k}": v for k, v in seen["class_probs"].items()})
+        arrays.update({f"score_{k}": v for k, v in (seen["scores"] or {}).items()})
+        if seen["sample_weight"] is not None:
+            arrays["sample_weight"] = seen["sample_weight"]
+        dump.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(dump / f"{name}.npz", **arrays)
+    return rep
+
+
+def run_condition(cond: Condition, *, with_datalab: bool = False, dump: Path | None = None,
+                  sources: bool = True) -> dict:
     """Every method on one condition; metrics per method plus the row's extras."""
     p = prepare(cond)
     if DATASETS[cond.dataset].inputs == "multilabel":
@@ -175,7 +271,9 @@ def run_condition(cond: Condition, *, with_datalab: bool = False) -> dict:
     truth = p.noisy != p.true
     out: dict = {"true_rate": float(truth.mean())}
     t = time.perf_counter()
-    rep = detect_label_issues(p.noisy, embeddings=p.embeddings, knn=p.graph, pred_probs=p.pred_probs, seed=0)
+    name = f"{cond.split}__{cond.dataset}__{cond.noise.label.replace(' ', '_')}__{cond.imbalance}"
+    rep = _detect_dumping(dump, name, truth, p.noisy, embeddings=p.embeddings, knn=p.graph,
+                          pred_probs=p.pred_probs, seed=0)
     out["seconds"] = time.perf_counter() - t
     f = rep.frame
     quality, flagged = f["label_quality"].to_numpy(), f["is_label_issue"].to_numpy()
@@ -204,7 +302,7 @@ def run_condition(cond: Condition, *, with_datalab: bool = False) -> dict:
                     truth, get_label_quality_scores(p.noisy, p.pred_probs, method="normalized_margin",
                                                     adjust_pred_probs=True)),
             }
-    if p.pred_probs is not None and p.embeddings is not None:
+    if sources and p.pred_probs is not None and p.embeddings is not None:
         alone = detect_label_issues(p.noisy, embeddings=p.embeddings, knn=p.graph, seed=0).frame
         only_probs = detect_label_issues(p.noisy, pred_probs=p.pred_probs, seed=0).frame
         out["sources"] = {"pred_probs": _auroc(truth, only_probs["label_quality"].to_numpy()),
@@ -402,6 +500,16 @@ def speed_table(sizes: list[int], *, datalab_max: int = 50000, seed: int = 0) ->
 # --- main -----------------------------------------------------------------------------------------
 
 
+def _row_line(r: dict) -> str:
+    """One condition's result as a log line, printed as soon as it is known."""
+    line = (f"true {100 * r['true_rate']:.1f}% est {100 * r['est_rate']:.1f}% | F1 winnow {r['winnow']['f1']:.3f} "
+            f"cleanlab {r['cleanlab']['f1']:.3f} best cut {r['best_cut']:.3f}")
+    if "ffr" in r:
+        (wr, wf), (cr, cf) = r["ffr"]["winnow"], r["ffr"]["cleanlab"]
+        line += f" | false flags rare/frequent winnow {100 * wr:.1f}/{100 * wf:.1f}% cleanlab {100 * cr:.1f}/{100 * cf:.1f}%"
+    return line
+
+
 def _selected(split: str, *, quick: bool, datasets: tuple[str, ...] | None) -> list[Condition]:
     conds = conditions(split, datasets=datasets)
     if quick:
@@ -421,16 +529,24 @@ def main(argv=None):
     ap.add_argument("--speed-datalab-max", type=int, default=50000,
                     help="largest N at which Datalab runs from features in the speed table")
     ap.add_argument("--markdown", type=Path, help="also write the tables as markdown to this file")
+    ap.add_argument("--cache", type=Path, default=PRED_CACHE[0],
+                    help="folder caching each condition's logistic-regression pred_probs ('' = none)")
+    ap.add_argument("--dump", type=Path, help="save each condition's ensemble inputs and truth here (npz)")
+    ap.add_argument("--no-sources", action="store_true",
+                    help="skip the per-source AUROC runs on rows with pred_probs AND embeddings (2 extra detections)")
     args = ap.parse_args(argv)
+    PRED_CACHE[0] = args.cache if str(args.cache) not in ("", ".") else None
+    cache_probe()
     datasets = tuple(filter(None, args.datasets.split(","))) or None
     blocks = []
     for split in {"both": SPLITS, "none": ()}.get(args.split, (args.split,)):
         rows = []
         for cond in _selected(split, quick=args.quick, datasets=datasets):
             t = time.perf_counter()
-            rows.append((cond, run_condition(cond, with_datalab=args.datalab)))
-            print(f"  {split} {cond.dataset} {cond.noise.label} IR {cond.imbalance}: {time.perf_counter() - t:.1f} s",
-                  file=sys.stderr, flush=True)
+            r = run_condition(cond, with_datalab=args.datalab, dump=args.dump, sources=not args.no_sources)
+            rows.append((cond, r))
+            print(f"  {split} {cond.dataset} {cond.noise.label} IR {cond.imbalance}: {_row_line(r)} "
+                  f"({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
         title = "Held-out conditions" if split == "held_out" else "Development conditions"
         blocks.append(f"### {title}")
         blocks += quality_table(split, rows, with_datalab=args.datalab)

@@ -120,3 +120,81 @@ def test_posterior_follows_the_joint():
     assert post[0, 2] == 0 and post[0, 0] > 0.5  # no mass where the joint has none
     assert post[1, 1] > post[0, 1]  # evidence for class 1 moves belief to class 1
     assert post[2, 0] > 0.9
+
+
+def test_f1_optimal_count_is_the_brute_force_best():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = np.sort(rng.beta(0.5, 2.0, size=int(rng.integers(1, 40))))[::-1]
+        w = rng.uniform(0.2, 1.0, size=len(p))
+        expected = (w * p).sum()
+        f1 = [2 * (w[:m] * p[:m]).sum() / (w[:m].sum() + expected) for m in range(1, len(p) + 1)]
+        assert ensemble.f1_optimal_count(p, w) == int(np.argmax(f1)) + 1
+    assert ensemble.f1_optimal_count(np.zeros(5)) == 0
+    assert ensemble.f1_optimal_count(np.array([1.0, 1.0, 0.0])) == 2
+
+
+@pytest.fixture(scope="module")
+def digits_weak_model():
+    """scikit-learn digits with 10% symmetric flips, and a weak user model's out-of-fold
+    pred_probs (logistic regression on 8 principal components of the pixels: ~10% of its own
+    errors on clean labels, which the confident joint counts as noise)."""
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from winnow.curation.noise import noise_transition_matrix
+
+    d = load_digits()
+    y = d.target.astype(np.int64)
+    noisy = plant_label_noise(y, noise_transition_matrix("symmetric", 0.1, n_classes=10), seed=0)
+    model = make_pipeline(StandardScaler(), PCA(8, random_state=0), LogisticRegression(max_iter=500))
+    probs = cross_val_predict(model, d.data, noisy, cv=StratifiedKFold(5, shuffle=True, random_state=0),
+                              method="predict_proba")
+    return y, noisy, probs
+
+
+def test_noise_rate_of_a_weak_model_is_within_20_percent(digits_weak_model):
+    from winnow.curation.confident_learning import estimate_noise_rate
+
+    y, noisy, probs = digits_weak_model
+    report = detect_label_issues(noisy, pred_probs=probs, seed=0)
+    true_rate = (noisy != y).mean()
+    assert abs(report.noise_rate / true_rate - 1) <= 0.2, (report.noise_rate, true_rate)
+    # The share it states is the share it flags.
+    assert report.noise_rate == pytest.approx(report.frame["is_label_issue"].to_numpy().mean())
+    # The calibrated joint's own off-diagonal share (the estimate before session 21) counts the
+    # weak model's errors as noise: this is the data where the two differ.
+    assert estimate_noise_rate(report.confident_joint) / true_rate > 1.2
+
+
+def test_the_cut_beats_cleanlab_on_a_weak_model(digits_weak_model):
+    from cleanlab.filter import find_label_issues as cleanlab_find
+
+    y, noisy, probs = digits_weak_model
+    truth = noisy != y
+    flagged = detect_label_issues(noisy, pred_probs=probs, seed=0).frame["is_label_issue"].to_numpy()
+    theirs = cleanlab_find(noisy, probs, n_jobs=1)
+
+    def f1(mask):
+        return 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
+
+    assert f1(flagged) >= f1(theirs), (f1(flagged), f1(theirs))
+
+
+def test_the_joint_count_is_kept_for_multilabel_and_unknown_counts_are_named():
+    x, y = mixture([200, 200, 200])
+    probs = np.full((600, 3), 0.1)
+    probs[np.arange(600), y] = 0.8
+    noisy = y.copy()
+    noisy[:20] = (noisy[:20] + 1) % 3
+    flagged, cj, _, _ = ensemble.cut_by_noise_estimate(noisy, probs, count="joint")
+    # The joint's count alone: each class flags its off-diagonal row of the calibrated joint.
+    errors = cj.sum(axis=1) - np.diag(cj)
+    np.testing.assert_array_equal(np.bincount(noisy[flagged], minlength=3), errors)
+    assert flagged[:20].all()
+    with pytest.raises(ensemble.InvalidArray, match="'most'"):
+        ensemble.cut_by_noise_estimate(noisy, probs, count="most")
