@@ -116,8 +116,10 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
         # One search for every detector, as a run's knn stage does: the out_of_distribution group
         # test reads 2 x ood_max_group neighbours, every other detector the first k.
         config = curation.DetectConfig(cluster_levels=cluster_levels)
-        wide = curation.build_knn_graph(emb, k=max(k, 2 * config.ood_max_group), index=index,
-                                        progress=_graph_progress(t0))
+        from winnow.curation.outliers import group_scale
+
+        wide_k = max(k, 2 * group_scale(len(labels), config.ood_max_group))
+        wide = curation.build_knn_graph(emb, k=wide_k, index=index, progress=_graph_progress(t0))
         graph = wide.head(k)
         seconds["knn_graph"] = time.perf_counter() - t0
         LOG.info("knn_graph: %.1f s, %s, recall estimate %s (peak RSS %.2f GiB)", seconds["knn_graph"], graph.method,

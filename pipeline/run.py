@@ -214,7 +214,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
         samples = stages.load_samples(plan.target, work, **config.run.table_columns(), table=plan.samples)
         embed = _embed(stages, plan, samples, work)
         knn = stages.build_knn(embed, work, knn=config.knn, seed=config.run.seed, progress=config.run.progress,
-                               wide_k=wide_k_for(config.detect))
+                               wide_k=wide_k_for(config.detect, plan.samples.num_rows))
         holdouts = []
         for i, (target, table) in enumerate(plan.holdouts):
             folder = work.holdout(i)

@@ -119,8 +119,11 @@ def embed_shard(samples: SamplesOutput, encoder_name: str, store_dir: str, work:
     with _progress_bar("embedding", len(positions), enabled=progress) as update:
         report = embed_samples([locators[i] for i in positions], open_reader(table), encoder, store,
                                refused=[refused[i] for i in positions], batch_size=batch_size, progress=update)
-    if shard == 0 and encoder.modality == "image":  # one shard calibrates the near-duplicate cut: copies of its images
-        usable = [p for p, r in zip(positions, report.reason, strict=True) if r is None]
+    if shard == 0 and encoder.modality == "image":
+        # One shard calibrates the near-duplicate cut on copies of a sample drawn from every
+        # shard's rows (not refused; an unreadable one is skipped), so the cut and the decisions
+        # do not depend on how many shards the run has.
+        usable = [p for p in range(table.num_rows) if refused[p] is None]
         probe = probe_copies(locators, open_reader(table), encoder, usable=usable)
         _save_npz(done.copies, source=probe.source, kind=probe.kind, vectors=probe.vectors, phash=probe.phash,
                   thumb=probe.thumb)
@@ -229,9 +232,12 @@ def read_copies(embed: EmbedOutput) -> dict[str, np.ndarray] | None:
         return {k: z[k] for k in z.files}
 
 
-def wide_k_for(detect: curation.DetectConfig) -> int:
-    """How many neighbours the knn stage keeps for the detectors that read past knn.k (0: none)."""
-    return 2 * int(detect.ood_max_group)
+def wide_k_for(detect: curation.DetectConfig, n: int) -> int:
+    """How many neighbours the knn stage keeps, for `n` samples, for the detectors that read past
+    knn.k (0: none): the out_of_distribution group test's 2 x its group scale at n."""
+    from winnow.curation.outliers import group_scale
+
+    return 2 * group_scale(n, detect.ood_max_group) if detect.ood_max_group > 0 else 0
 
 
 def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig = curation.KnnConfig(), seed: int = 0,
@@ -244,7 +250,7 @@ def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig =
     exact ties), so the stage key does not depend on where it was searched.
 
     wide_k: when a detector reads further than knn.k neighbours (the out_of_distribution group
-    test: 2 x DetectConfig.ood_max_group, `wide_k_for`), the one search keeps wide_k and the stage
+    test: 2 x its group scale, at most 2 x DetectConfig.ood_max_group, `wide_k_for`), the one search keeps wide_k and the stage
     writes both graphs: knn.npz (knn.k, what every other reader sees) and knn-wide.npz. Searching
     40 instead of 10 costs little more than 10 (the distances dominate), a second search as much.
     """
