@@ -250,9 +250,10 @@ def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig =
     exact ties), so the stage key does not depend on where it was searched.
 
     wide_k: when a detector reads further than knn.k neighbours (the out_of_distribution group
-    test: 2 x its group scale, at most 2 x DetectConfig.ood_max_group, `wide_k_for`), the one search keeps wide_k and the stage
-    writes both graphs: knn.npz (knn.k, what every other reader sees) and knn-wide.npz. Searching
-    40 instead of 10 costs little more than 10 (the distances dominate), a second search as much.
+    test: 2 x its group scale, at most 2 x DetectConfig.ood_max_group, `wide_k_for`), the one
+    search keeps wide_k and the stage writes both graphs: knn.npz (knn.k, what every other reader
+    sees) and knn-wide.npz. A second search for the group test cost as much as the first (821 s
+    of benchmarks/out_of_core.py at 1M); what a k=40 search costs against k=10 is not measured.
     """
     out = work.knn
     index = {k: v for k, v in dataclasses.asdict(knn).items() if k != "k"}
