@@ -115,18 +115,20 @@ class EmbeddingStore:
             del out
         return out_path
 
-    def signals(self, hashes: Sequence[str], columns: dict[str, str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def signals(self, hashes: Sequence[str], columns: dict[str, str], *,
+                by_column: bool = False) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The stored decode-time signals of `hashes`, in that order: (present (n,) bool, column -> (n,)).
 
         columns: name -> "int64" | "float64" (`signals.signal_columns()`). A hash whose block was
-        written without a column has present False there: int64 0, float64 NaN.
+        written without a column has present False there: int64 0, float64 NaN. by_column: present
+        is column -> (n,) bool instead (a block written before a later signal keeps the others).
         """
         idx = self.index()
         absent = [h for h in hashes if h not in idx]
         if absent:
             raise KeyError(f"{len(absent)} hashes are not in the store, e.g. {absent[0]!r}")
         n = len(hashes)
-        present = np.ones(n, dtype=bool)
+        have_column = {c: np.ones(n, dtype=bool) for c in columns}
         out = {c: (np.zeros(n, dtype=np.int64) if d == "int64" else np.full(n, np.nan)) for c, d in columns.items()}
         by_block: dict[str, list[tuple[int, int]]] = {}
         for pos, h in enumerate(hashes):
@@ -136,13 +138,19 @@ class EmbeddingStore:
             pos, rows = np.array(pairs, dtype=np.int64).T
             path = self.dir / f"{block}.parquet"
             have = [c for c in columns if c in pq.read_schema(path).names]
-            if len(have) < len(columns):
-                present[pos] = False
+            for c in columns:
+                if c not in have:
+                    have_column[c][pos] = False
             if not have:
                 continue
             t = pq.read_table(path, columns=have)
             for c in have:
                 out[c][pos] = t.column(c).to_numpy()[rows]
+        if by_column:
+            return have_column, out
+        present = np.ones(n, dtype=bool)
+        for have_it in have_column.values():
+            present &= have_it
         return present, out
 
     # --- writing ------------------------------------------------------------------------

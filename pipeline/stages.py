@@ -34,7 +34,7 @@ from winnow.catalogs import (
 from winnow.catalogs import schemas as S
 from winnow.embeddings import EmbeddingStore, embed_samples, get_encoder
 from winnow.embeddings.copies import probe_copies
-from winnow.embeddings.signals import THUMB_COLUMNS, list_signals, signal_columns
+from winnow.embeddings.signals import THUMB_COLUMNS, signal_columns
 from winnow.pipeline.evaluate import score_against_ground_truth
 from winnow.pipeline.files import load_knn_graph, save_knn_graph, write_json, write_parquet
 from winnow.pipeline.issues import extra_column, issue_columns, issue_types_key
@@ -196,13 +196,14 @@ def _write_signals(store: EmbeddingStore, ids: list[str], hashes: list[str | Non
     measured: a store block written before the signal existed)."""
     n = len(ids)
     data: dict[str, pl.Series] = {S.SAMPLE_ID: pl.Series(ids, dtype=pl.String)}
-    for name in list_signals():  # one signal at a time: a block written before a later signal keeps the others
-        columns = signal_columns([name])
-        present, values = store.signals([hashes[i] for i in usable], columns)
-        for c, dtype in columns.items():
-            full = np.full(n, None, dtype=object)
-            full[np.asarray(usable, dtype=np.int64)[present]] = values[c][present]
-            data[c] = pl.Series(c, full.tolist(), dtype=pl.Int64 if dtype == "int64" else pl.Float64)
+    # One read; presence per column: a block written before a later signal keeps the others.
+    columns = signal_columns()
+    present, values = store.signals([hashes[i] for i in usable], columns, by_column=True)
+    rows = np.asarray(usable, dtype=np.int64)
+    for c, dtype in columns.items():
+        full = np.full(n, None, dtype=object)
+        full[rows[present[c]]] = values[c][present[c]]
+        data[c] = pl.Series(c, full.tolist(), dtype=pl.Int64 if dtype == "int64" else pl.Float64)
     write_parquet(pl.DataFrame(data), path)
 
 
