@@ -119,7 +119,7 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
         from winnow.curation.outliers import group_scale
 
         wide_k = max(k, 2 * group_scale(len(labels), config.ood_max_group))
-        wide = curation.build_knn_graph(emb, k=wide_k, index=index, progress=_graph_progress(t0))
+        wide = curation.build_knn_graph(emb, k=wide_k, index=index, recall_k=k, progress=_graph_progress(t0))
         graph = wide.head(k)
         seconds["knn_graph"] = time.perf_counter() - t0
         LOG.info("knn_graph: %.1f s, %s, recall estimate %s (peak RSS %.2f GiB)", seconds["knn_graph"], graph.method,

@@ -59,9 +59,10 @@ class ShardedGraph:
 
 
 def build_knn_graph_dask(matrix_path: str, client, *, k: int = 10, index: IndexConfig | None = None,
-                         block_size: int = 16384) -> ShardedGraph:
+                         block_size: int = 16384, recall_k: int | None = None) -> ShardedGraph:
     """The IVF kNN graph of the (N, D) .npy at `matrix_path` (float16 or float32, unit rows),
-    searched cell by cell on the workers of the dask.distributed `client`."""
+    searched cell by cell on the workers of the dask.distributed `client` (recall_k: as
+    curation.build_knn_graph's)."""
     cfg = index or IndexConfig()
     emb = np.load(matrix_path, mmap_mode="r")
     n = emb.shape[0]
@@ -73,7 +74,7 @@ def build_knn_graph_dask(matrix_path: str, client, *, k: int = 10, index: IndexC
     path = str(matrix_path)
     if search_kind(n, k, cfg) == "exact":
         return _exact_graph(path, client, workers, n, k, block_size)
-    plan = plan_ivf(emb, k, cfg, block_size=block_size)
+    plan = plan_ivf(emb, k, cfg, block_size=block_size, recall_k=recall_k)
     # Probes of row ranges, two ranges per worker.
     edges = np.linspace(0, n, 2 * len(workers) + 1).astype(int)
     futures = [client.submit(_probe_range, path, plan.centroids, plan.nprobe, int(a), int(b), block_size, pure=False)
@@ -134,7 +135,7 @@ def _exact_range(path: str, start: int, stop: int, k: int, block_size: int):
 
 
 def build_knn_graph_at(address: str, matrix_path: str, *, k: int = 10, index: IndexConfig | None = None,
-                       timeout: float = 60) -> KnnGraph:
+                       recall_k: int | None = None, timeout: float = 60) -> KnnGraph:
     """`build_knn_graph_dask` on the cluster whose scheduler is at `address` (the Dask runner's:
     pipeline/stages.py build_knn). The workers open `matrix_path` by path, so they must see it
     (one machine, or a shared file system as for the embedding store)."""
@@ -144,7 +145,7 @@ def build_knn_graph_at(address: str, matrix_path: str, *, k: int = 10, index: In
         raise curation.MissingDependency("the kNN graph on Dask needs dask.distributed: "
                                          "pip install 'winnow-curate[dask]'") from exc
     with distributed.Client(address, set_as_default=False, timeout=timeout) as client:
-        return build_knn_graph_dask(str(matrix_path), client, k=k, index=index).graph
+        return build_knn_graph_dask(str(matrix_path), client, k=k, index=index, recall_k=recall_k).graph
 
 
 def _balance(costs: list[int], n_workers: int) -> np.ndarray:

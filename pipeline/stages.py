@@ -254,7 +254,9 @@ def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig =
     test: 2 x its group scale, at most 2 x DetectConfig.ood_max_group, `wide_k_for`), the one
     search keeps wide_k and the stage writes both graphs: knn.npz (knn.k, what every other reader
     sees) and knn-wide.npz. A second search for the group test cost as much as the first (821 s
-    of benchmarks/out_of_core.py at 1M); what a k=40 search costs against k=10 is not measured.
+    of benchmarks/out_of_core.py at 1M). The IVF recall target (and the recall written to
+    knn.json) is that of the first knn.k columns: tuning nprobe for recall@40 probed more cells
+    than the graph every detector reads needs; the further columns are what those cells hold.
     """
     out = work.knn
     index = {k: v for k, v in dataclasses.asdict(knn).items() if k != "k"}
@@ -273,10 +275,11 @@ def build_knn(embed: EmbedOutput, work: WorkLayout, *, knn: curation.KnnConfig =
     if dask_address:
         from winnow.pipeline.knn_dask import build_knn_graph_at
 
-        graph = build_knn_graph_at(dask_address, str(embed.matrix), k=searched, index=knn.index(seed=seed))
+        graph = build_knn_graph_at(dask_address, str(embed.matrix), k=searched, index=knn.index(seed=seed), recall_k=k)
     else:
         with _progress_bar("indexing", emb.shape[0], enabled=progress, unit="steps") as update:
-            graph = curation.build_knn_graph(emb, k=searched, index=knn.index(seed=seed), progress=update)
+            graph = curation.build_knn_graph(emb, k=searched, index=knn.index(seed=seed), recall_k=k,
+                                             progress=update)
     out.wide.unlink(missing_ok=True)
     if searched > k:
         save_knn_graph(graph, out.wide)

@@ -130,3 +130,26 @@ def test_gpu_request_without_faiss_gpu_names_the_extra():
         return
     with pytest.raises(MissingDependency, match=r"winnow-curate\[gpu\]"):
         build_knn_graph(clustered(500), k=5, index=IndexConfig(device="cuda"))
+
+
+def test_a_wide_search_tunes_and_reports_recall_on_its_leading_columns():
+    """k=40 kept for the group test, recall promised on the first 10 (the graph detectors read):
+    nprobe is tuned for recall@10, the reported recall is recall@10, and it is honest."""
+    from winnow.curation import IndexConfig
+
+    x = clustered(6000, concepts=10, seed=2)
+    cfg = IndexConfig(kind="ivf", target_recall=0.97)
+    exact = build_knn_graph(x, k=10)
+    wide = build_knn_graph(x, k=40, index=cfg, recall_k=10)
+    full = build_knn_graph(x, k=40, index=cfg)
+    assert wide.k == 40 and wide.method.startswith("ivf")
+    nprobe_wide, nprobe_full = (int(g.method.split("nprobe=")[1].rstrip(")")) for g in (wide, full))
+    assert nprobe_wide < nprobe_full, (wide.method, full.method)
+    hits = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(wide.indices[:, :10], exact.indices, strict=True)])
+    assert hits >= 0.93 and abs(wide.recall - hits) < 0.05, (hits, wide.recall)
+    # The further columns still hold true, descending similarities of other samples.
+    assert not (wide.indices == np.arange(len(x))[:, None]).any()
+    assert (np.diff(wide.similarities, axis=1) <= 1e-6).all()
+    rows = np.repeat(np.arange(len(x)), 40).reshape(-1, 40)
+    ok = wide.indices >= 0
+    np.testing.assert_allclose(wide.similarities[ok], np.einsum("nd,nd->n", x[rows[ok]], x[wide.indices[ok]]), atol=1e-5)
