@@ -23,6 +23,7 @@ the time limit is reported as such, not extrapolated.
     .venv/bin/python -m benchmarks.scale                                  # 20k and 100k, every tool
     .venv/bin/python -m benchmarks.scale --sizes 300000 1000000 --tools winnow
     .venv/bin/python -m benchmarks.scale --markdown out/scale.md          # also as markdown
+    .venv/bin/python -m benchmarks.scale --data latent16 --sizes 50000 100000   # issue 16's speed data
 """
 
 from __future__ import annotations
@@ -42,14 +43,26 @@ from benchmarks.common import emit, graph_pred_probs, markdown_table
 DIM, CONCEPTS, CLASSES, RANK, NOISE_RATE = 512, 200, 10, 32, 0.20
 
 
-def make_data(n: int, cache: Path, seed: int = 0) -> tuple[Path, Path, Path]:
-    """Write (embeddings.npy float32 (n, 512), labels.npy, truth.npy) once; returns their paths."""
-    folder = cache / f"scale-{n}-{seed}"
+DATA = ("blobs", "latent16")
+LATENT_DIM, LATENT_CONCEPTS = 16, 50
+
+
+def make_data(n: int, cache: Path, seed: int = 0, data: str = "blobs") -> tuple[Path, Path, Path]:
+    """Write (embeddings.npy float32 (n, 512), labels.npy, truth.npy) once; returns their paths.
+
+    data "blobs": 200 concepts, each a rank-32 blob around its own centre. "latent16" (issue
+    16's speed data, harder for IVF): 50 concepts as Gaussians in one 16-d latent space, lifted
+    to 512-d by one random linear map plus a little isotropic noise, so every concept shares the
+    same 16 directions and neighbourhoods are dense and overlapping.
+    """
+    folder = cache / (f"scale-{n}-{seed}" if data == "blobs" else f"scale-{data}-{n}-{seed}")
     paths = folder / "embeddings.npy", folder / "labels.npy", folder / "is_flipped.npy"
     if all(p.exists() for p in paths):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    if data == "latent16":
+        return _write_latent(folder, paths, n, rng)
     centres = rng.standard_normal((CONCEPTS, DIM)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     bases = rng.standard_normal((CONCEPTS, RANK, DIM)).astype(np.float32)
@@ -69,7 +82,28 @@ def make_data(n: int, cache: Path, seed: int = 0) -> tuple[Path, Path, Path]:
     emb.flush()
     del emb
     os.replace(folder / ".emb.tmp.npy", paths[0])
-    true = concept % CLASSES
+    return _write_labels(paths, concept % CLASSES, rng)
+
+
+def _write_latent(folder: Path, paths, n: int, rng) -> tuple[Path, Path, Path]:
+    centres = rng.standard_normal((LATENT_CONCEPTS, LATENT_DIM)).astype(np.float32)
+    lift = rng.standard_normal((LATENT_DIM, DIM)).astype(np.float32) / np.sqrt(LATENT_DIM)
+    concept = rng.integers(0, LATENT_CONCEPTS, n)
+    emb = np.lib.format.open_memmap(folder / ".emb.tmp.npy", mode="w+", dtype=np.float32, shape=(n, DIM))
+    for start in range(0, n, 100_000):
+        c_block = concept[start : start + 100_000]
+        z = centres[c_block] + 0.5 * rng.standard_normal((len(c_block), LATENT_DIM)).astype(np.float32)
+        block = z @ lift + rng.standard_normal((len(c_block), DIM)).astype(np.float32) * (0.1 / np.sqrt(DIM))
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        emb[start : start + len(block)] = block
+    emb.flush()
+    del emb
+    os.replace(folder / ".emb.tmp.npy", paths[0])
+    return _write_labels(paths, concept % CLASSES, rng)
+
+
+def _write_labels(paths, true: np.ndarray, rng) -> tuple[Path, Path, Path]:
+    n = len(true)
     flipped = np.zeros(n, bool)
     flipped[rng.choice(n, int(NOISE_RATE * n), replace=False)] = True
     labels = true.copy()
@@ -227,6 +261,8 @@ def main() -> None:
     parser.add_argument("--baseline-max-n", type=int, default=100_000,
                         help="skip datalab / sklearn / winnow-exact above this N (they are quadratic)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "winnow" / "bench")
+    parser.add_argument("--data", choices=DATA, default="blobs",
+                        help="blobs: 200 rank-32 concepts; latent16: 50 concepts in one 16-d latent space (issue 16)")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     parser.add_argument("--worker", nargs=4, metavar=("TOOL", "EMB", "LABELS", "TRUTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -238,7 +274,7 @@ def main() -> None:
         parser.error("datalab-graph and datalab-probs use the winnow row's graph and pred_probs: add --tools winnow")
     rows, notes, raw = [], [], []
     for n in args.sizes:
-        paths = make_data(n, args.cache)
+        paths = make_data(n, args.cache, data=args.data)
         by_tool = {}
         for tool in tools:
             quadratic = tool in ("winnow-exact", "datalab", "sklearn")
