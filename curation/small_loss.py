@@ -210,9 +210,9 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
     )
 
 
-# Rows per block where the probe makes an (rows, K) or (rows, max_dim) temporary: 64k rows keep
-# them at a few MiB whatever N is.
-_PREDICT_ROWS = 1 << 16
+# Rows per block where the probe makes an (rows, K) or (rows, max_dim) temporary: 8k rows keep
+# them at a few MiB whatever N is (a (rows, 128) float64 block of 64k rows was 64 MiB).
+_PREDICT_ROWS = 1 << 13
 
 
 def _features(x, rows, scale):
