@@ -193,6 +193,14 @@ def _round_rows_preserving_totals(matrix: np.ndarray) -> np.ndarray:
 
 
 def _predicts_given(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    bumped = pred_probs.copy()
-    bumped[np.arange(len(labels)), labels] += _EPS
-    return bumped.argmax(axis=1) == labels
+    # In row blocks: a whole (N, K) float64 copy is 80 bytes a row at 10 classes (issue 18 item 1).
+    out = np.empty(len(labels), dtype=bool)
+    for start in range(0, len(labels), _ROWS):
+        lab = labels[start : start + _ROWS]
+        bumped = pred_probs[start : start + _ROWS].copy()
+        bumped[np.arange(len(lab)), lab] += _EPS
+        out[start : start + len(lab)] = bumped.argmax(axis=1) == lab
+    return out
+
+
+_ROWS = 1 << 16  # rows per block of a (rows, K) temporary

@@ -94,14 +94,14 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
         raw[name] = max(float((probs.argmax(axis=1) == labels).mean()), 1e-3) ** AGREEMENT_POWER
     total = sum(raw.values())
     weights = {name: w / total for name, w in raw.items()}
-    blend = sum(weights[name] * class_probs[name] for name in class_probs)
-    blend = blend / blend.sum(axis=1, keepdims=True)
+    blend = _blend(class_probs, weights, n)
     extra = None
     if scores:
         extra = np.mean([np.clip(v, 0.0, 1.0) for v in scores.values()], axis=0)
         weights = {name: w * (1.0 - SCORE_SHARE) for name, w in weights.items()}
         weights.update({name: SCORE_SHARE / len(scores) for name in scores})
-    flagged, cj, _, quality = cut_by_noise_estimate(labels, blend, scores=extra, sample_weight=sample_weight)
+    flagged, cj, _, quality = cut_by_noise_estimate(labels, blend, scores=extra, sample_weight=sample_weight,
+                                                    return_posterior=False)
     # The suggestion is the evidence's own choice, not the posterior's: the prior of a
     # given class favours that class, which would keep most flagged labels as they are.
     suggested = blend.argmax(axis=1)
@@ -135,36 +135,70 @@ def true_class_posterior(labels: np.ndarray, probs: np.ndarray, joint: np.ndarra
     is the prior over the true class of a sample given label i; probs[x, j] / P(true = j)
     is the likelihood ratio of the evidence.
     """
+    out = np.empty(probs.shape, dtype=np.float64)
+    for start, post in _posterior_blocks(labels, probs, joint):
+        out[start : start + len(post)] = post
+    return out
+
+
+# Rows per block of the (rows, K) float64 temporaries of the blend and the posterior: a few
+# MiB whatever N is (at 10M rows, each whole-array temporary was 80 bytes a row; issue 18 item 1).
+_ROWS = 1 << 16
+
+
+def _posterior_blocks(labels: np.ndarray, probs: np.ndarray, joint: np.ndarray):
+    """(start, (rows, K) posterior) of true_class_posterior, block by block of rows."""
     joint = np.asarray(joint, dtype=np.float64)
     prior_true = joint.sum(axis=0) / max(joint.sum(), 1e-12)
     given_rows = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-12)
-    post = given_rows[labels] * probs / np.maximum(prior_true, 1e-12)[None, :]
-    total = post.sum(axis=1, keepdims=True)
-    # A sample whose evidence puts no mass where its row allows: keep its given label.
-    fallback = np.zeros_like(post)
-    fallback[np.arange(len(labels)), labels] = 1.0
-    return np.where(total > 0, post / np.where(total > 0, total, 1.0), fallback)
+    scale = np.maximum(prior_true, 1e-12)[None, :]
+    for start in range(0, len(labels), _ROWS):
+        lab = labels[start : start + _ROWS]
+        post = given_rows[lab] * probs[start : start + _ROWS] / scale
+        total = post.sum(axis=1, keepdims=True)
+        # A sample whose evidence puts no mass where its row allows: keep its given label.
+        fallback = np.zeros_like(post)
+        fallback[np.arange(len(lab)), lab] = 1.0
+        yield start, np.where(total > 0, post / np.where(total > 0, total, 1.0), fallback)
+
+
+def _blend(class_probs: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
+    """(N, K) weighted sum of the sources' distributions, rows renormalised, in row blocks
+    (the same sums in the same order as one whole-array expression, without its temporaries)."""
+    first = next(iter(class_probs.values()))
+    out = np.empty((n, first.shape[1]), dtype=np.result_type(*class_probs.values()))
+    for start in range(0, n, _ROWS):
+        block = sum(weights[name] * probs[start : start + _ROWS] for name, probs in class_probs.items())
+        out[start : start + len(block)] = block / block.sum(axis=1, keepdims=True)
+    return out
 
 
 CUT_COUNTS = ("expected_f1", "joint")
 
 
 def cut_by_noise_estimate(labels: np.ndarray, probs: np.ndarray, *, scores: np.ndarray | None = None,
-                          sample_weight: np.ndarray | None = None, count: str = "expected_f1"):
+                          sample_weight: np.ndarray | None = None, count: str = "expected_f1",
+                          return_posterior: bool = True):
     """Flags, joint, posterior and label_quality of the per-class cut; see the module docstring.
 
     labels (N,), probs (N, K) the blended evidence; scores (N,) score-only evidence in
     [0, 1] (low = likely wrong), None = none. sample_weight (N,): the joint counts
     weights and each class's cut takes rows until their weights reach its count.
     Returns (is_label_issue (N,) bool, confident joint (K, K), posterior (N, K) over the
-    true class, label_quality (N,)).
+    true class, label_quality (N,)). return_posterior=False: None in the posterior's place, and
+    no (N, K) array is kept (only each row's P(true = given) is needed for the cut).
     """
     if count not in CUT_COUNTS:
         raise InvalidArray(f"count must be one of {CUT_COUNTS}, got {count!r}")
     k = probs.shape[1]
     cj = compute_confident_joint(labels, probs, weights=sample_weight)
-    posterior = true_class_posterior(labels, probs, cj)
-    wrong = 1.0 - posterior[np.arange(len(labels)), labels]
+    n = len(labels)
+    posterior = np.empty(probs.shape, dtype=np.float64) if return_posterior else None
+    wrong = np.empty(n, dtype=np.float64)
+    for start, post in _posterior_blocks(labels, probs, cj):
+        if posterior is not None:
+            posterior[start : start + len(post)] = post
+        wrong[start : start + len(post)] = 1.0 - post[np.arange(len(post)), labels[start : start + len(post)]]
     if scores is not None:
         wrong = (1.0 - SCORE_SHARE) * wrong + SCORE_SHARE * (1.0 - scores)
     quality = 1.0 - wrong
@@ -185,7 +219,7 @@ def cut_by_noise_estimate(labels: np.ndarray, probs: np.ndarray, *, scores: np.n
         flagged[order[:m]] = True
     # As in confident learning: a sample whose evidence's most probable class is its given
     # label keeps it, whatever its class's count (an overestimated count cannot reach it).
-    agrees = probs[np.arange(len(labels)), labels] >= probs.max(axis=1) - 1e-12
+    agrees = probs[np.arange(n), labels] >= probs.max(axis=1) - 1e-12
     return flagged & ~agrees, cj, posterior, quality
 
 

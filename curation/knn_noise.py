@@ -51,13 +51,18 @@ def build_voter_graph(graph: KnnGraph, *, groups=None, exclude=None, embeddings=
         group[(group >= 0) & (sizes[np.maximum(group, 0)] < 2)] = -1
     voter = np.where(group >= 0, n + group, np.arange(n))
     idx = graph.indices
-    valid = idx >= 0
-    safe = np.maximum(idx, 0)
-    nb_voter = np.where(valid, voter[safe], -1 - np.arange(k)[None, :])  # invalid slots: distinct negatives
-    srt = np.sort(nb_voter, axis=1)
-    repeated = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
-    bad_neighbour = valid & (excl[safe] | (nb_voter == voter[:, None]))
-    redo = ((group >= 0) | bad_neighbour.any(axis=1) | repeated) & ~excl
+    redo = np.empty(n, dtype=bool)
+    # In row blocks: the checks' (N, k) int64 temporaries were ~350 bytes a row at once (issue 18 item 1).
+    for start in range(0, n, _VOTE_ROWS):
+        block = idx[start : start + _VOTE_ROWS]
+        valid = block >= 0
+        safe = np.maximum(block, 0)
+        nb_voter = np.where(valid, voter[safe], -1 - np.arange(k)[None, :])  # invalid slots: distinct negatives
+        srt = np.sort(nb_voter, axis=1)
+        repeated = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        bad_neighbour = valid & (excl[safe] | (nb_voter == voter[start : start + len(block), None]))
+        redo[start : start + len(block)] = bad_neighbour.any(axis=1) | repeated
+    redo = (redo | (group >= 0)) & ~excl
     if not redo.any():
         return graph
     rows = np.flatnonzero(redo)
@@ -243,13 +248,26 @@ def flag_lowest(quality: np.ndarray, noise_rate: float) -> np.ndarray:
 def vote_knn(labels: np.ndarray, graph: KnnGraph, *, n_classes: int) -> np.ndarray:
     """(N, K) similarity-weighted neighbour label distribution, rows summing to 1."""
     n, k = graph.indices.shape
-    valid = graph.indices >= 0
-    weights = np.where(valid, np.clip(graph.similarities, 0.0, None), 0.0).astype(np.float64)
-    neighbour_labels = np.where(valid, labels[np.clip(graph.indices, 0, None)], 0)
-    votes = np.zeros((n, n_classes), dtype=np.float64)
-    np.add.at(votes, (np.repeat(np.arange(n), k), neighbour_labels.ravel()), weights.ravel())
+    votes = np.empty((n, n_classes), dtype=np.float64)
+    # In row blocks: the (N, k) weights, labels and cell numbers would be ~240 bytes a row at
+    # once (issue 18 item 1). bincount adds each cell's weights in neighbour order, as
+    # np.add.at did, so the sums are the same (and 5-10x faster).
+    step = _VOTE_ROWS
+    for start in range(0, n, step):
+        idx = graph.indices[start : start + step]
+        b = len(idx)
+        valid = idx >= 0
+        weights = np.where(valid, np.clip(graph.similarities[start : start + step], 0.0, None), 0.0)
+        cells = np.where(valid, labels[np.clip(idx, 0, None)], 0) + np.arange(b)[:, None] * n_classes
+        block = np.bincount(cells.ravel(), weights=weights.astype(np.float64).ravel(), minlength=b * n_classes)
+        votes[start : start + b] = block.reshape(b, n_classes)
     totals = votes.sum(axis=1, keepdims=True)
     empty = totals[:, 0] <= 0
     votes[empty] = 1.0 / n_classes
     totals[empty] = 1.0
-    return votes / totals
+    votes /= totals
+    return votes
+
+
+# Rows per block of the vote: (rows, k) temporaries of a few MiB whatever N is.
+_VOTE_ROWS = 1 << 16

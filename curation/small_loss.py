@@ -110,10 +110,16 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
     if groups is not None and (groups >= 0).any():
         sizes = np.bincount(groups[groups >= 0])
         sample_weight = torch.from_numpy(np.where(groups >= 0, 1.0 / sizes[np.maximum(groups, 0)], 1.0).astype(np.float32))
+    scale = None  # out of core: the features' (max_dim,) std, divided out block by block
     if (emb.dtype == np.float16 or is_mapped(emb)) and max_dim is not None and emb.shape[1] > max_dim:
         # Out of core (a float16 memory map): centre and project block by block (curation/blocks.py).
-        x, key = _projected_blocks(emb, max_dim, seed=seed, weights=sample_weight)
+        torch.set_num_threads(threads)  # the covariance and the projection: large products
+        try:
+            x, key = _projected_blocks(emb, max_dim, seed=seed, weights=sample_weight)
+        finally:
+            torch.set_num_threads(1)
         folds = _stratified_folds(labels, None, n_folds=n_folds, seed=seed, groups=groups, key=key)
+        scale = _feature_std(x, sample_weight).add_(1e-6)
     else:
         # A copy: the rows may be a read-only memory map, which torch will not wrap.
         x = torch.from_numpy(np.array(emb, dtype=np.float32, order="C"))
@@ -129,10 +135,13 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
                 x = x @ _principal_axes(x, max_dim, seed=seed, weights=sample_weight)
             finally:
                 torch.set_num_threads(1)
-    if sample_weight is None:
-        x = x / (x.std(0) + 1e-6)
-    else:  # the weighted analogue of the unbiased std (its weights sum to the distinct samples)
-        x = x / ((sample_weight @ x.square()) / (sample_weight.sum() - 1)).sqrt().add(1e-6)
+        # In place (x is this function's own copy): a second (N, max_dim) float32 array would be
+        # 512 bytes a row at the peak (issue 18 item 1).
+        if sample_weight is None:
+            x.div_(x.std(0) + 1e-6)
+        else:  # the weighted analogue of the unbiased std (its weights sum to the distinct samples)
+            x.div_(_feature_std(x, sample_weight).add_(1e-6))
+
     y = torch.from_numpy(labels)
     probs = np.zeros((n, n_classes), dtype=np.float64)
     aum_sum = np.zeros(n, dtype=np.float64)
@@ -146,9 +155,13 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
             linear.weight.copy_(torch.randn(linear.weight.shape, generator=gen) * 0.01)
             linear.bias.zero_()
         opt = _Adam(linear.parameters(), lr=learning_rate, weight_decay=weight_decay)
-        x_train, y_train = x[torch.from_numpy(train)], y[torch.from_numpy(train)]
-        w_train = None if sample_weight is None else sample_weight[torch.from_numpy(train)]
+        train_t = torch.from_numpy(train)
         full_batch = batch_size >= len(train)
+        # Minibatches are gathered from x by row number: a copy of the training folds' features
+        # (x[train]) would add 0.8 x 512 bytes a row to the peak for the same values.
+        x_train = _features(x, train_t, scale) if full_batch else None
+        y_train = y[train_t]
+        w_train = None if sample_weight is None else sample_weight[train_t]
         # A fold larger than one batch trains on smaller minibatches: as many updates for a
         # quarter of the work per update, so the probe's time at 50k-100k rows is no longer
         # min_steps full batches (issue 16: chosen for the speed table, its F1 measured there).
@@ -161,7 +174,7 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
             order = None if full_batch else torch.randperm(len(train), generator=gen)
             for start in range(0, len(train), step_rows):
                 idx = None if full_batch else order[start : start + step_rows]
-                xb, yb = (x_train, y_train) if full_batch else (x_train[idx], y_train[idx])
+                xb, yb = (x_train, y_train) if full_batch else (_features(x, train_t[idx], scale), y_train[idx])
                 logits = linear(xb)
                 if w_train is None:
                     loss = torch.nn.functional.cross_entropy(logits, yb)
@@ -181,18 +194,65 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
                         n_seen.index_add_(0, idx, torch.ones_like(m))
         aum_sum[train] += margin_sum.numpy()
         aum_count[train] += n_seen.numpy()
+        del x_train
         with torch.no_grad():
-            probs[test] = torch.softmax(linear(x[torch.from_numpy(test)]), dim=1).double().numpy()
+            for start in range(0, len(test), _PREDICT_ROWS):  # blocks: x[test] is 0.2 x 512 bytes a row
+                part = test[start : start + _PREDICT_ROWS]
+                probs[part] = torch.softmax(linear(_features(x, torch.from_numpy(part), scale)), dim=1).double().numpy()
+    del x
     probs /= probs.sum(axis=1, keepdims=True)
     own = probs[np.arange(n), labels]
-    others = probs.copy()
-    others[np.arange(n), labels] = -np.inf
     return ProbeResult(
         pred_probs=probs,
         losses=-np.log(np.clip(own, 1e-12, None)),
-        margin=own - others.max(axis=1),
+        margin=own - _max_other(probs, labels),
         aum=aum_sum / np.maximum(aum_count, 1),
     )
+
+
+# Rows per block where the probe makes an (rows, K) or (rows, max_dim) temporary: 8k rows keep
+# them at a few MiB whatever N is (a (rows, 128) float64 block of 64k rows was 64 MiB).
+_PREDICT_ROWS = 1 << 13
+
+
+def _features(x, rows, scale):
+    """Standardised float32 features of `rows` (a torch index tensor): x's rows, divided by
+    `scale` when x is stored unstandardised (out of core)."""
+    return x[rows] if scale is None else x[rows].float().div_(scale)
+
+
+def _max_other(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) max over the classes other than the given label, in row blocks (no (N, K) copy)."""
+    out = np.empty(len(labels), dtype=probs.dtype)
+    for start in range(0, len(labels), _PREDICT_ROWS):
+        block = probs[start : start + _PREDICT_ROWS].copy()
+        block[np.arange(len(block)), labels[start : start + _PREDICT_ROWS]] = -np.inf
+        out[start : start + len(block)] = block.max(axis=1)
+    return out
+
+
+def _feature_std(x, weights=None):
+    """(D,) float32 std of the columns of x (N, D) (float32 or float16), in row blocks (no (N, D)
+    temporary). Unweighted: the unbiased std (torch's x.std(0)). weights (N,): the weighted
+    analogue of the unbiased std of centred features, sqrt(weights @ x^2 / (sum(weights) - 1))
+    (the weights sum to the distinct samples)."""
+    import torch
+
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    for start in range(0, x.shape[0], _PREDICT_ROWS):
+        block = x[start : start + _PREDICT_ROWS].double()
+        if weights is None:
+            total += block.sum(0)
+            squares += block.square().sum(0)
+        else:
+            squares += weights[start : start + _PREDICT_ROWS].double() @ block.square()
+    if weights is None:
+        n = x.shape[0]
+        var = (squares - total.square() / n) / max(n - 1, 1)
+    else:
+        var = squares / (weights.double().sum() - 1)
+    return var.clamp_(min=0).sqrt().float()
 
 
 def split_small_loss(losses, *, n_iter: int = 20) -> SmallLossSplit:
@@ -245,8 +305,13 @@ def _gmm_clean_posterior(z: np.ndarray, *, n_iter: int) -> np.ndarray:
 
 
 def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: int = 20000):
-    """The in-memory path's centred, projected features ((N, n_axes) torch float32) and fold
-    keys, reading `emb` (N, D) in float32 blocks: the same mean, the same PCA rows and axes."""
+    """The in-memory path's centred, projected features ((N, n_axes) torch, float16 for float16
+    embeddings, else float32; not yet standardised) and fold keys, reading `emb` (N, D) in float32
+    blocks: the same mean, the same PCA rows and axes.
+
+    Stored as float16 when the embeddings are: the features round as finely as the inputs they
+    are projected from, and at 128 axes they are 256 bytes a row instead of 512, the largest
+    array the label detectors hold (issue 18 item 1: 2.6 GB of a 10M-row run)."""
     import torch
 
     n, d = emb.shape
@@ -267,10 +332,12 @@ def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: in
         cov += (part.T if ws is None else part.T * ws[b : b + 2048]) @ part
     cov /= len(rows) if ws is None else ws.sum()
     axes = _top_axes(torch.from_numpy(cov), n_axes).numpy()
-    x = np.empty((n, n_axes), dtype=np.float32)
-    for start, block in iter_blocks(emb):
+    x = np.empty((n, n_axes), dtype=np.float16 if emb.dtype == np.float16 else np.float32)
+    axes_t = torch.from_numpy(axes)
+    # Smaller blocks than the first pass: here they add to x, which is already whole.
+    for start, block in iter_blocks(emb, rows_per_block=8192):
         block -= mean
-        x[start : start + len(block)] = block @ axes
+        x[start : start + len(block)] = (torch.from_numpy(block) @ axes_t).numpy()  # torch: 2x numpy's matmul here
     return torch.from_numpy(x), key
 
 

@@ -267,3 +267,97 @@ def test_the_ensemble_check_fails_with_a_single_part_ensemble(digit_pixels, monk
     monkeypatch.setattr(li, "_resolve_methods", one_part)
     with pytest.raises(AssertionError):
         check_ensemble_beats_single_detectors(digit_pixels, case)
+
+
+def test_blocked_vote_and_posterior_equal_the_whole_array_formulas(monkeypatch):
+    # Issue 18 item 1: the kNN vote, the blend and the posterior run in row blocks; the blocks
+    # (here 7 rows, so many and a ragged last one) must give the whole-array values exactly.
+    from winnow.curation import ensemble, knn_noise
+    from winnow.curation.knn_graph import KnnGraph
+
+    rng = np.random.default_rng(3)
+    n, k, classes = 100, 6, 4
+    labels = rng.integers(0, classes, n)
+    idx = rng.integers(0, n, (n, k))
+    idx[rng.random((n, k)) < 0.1] = -1
+    sims = rng.uniform(-0.2, 1.0, (n, k)).astype(np.float32)
+    sims[idx < 0] = -np.inf
+    graph = KnnGraph(indices=idx, similarities=sims)
+    # The formula before blocking: one np.add.at over the whole graph.
+    valid = idx >= 0
+    w = np.where(valid, np.clip(sims, 0.0, None), 0.0).astype(np.float64)
+    want = np.zeros((n, classes))
+    np.add.at(want, (np.repeat(np.arange(n), k), np.where(valid, labels[np.maximum(idx, 0)], 0).ravel()), w.ravel())
+    empty = want.sum(axis=1) <= 0
+    want[empty] = 1.0 / classes
+    want /= want.sum(axis=1, keepdims=True)
+    monkeypatch.setattr(knn_noise, "_VOTE_ROWS", 7)
+    monkeypatch.setattr(ensemble, "_ROWS", 7)
+    votes = knn_noise.vote_knn(labels, graph, n_classes=classes)
+    np.testing.assert_array_equal(votes, want)
+
+    probs = rng.dirichlet(np.ones(classes), n)
+    joint = rng.integers(1, 20, (classes, classes)).astype(np.float64)
+    prior = joint.sum(axis=0) / joint.sum()
+    post = (joint / joint.sum(axis=1, keepdims=True))[labels] * probs / prior[None, :]
+    np.testing.assert_array_equal(ensemble.true_class_posterior(labels, probs, joint),
+                                  post / post.sum(axis=1, keepdims=True))
+    blend = ensemble._blend({"a": probs, "b": votes}, {"a": 0.3, "b": 0.7}, n)
+    whole = 0.3 * probs + 0.7 * votes
+    np.testing.assert_array_equal(blend, whole / whole.sum(axis=1, keepdims=True))
+    kept = ensemble.cut_by_noise_estimate(labels, blend)
+    dropped = ensemble.cut_by_noise_estimate(labels, blend, return_posterior=False)
+    assert dropped[2] is None and kept[2].shape == (n, classes)
+    for a, b in ((kept[0], dropped[0]), (kept[1], dropped[1]), (kept[3], dropped[3])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_ensemble_holds_no_whole_array_temporaries(monkeypatch):
+    # Issue 18 item 1: at 10M rows every (N, K) float64 temporary is 80 bytes a row. The blend
+    # it returns is one such array; its other temporaries are row blocks (small next to N here),
+    # so the traced peak stays under 2.5 (N, K) arrays (measured 1.7; the whole-array formulas
+    # peaked at 5.2).
+    import tracemalloc
+
+    from winnow.curation import ensemble
+    from winnow.curation.ensemble import combine_detectors
+
+    monkeypatch.setattr(ensemble, "_ROWS", 4096)
+
+    rng = np.random.default_rng(0)
+    n, classes = 100_000, 10
+    labels = rng.integers(0, classes, n)
+    a = rng.dirichlet(np.ones(classes) * 0.3, n)
+    b = rng.dirichlet(np.ones(classes) * 0.3, n)
+    one = n * classes * 8
+    tracemalloc.start()
+    try:
+        combine_detectors(labels, {"a": a, "b": b}, scores={"s": rng.random(n)})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * one, f"combine_detectors peaked at {peak / one:.2f} (N, K) float64 arrays"
+
+
+def test_out_of_core_probe_features_are_float16_and_standardised_alike(tmp_path):
+    # Issue 18 item 1: on float16 embeddings the probe keeps its (N, max_dim) features as float16
+    # (256 bytes a row at 128 axes, not 512) and divides by their std block by block; that std is
+    # torch's unbiased std (unweighted) and the weighted formula of the in-memory path.
+    import torch
+
+    from winnow.curation import small_loss
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3000, 96)).astype(np.float32)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+    path = tmp_path / "emb.npy"
+    np.save(path, x)
+    feats, key = small_loss._projected_blocks(np.load(path, mmap_mode="r"), 16, seed=0)
+    assert feats.dtype == torch.float16 and tuple(feats.shape) == (3000, 16) and key.shape == (3000,)
+    f32 = feats.float()
+    np.testing.assert_allclose(small_loss._feature_std(feats).numpy(), f32.std(0).numpy(), rtol=1e-4)
+    w = torch.from_numpy(rng.uniform(0.2, 1.0, 3000).astype(np.float32))
+    want = ((w.double() @ f32.double().square()) / (w.double().sum() - 1)).sqrt()
+    np.testing.assert_allclose(small_loss._feature_std(feats, w).numpy(), want.numpy(), rtol=1e-5)
+    # float32 embeddings keep float32 features.
+    assert small_loss._projected_blocks(x.astype(np.float32), 16, seed=0)[0].dtype == torch.float32
