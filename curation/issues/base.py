@@ -377,6 +377,7 @@ class IssueContext:
         return find_duplicates(self.graph, rule=self.near_duplicate_rule, content_hashes=hashes, keys=self.keys,
                                pairs=self.duplicate_pairs, phash=self.phash, embeddings=self.embeddings,
                                flat=self.flat, aligned=self.graph_aligned if self.near_duplicate_rule.min_aligned <= 1 else None,
+                               thumbnails=self.thumbnails,
                                **kw)
 
     def stat(self, name: str) -> np.ndarray:

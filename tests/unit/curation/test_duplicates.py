@@ -319,6 +319,62 @@ def test_the_calibrated_cut_stays_put_when_the_data_holds_copies(calibrated_worl
     assert abs(with_copies.min_similarity - without.min_similarity) < 0.01, (with_copies, without)
 
 
+def _aligned_world(alike: np.ndarray):
+    """A graph over len(alike) rows listing every other row, with `alike` (N, N) as the thumbnails'
+    aligned similarity and embeddings at cosine ~0.5 to each other (only the thumbnail branch can join rows)."""
+    n = len(alike)
+    emb = np.eye(n, dtype=np.float32) + 0.2
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    graph = build_knn_graph(emb, k=n - 1)
+    return graph, emb, np.take_along_axis(alike, graph.indices, axis=1).astype(np.float32)
+
+
+def test_a_chain_of_distinct_images_through_the_thumbnail_branch_is_not_one_group():
+    from winnow.curation.duplicates import NearDuplicateRule
+
+    # Rows 0-5: a chain, each row alike its next (0.97 >= the cut 0.95), rows two apart not (0.90):
+    # thin strokes that each look like the next. Rows 6-8: an image and two copies, all alike.
+    # Rows 9-11: unrelated. Components would put the whole chain in one group.
+    n = 12
+    alike = np.full((n, n), 0.5)
+    for i in range(5):
+        alike[i, i + 1] = alike[i + 1, i] = 0.97
+    for i in range(4):
+        alike[i, i + 2] = alike[i + 2, i] = 0.90
+    alike[6:9, 6:9] = 0.99
+    np.fill_diagonal(alike, 1.0)
+    graph, emb, aligned = _aligned_world(alike)
+    rule = NearDuplicateRule(min_similarity=0.99, min_aligned=0.95)
+    dup = find_duplicates(graph, rule=rule, embeddings=emb, aligned=aligned)
+    g = dup.group
+    assert g[6] >= 0 and g[6] == g[7] == g[8]  # real copies still grouped
+    assert np.all(g[9:] == -1)
+    for a in range(n):  # every pair inside a group is itself alike: no chain
+        for b in range(n):
+            if a != b and g[a] >= 0 and g[a] == g[b]:
+                assert alike[a, b] >= 0.95, (a, b, g.tolist())
+    assert len({int(v) for v in g[:6]} - {-1}) >= 2, g.tolist()
+
+
+def test_look_alikes_among_many_look_alikes_are_not_copies_but_a_copy_standing_out_is():
+    from winnow.curation.duplicates import NearDuplicateRule
+
+    # Rows 0-5: a dense cluster (every pair 0.96, above the cut): no pair stands out of the rest,
+    # so none is a copy. Row 6 and its copy 7 (0.995) stand out of their neighbours (0.90).
+    n = 10
+    alike = np.full((n, n), 0.5)
+    alike[:6, :6] = 0.96
+    alike[6, 7] = alike[7, 6] = 0.995
+    alike[6:8, 8:] = alike[8:, 6:8] = 0.90
+    np.fill_diagonal(alike, 1.0)
+    graph, emb, aligned = _aligned_world(alike)
+    dup = find_duplicates(graph, rule=NearDuplicateRule(min_similarity=0.99, min_aligned=0.95), embeddings=emb,
+                          aligned=aligned)
+    assert np.all(dup.group[:6] == -1), dup.group.tolist()
+    assert dup.group[6] >= 0 and dup.group[6] == dup.group[7]
+    assert np.all(dup.group[8:] == -1)
+
+
 def test_flat_images_are_copies_only_when_byte_identical():
     from winnow.curation.duplicates import NearDuplicateRule
 
