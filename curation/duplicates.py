@@ -587,10 +587,17 @@ def _join_aligned(graph: KnnGraph, aligned: np.ndarray, group: np.ndarray, rule:
             key = (min(x, y), max(x, y))
             listed[key] = max(listed.get(key, -np.inf), v)
     members: dict[int, list[int]] = {}
+    # The other branches' groups, sorted once (a scan of `group` per group would be N per lookup).
+    by_group = np.argsort(group, kind="stable")
+    sorted_groups = group[by_group]
 
     def members_of(g: int) -> list[int]:
         if g not in members:
-            members[g] = [g - n] if g >= n else np.flatnonzero(group == g).tolist()
+            if g >= n:
+                members[g] = [g - n]
+            else:
+                lo, hi = np.searchsorted(sorted_groups, [g, g + 1])
+                members[g] = np.sort(by_group[lo:hi]).tolist()
         return members[g]
 
     emb = None if embeddings is None else np.asarray(embeddings)
