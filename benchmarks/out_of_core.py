@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     # Stage times on stderr as they finish: a run of an hour says where it is (and a killed one what it measured).
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
     LOG.setLevel(logging.INFO)
+    logging.getLogger("winnow.curation.knn_graph").setLevel(logging.INFO)  # the IVF plan (nlist, nprobe)
     LOG.info("n=%d dim=%d baseline RSS %.2f GiB", args.n, args.dim, baseline / 1024)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or Path(tmp)

@@ -18,6 +18,7 @@ search runs on the GPU, which is fast enough for millions of rows.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from winnow.curation.errors import InvalidArray, MissingDependency
 from winnow.curation.validation import check_embeddings, check_unit_embeddings
 
 INDEX_KINDS = ("auto", "exact", "ivf")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -387,6 +389,9 @@ def _ivf_graph(emb, k: int, cfg: IndexConfig, block_size: int, gpu: bool,
     n = emb.shape[0]
     plan = plan_ivf(emb, k, cfg, block_size=block_size, recall_k=recall_k)
     nlist, nprobe = plan.nlist, plan.nprobe
+    # A long search says early what it will cost: every row is scored against ~nprobe cells' members.
+    LOG.info("IVF plan for %d rows: nlist=%d, nprobe=%d (~%d candidates a row)", n, nlist, nprobe,
+             nprobe * n // max(1, nlist))
     probes = assign_probes(emb, plan.centroids, nprobe, block_size=block_size)
     members, askers = group_cells(probes, nlist)
     del probes
