@@ -113,11 +113,10 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
     scale = None  # out of core: the features' (max_dim,) std, divided out block by block
     if (emb.dtype == np.float16 or is_mapped(emb)) and max_dim is not None and emb.shape[1] > max_dim:
         # Out of core (a float16 memory map): centre and project block by block (curation/blocks.py).
-        torch.set_num_threads(threads)  # the covariance and the projection: large products
-        try:
-            x, key = _projected_blocks(emb, max_dim, seed=seed, weights=sample_weight)
-        finally:
-            torch.set_num_threads(1)
+        # numpy's products and one torch thread: a run's scores must be the same bits in any
+        # process (multi-threaded torch products were not: a resumed run's probe scores differed
+        # in the 7th digit from the uninterrupted run's, which tests/e2e/test_crash_safety.py caught).
+        x, key = _projected_blocks(emb, max_dim, seed=seed, weights=sample_weight)
         folds = _stratified_folds(labels, None, n_folds=n_folds, seed=seed, groups=groups, key=key)
         scale = _feature_std(x, sample_weight).add_(1e-6)
     else:
@@ -333,11 +332,10 @@ def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: in
     cov /= len(rows) if ws is None else ws.sum()
     axes = _top_axes(torch.from_numpy(cov), n_axes).numpy()
     x = np.empty((n, n_axes), dtype=np.float16 if emb.dtype == np.float16 else np.float32)
-    axes_t = torch.from_numpy(axes)
     # Smaller blocks than the first pass: here they add to x, which is already whole.
     for start, block in iter_blocks(emb, rows_per_block=8192):
         block -= mean
-        x[start : start + len(block)] = (torch.from_numpy(block) @ axes_t).numpy()  # torch: 2x numpy's matmul here
+        x[start : start + len(block)] = block @ axes
     return torch.from_numpy(x), key
 
 
