@@ -68,20 +68,16 @@ def make_data(n: int, cache: Path, seed: int = 0, data: str = "blobs") -> tuple[
     bases = rng.standard_normal((CONCEPTS, RANK, DIM)).astype(np.float32)
     bases *= 0.5 / np.linalg.norm(bases, axis=2, keepdims=True)  # a concept spreads ~0.5 around its centre
     concept = rng.integers(0, CONCEPTS, n)
-    emb = np.lib.format.open_memmap(folder / ".emb.tmp.npy", mode="w+", dtype=np.float32, shape=(n, DIM))
-    for start in range(0, n, 100_000):
-        c_block = concept[start : start + 100_000]
+
+    def blob_rows(c_block: np.ndarray) -> np.ndarray:
         block = np.empty((len(c_block), DIM), np.float32)
         for c in np.unique(c_block):
             rows = np.flatnonzero(c_block == c)
             z = rng.standard_normal((len(rows), RANK)).astype(np.float32) / np.sqrt(RANK)
             block[rows] = centres[c] + z @ bases[c]
-        block += rng.standard_normal(block.shape).astype(np.float32) * (0.3 / np.sqrt(DIM))
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-        emb[start : start + len(block)] = block
-    emb.flush()
-    del emb
-    os.replace(folder / ".emb.tmp.npy", paths[0])
+        return block + rng.standard_normal(block.shape).astype(np.float32) * (0.3 / np.sqrt(DIM))
+
+    _write_rows(folder, paths[0], concept, blob_rows)
     return _write_labels(paths, concept % CLASSES, rng)
 
 
@@ -89,17 +85,25 @@ def _write_latent(folder: Path, paths, n: int, rng) -> tuple[Path, Path, Path]:
     centres = rng.standard_normal((LATENT_CONCEPTS, LATENT_DIM)).astype(np.float32)
     lift = rng.standard_normal((LATENT_DIM, DIM)).astype(np.float32) / np.sqrt(LATENT_DIM)
     concept = rng.integers(0, LATENT_CONCEPTS, n)
-    emb = np.lib.format.open_memmap(folder / ".emb.tmp.npy", mode="w+", dtype=np.float32, shape=(n, DIM))
-    for start in range(0, n, 100_000):
-        c_block = concept[start : start + 100_000]
+
+    def latent_rows(c_block: np.ndarray) -> np.ndarray:
         z = centres[c_block] + 0.5 * rng.standard_normal((len(c_block), LATENT_DIM)).astype(np.float32)
-        block = z @ lift + rng.standard_normal((len(c_block), DIM)).astype(np.float32) * (0.1 / np.sqrt(DIM))
+        return z @ lift + rng.standard_normal((len(c_block), DIM)).astype(np.float32) * (0.1 / np.sqrt(DIM))
+
+    _write_rows(folder, paths[0], concept, latent_rows)
+    return _write_labels(paths, concept % CLASSES, rng)
+
+
+def _write_rows(folder: Path, path: Path, concept: np.ndarray, rows_of) -> None:
+    """embeddings.npy (float32 unit rows) from rows_of(concepts of a block), 100k rows at a time."""
+    emb = np.lib.format.open_memmap(folder / ".emb.tmp.npy", mode="w+", dtype=np.float32, shape=(len(concept), DIM))
+    for start in range(0, len(concept), 100_000):
+        block = rows_of(concept[start : start + 100_000])
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         emb[start : start + len(block)] = block
     emb.flush()
     del emb
-    os.replace(folder / ".emb.tmp.npy", paths[0])
-    return _write_labels(paths, concept % CLASSES, rng)
+    os.replace(folder / ".emb.tmp.npy", path)
 
 
 def _write_labels(paths, true: np.ndarray, rng) -> tuple[Path, Path, Path]:
