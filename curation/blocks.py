@@ -46,19 +46,13 @@ def take_rows(embeddings, rows) -> np.ndarray:
     if rows.dtype == bool:
         rows = np.flatnonzero(rows)
     out = np.empty((len(rows), embeddings.shape[1]), dtype=np.float32)
-    if len(rows) > 1 and not (np.diff(rows) >= 0).all():
-        # Sequential reads of the file; the result keeps the caller's order.
-        order = np.argsort(rows, kind="stable")
-    else:
-        order = None
     located = _file_rows(embeddings) if is_mapped(embeddings) and len(rows) else None
     if located is None:
-        if order is None:
-            out[:] = embeddings[rows]
-        else:
-            out[order] = embeddings[rows[order]]
+        out[:] = embeddings[rows]
         return out
     path, first, stride = located
+    # Sequential reads of the file; the result keeps the caller's order.
+    order = np.argsort(rows, kind="stable") if len(rows) > 1 and not (np.diff(rows) >= 0).all() else None
     fd = os.open(path, os.O_RDONLY)
     try:
         for a in range(0, len(rows), GATHER_ROWS):
