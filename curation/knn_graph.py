@@ -364,7 +364,8 @@ def search_cell(embeddings, members: np.ndarray, askers: np.ndarray, k: int):
     """
     import torch
 
-    base = take_rows(embeddings, members)
+    # (D, M) contiguous: OpenBLAS multiplies by it ~1.1-1.6x faster than by the transposed view.
+    base_t = np.ascontiguousarray(take_rows(embeddings, members).T)
     take = min(k, len(members))
     out_i = np.empty((len(askers), take), dtype=np.int64)
     out_s = np.empty((len(askers), take), dtype=np.float32)
@@ -373,7 +374,7 @@ def search_cell(embeddings, members: np.ndarray, askers: np.ndarray, k: int):
     step = max(64, (1 << 22) // max(1, len(members)))
     for qs in range(0, len(askers), step):
         rows = askers[qs : qs + step]
-        sims = take_rows(embeddings, rows) @ base.T
+        sims = take_rows(embeddings, rows) @ base_t
         # Never a sample's own neighbour: an asker living in this cell is one of its members.
         pos = np.minimum(np.searchsorted(members, rows), len(members) - 1)
         own = np.flatnonzero(members[pos] == rows)
