@@ -16,6 +16,7 @@ URL, a duplicate) fails the catalog with its line or row number, before any work
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -119,7 +120,7 @@ class ManifestSource(LocalFileSource):
                     f"(paths relative to the manifest's folder, or absolute with allow_outside_root = true): "
                     f"copy or mount the data locally"
                 )
-            rel = PurePosixPath(p.replace("\\", "/")).as_posix()
+            rel = _inside_root(PurePosixPath(p.replace("\\", "/")).as_posix(), self.root, real_root)
             if rel in seen:
                 raise DuplicatePath(f"manifest {str(path)!r}: path {p!r} appears at {rows_name(path, [seen[rel], i])}")
             seen[rel] = i
@@ -150,6 +151,23 @@ class ManifestSource(LocalFileSource):
 
     def local_path(self) -> Path:
         return self.manifest
+
+
+def _inside_root(rel: str, root: Path, real_root: Path) -> str:
+    """An absolute path that names a file under the dataset root, as the path relative to it
+    (the form every other row has); any other path unchanged. A manifest written with absolute
+    paths (`find $PWD -name '*.jpg'`) then needs no allow_outside_root when it stays inside."""
+    path = Path(rel)
+    if not path.is_absolute() or ".." in PurePosixPath(rel).parts:
+        return rel
+    for base in (root.absolute(), real_root):
+        if path.is_relative_to(base) and path != base:
+            return path.relative_to(base).as_posix()
+    # Through a linked folder: its real folder under the real root (the file itself may be a link).
+    folder = Path(os.path.realpath(path.parent))
+    if folder.is_relative_to(real_root):
+        return (folder.relative_to(real_root) / path.name).as_posix()
+    return rel
 
 
 def _check_path_column(path: Path, column: str, dtype) -> None:

@@ -14,6 +14,7 @@ from tests.helpers import REPO, digit_images, write_image_folder
 from tests.helpers.faults import make_faulty_folder, png_bytes
 from tests.helpers.userdata import make_user_folder
 from winnow.catalogs import (
+    DuplicatePath,
     TooFewClasses,
     UnknownLabel,
     UnsafePath,
@@ -191,6 +192,30 @@ def test_manifest_outside_paths_allowed_when_the_catalog_says_so(tmp_path, digit
     table = list_samples(load_catalog(write_toml(tmp_path / "c.toml", text)))
     assert table.column("refused").to_pylist() == [None, None, None]
     assert Path(table.column(S.ABS_PATH)[0].as_py()) == outside
+
+
+def test_manifest_absolute_paths_inside_its_folder_are_read_as_relative(tmp_path, digit):
+    """A manifest written with absolute paths (`find $PWD -name '*.png'`) is the common case: paths
+    under the manifest's folder are the same samples as their relative form, with no opt-in."""
+    (tmp_path / "sub" / "in").mkdir(parents=True)
+    for name in ("y.png", "z.png"):
+        (tmp_path / "sub" / "in" / name).write_bytes(png_bytes(digit))
+    inside = str(tmp_path / "sub" / "in" / "y.png")
+    write_manifest(tmp_path, [inside, "in/z.png"], ["0", "1"])
+    table = list_samples(load_catalog(write_toml(tmp_path / "c.toml", MANIFEST)))
+    assert table.column(S.PATH).to_pylist() == ["in/y.png", "in/z.png"]
+    assert table.column("refused").to_pylist() == [None, None]
+    assert Path(table.column(S.ABS_PATH)[0].as_py()) == Path(inside)
+    # Through a link to the folder, too: the same file, the same relative path.
+    (tmp_path / "link").symlink_to(tmp_path / "sub")
+    write_manifest(tmp_path, [str(tmp_path / "link" / "in" / "y.png"), "in/z.png"], ["0", "1"])
+    (tmp_path / "sub" / "m2.csv").write_bytes((tmp_path / "sub" / "m.csv").read_bytes())
+    table = list_samples(load_catalog(write_toml(tmp_path / "c.toml", MANIFEST.replace("m.csv", "m2.csv"))))
+    assert table.column("refused").to_pylist() == [None, None]
+    # An absolute path and its relative twin are one sample listed twice: a named error.
+    write_manifest(tmp_path, [inside, "in/y.png"], ["0", "1"])
+    with pytest.raises(DuplicatePath, match=re.escape("in/y.png")):
+        list_samples(load_catalog(write_toml(tmp_path / "c.toml", MANIFEST)))
 
 
 def test_manifest_path_through_a_linked_folder_is_refused(tmp_path, digit):
