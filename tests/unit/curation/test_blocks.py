@@ -35,7 +35,20 @@ def resident_pages() -> int:
     return int(open("/proc/self/statm").read().split()[2])
 
 
-def test_take_rows_keeps_the_callers_order_and_returns_float32(tmp_path):
+@pytest.fixture(params=["pread", "through the map"])
+def gather(request, monkeypatch):
+    """Both ways take_rows gathers a map's rows: pread (maps over SMALL_MAP_BYTES) and numpy through
+    the map (small maps)."""
+    from winnow.curation import blocks
+
+    monkeypatch.setattr(blocks, "SMALL_MAP_BYTES", 0 if request.param == "pread" else 1 << 40)
+    calls = []
+    real = blocks._pread_rows
+    monkeypatch.setattr(blocks, "_pread_rows", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    yield request.param, calls
+
+
+def test_take_rows_keeps_the_callers_order_and_returns_float32(tmp_path, gather):
     x = unit(np.random.default_rng(0), 50, 8, np.float16)
     m = mapped(tmp_path, x)
     rows = np.array([7, 3, 3, 49, 0])
@@ -44,9 +57,10 @@ def test_take_rows_keeps_the_callers_order_and_returns_float32(tmp_path):
     np.testing.assert_array_equal(got, x[rows].astype(np.float32))
     np.testing.assert_array_equal(take_rows(x, np.zeros(50, bool)), np.zeros((0, 8), np.float32))
     np.testing.assert_array_equal(take_slice(m, 10, 20), x[10:20].astype(np.float32))
+    assert bool(gather[1]) == (gather[0] == "pread")
 
 
-def test_take_rows_reads_views_of_a_map_at_their_own_file_positions(tmp_path):
+def test_take_rows_reads_views_of_a_map_at_their_own_file_positions(tmp_path, gather):
     x = unit(np.random.default_rng(3), 300, 16, np.float16)
     m = mapped(tmp_path, x)
     rows = np.array([0, 1, 2, 40, 41, 7, 7, 89])
