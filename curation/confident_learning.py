@@ -18,7 +18,6 @@ from winnow.curation.validation import check_labels, check_pred_probs, check_sam
 
 FILTER_BY = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning")
 RANK_BY = ("self_confidence", "normalized_margin")
-UNCONFIDENT = ("drop", "likelihood")
 _EPS = 1e-6  # fuzzy comparison, the same tolerance cleanlab uses so flagged sets agree
 
 
@@ -70,8 +69,7 @@ def find_confident_learning_issues(
 
 
 def compute_confident_joint(labels: np.ndarray, pred_probs: np.ndarray, *, calibrate: bool = True,
-                            return_off_diagonal: bool = False, weights: np.ndarray | None = None,
-                            unconfident: str = "drop"):
+                            return_off_diagonal: bool = False, weights: np.ndarray | None = None):
     """(K, K) confident joint, rows = given label, columns = guessed true label.
 
     labels (N,) int64 and pred_probs (N, K) must already be validated. With
@@ -79,14 +77,7 @@ def compute_confident_joint(labels: np.ndarray, pred_probs: np.ndarray, *, calib
     whose guessed true label differs from the given one. weights: (N,) positive sample
     weights (e.g. 1 / size of a duplicate group, so copies count once) for the thresholds
     and the counts; the calibrated joint is then in units of weight. None: every sample 1.
-    unconfident: what becomes of a sample confident in no class: "drop" (confident
-    learning's joint: not counted) or "likelihood" (counted at the class of highest
-    pred_probs[x, j] / share of labels j, the likelihood ratio of Bayes' rule: a rare
-    class's clean sample is not counted at a frequent class only because that class is
-    frequent).
     """
-    if unconfident not in UNCONFIDENT:
-        raise InvalidArray(f"unconfident must be one of {UNCONFIDENT}, got {unconfident!r}")
     n, k = pred_probs.shape
     thresholds = confident_thresholds(labels, pred_probs, weights=weights)
     confident = pred_probs >= thresholds - _EPS
@@ -94,11 +85,6 @@ def compute_confident_joint(labels: np.ndarray, pred_probs: np.ndarray, *, calib
     # Among several confident classes take the most probable; with one, that one.
     guess = np.where(n_confident > 1, pred_probs.argmax(axis=1), confident.argmax(axis=1))
     counted = n_confident > 0
-    if unconfident == "likelihood":
-        share = np.bincount(labels, weights=weights, minlength=k).astype(np.float64)
-        rows = np.flatnonzero(~counted)
-        guess[rows] = (pred_probs[rows] / np.maximum(share, 1e-12)).argmax(axis=1)
-        counted = np.ones(n, dtype=bool)
     cj = np.zeros((k, k), dtype=np.int64 if weights is None else np.float64)
     np.add.at(cj, (labels[counted], guess[counted]), 1 if weights is None else weights[counted])
     # Every class keeps at least one correctly labelled sample.

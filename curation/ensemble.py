@@ -17,9 +17,7 @@ agrees more is the better predictor). The cut follows the evidence, class by cla
 3. In each given class, the samples of highest P(wrong) are flagged, as many as maximise the
    class's expected F1 (the expected true positives of the first m are the sum of their
    P(wrong), the expected errors the sum over the class: `f1_optimal_count`) but no more
-   than the off-diagonal count of the class in the joint that also counts each sample confident
-   in no class at its argmax (instance-dependent flips sit there), so no class is cut at
-   another's rate (a rare class's clean samples are not flagged because a frequent
+   than the joint's off-diagonal count of the class, so no class is cut at another's rate (a rare class's clean samples are not flagged because a frequent
    class is noisy) and no count has to be guessed; as in confident learning, a sample whose
    blend argmax is its given label is never flagged. The share flagged, per class and in
    total, is the noise estimate.
@@ -46,20 +44,26 @@ from winnow.curation.errors import InvalidArray
 # 11.1% against 6.1% (frequent half 1.5% vs 3.3%); the argmax guard adds 0.0006 on the mean
 # (better on 31 of 36 rows, worse on the three pair-40% rows, where the true and the flipped
 # class tie) and brought the one dev row below cleanlab (digits-lr sparse 0.4 30%) above it.
-# CAP_PROVENANCE (session 23, issue 16 item 2): the cap's joint counts each sample confident in
-# no class at the class of highest pred_probs / label share (compute_confident_joint(
-# unconfident="likelihood")) instead of dropping it; the prior of the posterior stays confident
-# learning's joint. Chosen on the development split with the session-23 instance-noise rows
-# (47 single-label conditions, offline replay of --dump): mean F1 0.858 against 0.835 (the 11
-# instance rows 0.657 vs 0.569, the 36 others 0.919 vs 0.916), mean gap to the best threshold
-# 0.040 vs 0.063, estimate within 20% on 37 vs 36; clean samples flagged on the dev long
-# tails, rarer / frequent half, 4.0% / 0.6% vs 3.7% / 0.6%. Tried and not taken: the plain
-# argmax (dev 0.858, but the long-tail unit test's harder rare classes: 6.5% of their clean
-# samples flagged vs 0%; with the likelihood ratio 0.9%, one sample); the same joint as the
-# prior too (0.865, tails 6.0% / 1.1%); spreading each unconfident sample over its class
-# distribution (0.867, tails 6.1% / 1.2%); a floor at 0.8-1.0 of the joint's count (+0.003 at
-# most, more frequent-half flags); rescaling P(wrong) so its class sum is the joint's count
-# (0.839); the joint's count alone (0.837).
+# Session 23 (issue 16 items 2-3), on the development split with the conditions session 23 added
+# (instance-dependent noise, 5% rates; 57 single-label conditions, offline replay of --dump);
+# nothing here changed. Tried for the cap: a joint that also counts each sample confident in no
+# class, at the class of highest probs / label share (instance-dependent flips sit between two
+# classes, confident in neither, and the confident joint drops them: its count was 0.25-0.9x the
+# truth on the dev instance rows). Dev mean F1 0.867 vs 0.847 (instance rows 0.657 vs 0.569, the
+# 46 others 0.9172 vs 0.9135), but it counts a confused model's hard CLEAN samples as errors: on
+# clean labels (tests/unit/curation/test_validation.py's digits) it flagged 15 of 396 samples vs
+# 4, failing that test, and held out it lost 0.014 mean F1 on the 40 balanced rows without
+# instance noise (MNIST at 5%, text). Not taken; neither were: the same joint as the prior too
+# (dev 0.872), spreading unconfident samples over their class distribution (0.868, 6.5% of the
+# long-tail test's rare clean samples flagged), half-way between the two counts (0.864, 12 of
+# 396 clean flagged), a plain argmax (0.867, 6.5% rare), counting at the argmax only when it
+# doubles the given label's probability (0.865, 7 of 396 clean flagged), a floor at 0.8-1.0 of
+# the joint's count (+0.003 at most), rescaling P(wrong) to the joint's count (first 47 rows
+# 0.839 vs 0.835). Tried for the weights (same 57 rows; agreement^4: 0.867): agreement measured
+# on the samples the other sources' blend trusts (0.8675); each source's AUROC against the
+# other sources' verdict, (2 AUROC - 1)^2 (0.869, rarer-half false flags 4.3% vs 4.0%, frequent
+# 0.8% vs 0.6%); AGREEMENT_POWER 2 / 8 (0.867 / 0.866); SCORE_SHARE scaled down by the probe's
+# agreement relative to the best source's (0.864).
 # AGREEMENT_POWER was chosen by hand on the earlier benchmark's 15 seed-0 rows
 # (digits and MNIST through EfficientNet-Lite0, a Gaussian mixture) and kept unchanged when
 # the protocol of benchmarks/label_noise_protocol.py (issue 16) split the benchmark: it was
@@ -220,14 +224,6 @@ def cut_by_noise_estimate(labels: np.ndarray, probs: np.ndarray, *, scores: np.n
     quality = 1.0 - wrong
     w = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     errors = cj.sum(axis=1) - np.diag(cj)
-    if count == "expected_f1":
-        # The cap counts every sample, not only the confident ones: a sample confident in no
-        # class is counted at the class of its highest likelihood ratio. Instance-dependent
-        # flips sit near the class they went to, confident in neither, and the confident
-        # joint drops them: its count was 0.25-0.9x the truth (median 0.5x) on the dev instance
-        # rows (see CAP_PROVENANCE).
-        capped = compute_confident_joint(labels, probs, weights=sample_weight, unconfident="likelihood")
-        errors = capped.sum(axis=1) - np.diag(capped)
     flagged = np.zeros(len(labels), dtype=bool)
     for given in range(k):
         rows = np.flatnonzero(labels == given)

@@ -93,19 +93,3 @@ def test_bad_inputs_raise_named_errors():
         find_confident_learning_issues(out_of_range, probs)
     with pytest.raises(InvalidArray, match="filter_by"):
         find_confident_learning_issues(labels, probs, filter_by="nope")
-
-
-def test_unconfident_samples_are_counted_at_their_likelihood_class():
-    # Thresholds: class 0 (7.8 / 9) 0.867, class 1 (2.05 / 3) 0.683. The last two rows clear
-    # neither: confident learning drops them; "likelihood" counts each at the class of highest
-    # p / label share (shares 9/12, 3/12): class 1 for both, though p favours class 0 for one
-    # of them (a plain argmax would count the given-1 row as an error of class 1).
-    probs = np.array([[0.9, 0.1]] * 8 + [[0.2, 0.8]] * 2 + [[0.6, 0.4], [0.55, 0.45]])
-    labels = np.array([0] * 8 + [1] * 2 + [0, 1])
-    dropped = compute_confident_joint(labels, probs, calibrate=False)
-    counted = compute_confident_joint(labels, probs, calibrate=False, unconfident="likelihood")
-    np.testing.assert_array_equal(dropped, [[8, 0], [0, 2]])
-    np.testing.assert_array_equal(counted, [[8, 1], [0, 3]])
-    np.testing.assert_array_equal(counted.sum(axis=1), np.bincount(labels))
-    with pytest.raises(InvalidArray, match="'argmax'"):
-        compute_confident_joint(labels, probs, unconfident="argmax")

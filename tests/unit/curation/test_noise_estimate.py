@@ -203,32 +203,21 @@ def test_the_joint_count_is_kept_for_multilabel_and_unknown_counts_are_named():
 
 # Instance-dependent noise (issue 16, session 23): 20% of each class flips to its nearest other
 # class, the nearer a sample the likelier. The flips sit between the two classes, confident in
-# neither; confident learning's joint drops them and its count stopped at 0.74x the planted
-# rate (F1 0.85); the cap's joint counts them (0.93x, F1 0.96).
+# neither; confident learning's joint drops them and the count stops at 0.74x the planted rate
+# (F1 0.85). A cap that also counted them reached 0.93x (F1 0.96) but flagged clean samples on
+# clean data (curation/ensemble.py, session 23): the gap is open, and this test says so until a
+# cut closes it (strict: it fails the day it passes).
 @pytest.fixture(scope="module")
 def instance_noise():
     x, y = mixture([300] * 5)
     return x, y, plant_instance_noise(y, x, 0.2, seed=0)
 
 
-def check_instance_count(x, y, noisy):
+@pytest.mark.xfail(strict=True, reason="issue 16: the count stops at 0.74x the planted instance-dependent noise")
+def test_instance_noise_count_reaches_the_planted_rate(instance_noise):
+    x, y, noisy = instance_noise
     report = detect_label_issues(noisy, embeddings=x, seed=0)
     truth = noisy != y
     assert abs(report.noise_rate / truth.mean() - 1) < 0.15, (report.noise_rate, truth.mean())
     assert detection_metrics(truth, report.frame["label_quality"].to_numpy(),
                              report.frame["is_label_issue"].to_numpy())["f1"] > 0.93
-
-
-def test_instance_noise_count_reaches_the_planted_rate(instance_noise):
-    check_instance_count(*instance_noise)
-
-
-def test_the_instance_check_fails_with_confident_learnings_joint_as_the_cap(instance_noise, monkeypatch):
-    original = ensemble.compute_confident_joint
-
-    def dropping(*args, unconfident="drop", **kwargs):
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ensemble, "compute_confident_joint", dropping)
-    with pytest.raises(AssertionError):
-        check_instance_count(*instance_noise)
