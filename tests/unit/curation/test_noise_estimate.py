@@ -6,6 +6,7 @@ import pytest
 import winnow.curation.ensemble as ensemble
 from winnow.curation import detect_label_issues, detection_metrics, plant_label_noise
 from winnow.curation.knn_noise import flag_lowest
+from winnow.curation.noise import plant_instance_noise
 
 
 def mixture(counts, *, d=32, scales=None, seed=0):
@@ -198,3 +199,25 @@ def test_the_joint_count_is_kept_for_multilabel_and_unknown_counts_are_named():
     assert flagged[:20].all()
     with pytest.raises(ensemble.InvalidArray, match="'most'"):
         ensemble.cut_by_noise_estimate(noisy, probs, count="most")
+
+
+# Instance-dependent noise (issue 16, session 23): 20% of each class flips to its nearest other
+# class, the nearer a sample the likelier. The flips sit between the two classes, confident in
+# neither; confident learning's joint drops them and the count stops at 0.74x the planted rate
+# (F1 0.85). A cap that also counted them reached 0.93x (F1 0.96) but flagged clean samples on
+# clean data (curation/ensemble.py, session 23): the gap is open, and this test says so until a
+# cut closes it (strict: it fails the day it passes).
+@pytest.fixture(scope="module")
+def instance_noise():
+    x, y = mixture([300] * 5)
+    return x, y, plant_instance_noise(y, x, 0.2, seed=0)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: the count stops at 0.74x the planted instance-dependent noise")
+def test_instance_noise_count_reaches_the_planted_rate(instance_noise):
+    x, y, noisy = instance_noise
+    report = detect_label_issues(noisy, embeddings=x, seed=0)
+    truth = noisy != y
+    assert abs(report.noise_rate / truth.mean() - 1) < 0.15, (report.noise_rate, truth.mean())
+    assert detection_metrics(truth, report.frame["label_quality"].to_numpy(),
+                             report.frame["is_label_issue"].to_numpy())["f1"] > 0.93
