@@ -142,62 +142,18 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
             x.div_(_feature_std(x, sample_weight).add_(1e-6))
 
     y = torch.from_numpy(labels)
+    weight, bias, aum_sum, aum_count = _train_folds(
+        x, scale, y, folds, sample_weight, n_classes=n_classes, n_folds=n_folds, epochs=epochs, min_steps=min_steps,
+        batch_size=batch_size, minibatch_size=minibatch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+        seed=seed)
     probs = np.zeros((n, n_classes), dtype=np.float64)
-    aum_sum = np.zeros(n, dtype=np.float64)
-    aum_count = np.zeros(n, dtype=np.float64)
-    gen = torch.Generator().manual_seed(seed)
-    for f in range(n_folds):
-        test = np.flatnonzero(folds == f)
-        train = np.flatnonzero(folds != f)
-        linear = torch.nn.Linear(x.shape[1], n_classes)
-        with torch.no_grad():
-            linear.weight.copy_(torch.randn(linear.weight.shape, generator=gen) * 0.01)
-            linear.bias.zero_()
-        opt = _Adam(linear.parameters(), lr=learning_rate, weight_decay=weight_decay)
-        train_t = torch.from_numpy(train)
-        full_batch = batch_size >= len(train)
-        # Minibatches are gathered from x by row number: a copy of the training folds' features
-        # (x[train]) would add 0.8 x 512 bytes a row to the peak for the same values.
-        x_train = _features(x, train_t, scale) if full_batch else None
-        y_train = y[train_t]
-        w_train = None if sample_weight is None else sample_weight[train_t]
-        # A fold larger than one batch trains on smaller minibatches: as many updates for a
-        # quarter of the work per update, so the probe's time at 50k-100k rows is no longer
-        # min_steps full batches (issue 16: chosen for the speed table, its F1 measured there).
-        step_rows = len(train) if full_batch else minibatch_size
-        # Small data needs more passes than large data: at least `min_steps` updates.
-        steps_per_epoch = -(-len(train) // step_rows)
-        margin_sum = torch.zeros(len(train), dtype=torch.float64)
-        n_seen = torch.zeros(len(train), dtype=torch.float64)
-        for _ in range(max(epochs, -(-min_steps // steps_per_epoch))):
-            order = None if full_batch else torch.randperm(len(train), generator=gen)
-            for start in range(0, len(train), step_rows):
-                idx = None if full_batch else order[start : start + step_rows]
-                xb, yb = (x_train, y_train) if full_batch else (_features(x, train_t[idx], scale), y_train[idx])
-                logits = linear(xb)
-                if w_train is None:
-                    loss = torch.nn.functional.cross_entropy(logits, yb)
-                else:
-                    wb = w_train if full_batch else w_train[idx]
-                    loss = (torch.nn.functional.cross_entropy(logits, yb, reduction="none") * wb).sum() / wb.sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    m = _logit_margin(logits.detach(), yb).double()
-                    if full_batch:
-                        margin_sum += m
-                        n_seen += 1
-                    else:
-                        margin_sum.index_add_(0, idx, m)
-                        n_seen.index_add_(0, idx, torch.ones_like(m))
-        aum_sum[train] += margin_sum.numpy()
-        aum_count[train] += n_seen.numpy()
-        del x_train
-        with torch.no_grad():
+    with torch.no_grad():
+        for f in range(n_folds):
+            test = np.flatnonzero(folds == f)
             for start in range(0, len(test), _PREDICT_ROWS):  # blocks: x[test] is 0.2 x 512 bytes a row
                 part = test[start : start + _PREDICT_ROWS]
-                probs[part] = torch.softmax(linear(_features(x, torch.from_numpy(part), scale)), dim=1).double().numpy()
+                logits = torch.addmm(bias[f], _features(x, torch.from_numpy(part), scale), weight[f].t())
+                probs[part] = torch.softmax(logits, dim=1).double().numpy()
     del x
     probs /= probs.sum(axis=1, keepdims=True)
     own = probs[np.arange(n), labels]
@@ -213,11 +169,125 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
 # them at a few MiB whatever N is (a (rows, 128) float64 block of 64k rows was 64 MiB).
 _PREDICT_ROWS = 1 << 13
 
+# The folds' epoch permutations are drawn before training, in the order one fold after another
+# would draw them. Up to this many bytes of them are kept; beyond (millions of rows), each
+# fold's generator state is kept instead and its permutations are drawn again as it needs them.
+_KEEP_PERMUTATION_BYTES = 1 << 26
+
+
+def _train_folds(x, scale, y, folds, sample_weight, *, n_classes, n_folds, epochs, min_steps, batch_size,
+                 minibatch_size, learning_rate, weight_decay, seed):
+    """Train the folds' softmax regressions side by side: fold f's model on the rows of the other
+    folds. Returns weight (F, K, D) and bias (F, K) float32, the (N,) float64 sum of each row's
+    in-fold margins over the steps that saw it, and the (N,) count of those steps.
+
+    One step updates every fold at once (batched products): 5 folds x 100 steps were 500 tiny
+    torch calls each, whose per-call overhead was most of the probe's time (issue 16 speed). Each
+    fold keeps its own initial weights and minibatch sequence, drawn in the order training one
+    fold after another draws them, its own loss (the mean over its minibatch) and its own Adam
+    state; a fold with fewer steps than the others stops moving when its steps are done.
+    """
+    import torch
+
+    n, d = x.shape
+    n_train = [int(np.count_nonzero(folds != f)) for f in range(n_folds)]
+    full = [batch_size >= m for m in n_train]
+    step_rows = [m if fb else minibatch_size for m, fb in zip(n_train, full, strict=True)]
+    per_epoch = [-(-m // r) for m, r in zip(n_train, step_rows, strict=True)]
+    # Small data needs more passes than large data: at least `min_steps` updates.
+    n_epochs = [max(epochs, -(-min_steps // s)) for s in per_epoch]
+    n_steps = [s * e for s, e in zip(per_epoch, n_epochs, strict=True)]
+
+    gen = torch.Generator().manual_seed(seed)
+    keep = (n_folds * max(n_epochs) * max(n_train) * 8) <= _KEEP_PERMUTATION_BYTES
+    init, gens, perms = [], [], []
+    for f in range(n_folds):
+        init.append(torch.randn((n_classes, d), generator=gen) * 0.01)
+        own = torch.Generator()
+        own.set_state(gen.get_state())
+        gens.append(own)
+        drawn = [] if full[f] else [torch.randperm(n_train[f], generator=gen) for _ in range(n_epochs[f])]
+        perms.append(drawn if keep else None)
+    weight = torch.stack(init)  # (F, K, D): one batched product for all folds
+    bias = torch.zeros(n_folds, n_classes)
+    opt = _Adam([weight, bias], lr=learning_rate, weight_decay=weight_decay)
+    aum_sum = torch.zeros(n + 1, dtype=torch.float64)  # the last slot takes the padding rows' margins
+    aum_count = np.zeros(n, dtype=np.float64)
+    for f in range(n_folds):
+        aum_count[folds != f] += n_epochs[f]  # each epoch sees each of the fold's training rows once
+    orders: list = [None] * n_folds
+    cached = None
+    for s in range(max(n_steps)):
+        active = [f for f in range(n_folds) if s < n_steps[f]]
+        parts = []
+        for f in active:
+            epoch, j = divmod(s, per_epoch[f])
+            if j == 0 and (orders[f] is None or not full[f]):
+                train = torch.from_numpy(np.flatnonzero(folds != f))
+                if not full[f]:
+                    train = train[perms[f][epoch] if keep else torch.randperm(n_train[f], generator=gens[f])]
+                orders[f] = train
+            parts.append(orders[f][j * step_rows[f] : (j + 1) * step_rows[f]])
+        # Full batches (small data) are the same rows every step: gather them once.
+        reuse = cached is not None and cached[0] == active and all(full[f] for f in active)
+        if not reuse:
+            cached = (active, *_step_batch(x, scale, y, sample_weight, parts, n))
+        _, xb, yb, coef, into = cached
+        whole = len(active) == n_folds
+        w = weight if whole else weight[active]
+        b = bias if whole else bias[active]
+        # Classes by rows, (A, K, rows): with K ~ 10, the products, the softmax and the margins
+        # over the class axis run several times faster in this layout than in (A, rows, K).
+        logits = torch.baddbmm(b[:, :, None], w, xb.transpose(1, 2))
+        aum_sum.index_add_(0, into, _logit_margin(logits, yb, dim=1).reshape(-1).double())
+        # The gradient of each fold's (weighted) mean cross-entropy: (softmax - one-hot) x row weight.
+        grad = torch.softmax(logits, dim=1)
+        grad.scatter_add_(1, yb[:, None, :], torch.full((yb.shape[0], 1, yb.shape[1]), -1.0))
+        grad.mul_(coef)
+        opt.step([torch.bmm(grad, xb), grad.sum(2)], None if whole else active)
+    return weight, bias, aum_sum[:n].numpy(), aum_count
+
+
+def _step_batch(x, scale, y, sample_weight, parts, n):
+    """One step's minibatches, one per active fold (`parts`: row-number tensors), padded to the
+    longest: features (A, rows, D), labels (A, rows), each row's weight in its fold's mean loss
+    (A, 1, rows; 0 for padding), and where each row's margin is summed (padding: row n)."""
+    import torch
+
+    width = max(len(p) for p in parts)
+    if all(len(p) == width for p in parts):
+        rows = torch.cat(parts)
+        into = rows
+        valid = None
+    else:
+        rows = torch.zeros(len(parts) * width, dtype=torch.int64)
+        valid = torch.zeros(len(parts) * width, dtype=torch.bool)
+        for a, p in enumerate(parts):
+            rows[a * width : a * width + len(p)] = p
+            valid[a * width : a * width + len(p)] = True
+        into = torch.where(valid, rows, n)
+    xb = _features(x, rows, scale).view(len(parts), width, -1)
+    yb = y[rows].view(len(parts), width)
+    if sample_weight is None:
+        count = torch.tensor([len(p) for p in parts], dtype=torch.float32)
+        coef = (1.0 / count)[:, None, None].expand(-1, 1, width)
+        if valid is not None:
+            coef = coef * valid.view(len(parts), 1, width)
+    else:
+        wb = sample_weight[rows] if valid is None else sample_weight[rows] * valid
+        wb = wb.view(len(parts), 1, width)
+        coef = wb / wb.sum(2, keepdim=True)
+    return xb, yb, coef, into
+
 
 def _features(x, rows, scale):
     """Standardised float32 features of `rows` (a torch index tensor): x's rows, divided by
     `scale` when x is stored unstandardised (out of core)."""
-    return x[rows] if scale is None else x[rows].float().div_(scale)
+    import torch
+
+    rows_x = x.index_select(0, rows)
+    # Exactly x[rows].float() / scale (float16 -> float32 is exact), without the float32 copy.
+    return rows_x if scale is None else torch.div(rows_x, scale)
 
 
 def _max_other(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -370,11 +440,12 @@ def _top_axes(cov, n_axes: int):
     return (axes * signs).float()
 
 
-def _logit_margin(logits, y):
-
-    own = logits.gather(1, y[:, None])[:, 0]
-    masked = logits.scatter(1, y[:, None], float("-inf"))
-    return own - masked.max(dim=1).values
+def _logit_margin(logits, y, *, dim: int = -1):
+    """logit[given] - max logit[other] along the class axis `dim` of `logits`; `y`: the given
+    labels, shaped like `logits` without that axis."""
+    own = logits.gather(dim, y.unsqueeze(dim)).squeeze(dim)
+    masked = logits.scatter(dim, y.unsqueeze(dim), float("-inf"))
+    return own - masked.amax(dim)
 
 
 def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int, groups=None, key=None) -> np.ndarray:
@@ -413,10 +484,12 @@ def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int, groups=
 
 
 class _Adam:
-    """torch.optim.Adam's update with L2 weight decay, for the probe's two tensors.
+    """torch.optim.Adam's update with L2 weight decay, for the probe's stacked (F, ...) tensors.
 
     torch.optim imports torch._dynamo on first use: 1.4 s of every run (measured on 2
-    cores), more than the probe's whole training at 100k rows.
+    cores), more than the probe's whole training at 100k rows. The update is elementwise, so
+    each fold's slice moves by its own gradient only; `step(grads, folds)` moves the listed
+    folds' slices alone (a fold that has run out of steps must not drift on its momentum).
     """
 
     def __init__(self, params, *, lr: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
@@ -425,24 +498,25 @@ class _Adam:
         self.params = list(params)
         self.lr, self.weight_decay, self.eps = lr, weight_decay, eps
         self.beta1, self.beta2 = betas
-        self.t = 0
+        self.t = 0  # steps taken by the folds still moving (all of them share every step until they stop)
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        import torch
-
+    def step(self, grads, folds=None) -> None:
+        """grads: one per parameter, (F, ...) or, with `folds` (a list of A fold numbers), (A, ...)."""
         self.t += 1
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
+            if folds is None:
+                self._update(p, g, m, v)
+            else:
+                for a, f in enumerate(folds):
+                    self._update(p[f], g[a], m[f], v[f])
+
+    def _update(self, p, grad, m, v) -> None:
         correction1 = 1 - self.beta1**self.t
         correction2 = 1 - self.beta2**self.t
-        with torch.no_grad():
-            for p, m, v in zip(self.params, self.m, self.v, strict=True):
-                g = p.grad + self.weight_decay * p
-                m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
-                v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-                denom = (v.sqrt() / correction2**0.5).add_(self.eps)
-                p.addcdiv_(m, denom, value=-self.lr / correction1)
+        g = grad + self.weight_decay * p
+        m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
+        v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+        denom = (v.sqrt() / correction2**0.5).add_(self.eps)
+        p.addcdiv_(m, denom, value=-self.lr / correction1)
