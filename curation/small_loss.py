@@ -351,25 +351,53 @@ def _gmm_clean_posterior(z: np.ndarray, *, n_iter: int) -> np.ndarray:
     mu = np.quantile(z, [0.25, 0.9])
     var = np.array([z.var(), z.var()]) + reg
     w = np.array([0.5, 0.5])
+    # With two components a responsibility is a logistic function of the log-density ratio, a
+    # quadratic in z: a few passes over N per iteration instead of (N, 2) temporaries
+    # (0.31 s -> 0.05 s at 100k, issue 16 speed). Each component's own responsibility is computed
+    # as 1 / (1 + exp(-ratio)), so a tiny one keeps its relative precision (no 1 - r).
+    z2 = z * z
+    ratio = np.empty_like(z)
+    resp = np.empty_like(z)
+    centred = np.empty_like(z)
     for _ in range(n_iter):
-        log_p = -0.5 * ((z[:, None] - mu) ** 2 / var + np.log(2 * np.pi * var)) + np.log(w)
-        log_p -= log_p.max(axis=1, keepdims=True)
-        resp = np.exp(log_p)
-        resp /= resp.sum(axis=1, keepdims=True)
-        nk = resp.sum(axis=0) + 1e-12
-        w = nk / len(z)
-        mu = (resp * z[:, None]).sum(axis=0) / nk
-        var = (resp * (z[:, None] - mu) ** 2).sum(axis=0) / nk + reg
+        _log_density_ratio(z, z2, mu, var, w, out=ratio)
+        for c, sign in ((0, -1.0), (1, 1.0)):  # component 0: 1 / (1 + exp(-ratio)); 1: 1 / (1 + exp(ratio))
+            _logistic(ratio, sign, out=resp)
+            nk = resp.sum() + 1e-12
+            w[c] = nk / len(z)
+            mu[c] = (resp @ z) / nk
+            np.subtract(z, mu[c], out=centred)
+            np.multiply(centred, resp, out=resp)
+            var[c] = (resp @ centred) / nk + reg
     clean_comp = int(np.argmin(mu))
-    log_p = -0.5 * ((z[:, None] - mu) ** 2 / var + np.log(2 * np.pi * var)) + np.log(w)
-    log_p -= log_p.max(axis=1, keepdims=True)
-    resp = np.exp(log_p)
-    post = resp[:, clean_comp] / resp.sum(axis=1)
+    _log_density_ratio(z, z2, mu, var, w, out=ratio)
+    post = _logistic(ratio, -1.0 if clean_comp == 0 else 1.0, out=resp)
     # Beyond the noisy mean a wider clean component could win back the tail; keep it monotone.
     order = np.argsort(z, kind="stable")
     post_sorted = np.minimum.accumulate(post[order])
     out = np.empty_like(post)
     out[order] = post_sorted
+    return out
+
+
+def _log_density_ratio(z, z2, mu, var, w, *, out):
+    """log(w0 N(z; mu0, var0)) - log(w1 N(z; mu1, var1)) for every z, written into `out`."""
+    a = -0.5 * (1 / var[0] - 1 / var[1])
+    b = mu[0] / var[0] - mu[1] / var[1]
+    c = -0.5 * (mu[0] ** 2 / var[0] - mu[1] ** 2 / var[1] + np.log(var[0] / var[1])) + np.log(w[0] / w[1])
+    np.multiply(z2, a, out=out)
+    out += b * z
+    out += c
+    return out
+
+
+def _logistic(ratio, sign, *, out):
+    """1 / (1 + exp(sign * ratio)) into `out`: the responsibility of component 0 (sign -1) or 1 (+1)."""
+    with np.errstate(over="ignore"):  # exp overflows to inf for a hopeless component: 1 / inf = 0
+        np.multiply(ratio, sign, out=out)
+        np.exp(out, out=out)
+    out += 1.0
+    np.reciprocal(out, out=out)
     return out
 
 

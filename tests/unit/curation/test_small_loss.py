@@ -159,3 +159,44 @@ def test_probe_finds_planted_flips():
     worst = np.argsort(-probe.losses)[: flipped.sum()]
     assert flipped[worst].mean() > 0.8
     assert np.corrcoef(probe.aum, flipped)[0, 1] < -0.5
+
+
+def two_gaussian_em(z, n_iter=20, reg=5e-4):
+    """The oracle for split_small_loss: EM on (N, 2) log-densities, normalised by their row max
+    (the split's formulation before issue 16's speed work), then the same monotone tail."""
+    mu, var, w = np.quantile(z, [0.25, 0.9]), np.full(2, z.var()) + reg, np.full(2, 0.5)
+
+    def log_p():
+        out = -0.5 * ((z[:, None] - mu) ** 2 / var + np.log(2 * np.pi * var)) + np.log(w)
+        return out - out.max(axis=1, keepdims=True)
+
+    for _ in range(n_iter):
+        resp = np.exp(log_p())
+        resp /= resp.sum(axis=1, keepdims=True)
+        nk = resp.sum(axis=0) + 1e-12
+        w, mu = nk / len(z), (resp * z[:, None]).sum(axis=0) / nk
+        var = (resp * (z[:, None] - mu) ** 2).sum(axis=0) / nk + reg
+    resp = np.exp(log_p())
+    post = resp[:, np.argmin(mu)] / resp.sum(axis=1)
+    order = np.argsort(z, kind="stable")
+    out = np.empty_like(post)
+    out[order] = np.minimum.accumulate(post[order])
+    return out
+
+
+@pytest.mark.parametrize("kind", ["bimodal", "heavy_tail", "uniform", "one_outlier"])
+def test_small_loss_split_matches_the_two_gaussian_em(kind):
+    rng = np.random.default_rng(2)
+    losses = {
+        "bimodal": np.r_[rng.gamma(1, 0.2, 4000), rng.normal(2.5, 0.7, 1000).clip(0)],
+        "heavy_tail": rng.pareto(1.5, 5000),
+        "uniform": rng.random(3000),
+        "one_outlier": np.r_[np.zeros(999), 10.0],
+    }[kind]
+    split = small_loss.split_small_loss(losses)
+    want = two_gaussian_em((losses - losses.min()) / np.ptp(losses))
+    # Relative: the smallest clean probabilities are scores too (ranked by the ensemble).
+    np.testing.assert_allclose(split.clean_prob, want, rtol=1e-9, atol=1e-300)
+    assert np.array_equal(split.is_noisy, want < 0.5)
+    if kind == "bimodal":
+        assert split.is_noisy[4000:].mean() > 0.9 and split.is_noisy[:4000].mean() < 0.05
