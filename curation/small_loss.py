@@ -217,6 +217,10 @@ def _train_folds(x, scale, y, folds, sample_weight, *, n_classes, n_folds, epoch
         aum_count[folds != f] += n_epochs[f]  # each epoch sees each of the fold's training rows once
     orders: list = [None] * n_folds
     cached = None
+    # Every step's features are gathered into the same buffers (no fresh (rows, D) arrays per step).
+    rows_at_most = n_folds * max(step_rows)
+    buffers = (torch.empty((rows_at_most, d)),
+               torch.empty((rows_at_most, d), dtype=x.dtype) if scale is not None and x.dtype != torch.float32 else None)
     for s in range(max(n_steps)):
         active = [f for f in range(n_folds) if s < n_steps[f]]
         parts = []
@@ -231,7 +235,7 @@ def _train_folds(x, scale, y, folds, sample_weight, *, n_classes, n_folds, epoch
         # Full batches (small data) are the same rows every step: gather them once.
         reuse = cached is not None and cached[0] == active and all(full[f] for f in active)
         if not reuse:
-            cached = (active, *_step_batch(x, scale, y, sample_weight, parts, n))
+            cached = (active, *_step_batch(x, scale, y, sample_weight, parts, n, buffers))
         _, xb, yb, coef, into = cached
         whole = len(active) == n_folds
         w = weight if whole else weight[active]
@@ -248,7 +252,7 @@ def _train_folds(x, scale, y, folds, sample_weight, *, n_classes, n_folds, epoch
     return weight, bias, aum_sum[:n].numpy(), aum_count
 
 
-def _step_batch(x, scale, y, sample_weight, parts, n):
+def _step_batch(x, scale, y, sample_weight, parts, n, buffers):
     """One step's minibatches, one per active fold (`parts`: row-number tensors), padded to the
     longest: features (A, rows, D), labels (A, rows), each row's weight in its fold's mean loss
     (A, 1, rows; 0 for padding), and where each row's margin is summed (padding: row n)."""
@@ -266,7 +270,7 @@ def _step_batch(x, scale, y, sample_weight, parts, n):
             rows[a * width : a * width + len(p)] = p
             valid[a * width : a * width + len(p)] = True
         into = torch.where(valid, rows, n)
-    xb = _features(x, rows, scale).view(len(parts), width, -1)
+    xb = _features(x, rows, scale, buffers).view(len(parts), width, -1)
     yb = y[rows].view(len(parts), width)
     if sample_weight is None:
         count = torch.tensor([len(p) for p in parts], dtype=torch.float32)
@@ -280,14 +284,23 @@ def _step_batch(x, scale, y, sample_weight, parts, n):
     return xb, yb, coef, into
 
 
-def _features(x, rows, scale):
+def _features(x, rows, scale, buffers=None):
     """Standardised float32 features of `rows` (a torch index tensor): x's rows, divided by
-    `scale` when x is stored unstandardised (out of core)."""
+    `scale` when x is stored unstandardised (out of core). `buffers`: (float32, x's dtype or
+    None) tensors of at least len(rows) rows to gather into; the result is a view of the first."""
     import torch
 
-    rows_x = x.index_select(0, rows)
-    # Exactly x[rows].float() / scale (float16 -> float32 is exact), without the float32 copy.
-    return rows_x if scale is None else torch.div(rows_x, scale)
+    if buffers is None:
+        rows_x = x.index_select(0, rows)
+        # Exactly x[rows].float() / scale (float16 -> float32 is exact), without the float32 copy.
+        return rows_x if scale is None else torch.div(rows_x, scale)
+    out = buffers[0][: len(rows)]
+    if scale is None or buffers[1] is None:
+        torch.index_select(x, 0, rows, out=out)
+        return out if scale is None else out.div_(scale)
+    raw = buffers[1][: len(rows)]
+    torch.index_select(x, 0, rows, out=raw)
+    return torch.div(raw, scale, out=out)
 
 
 def _max_other(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
