@@ -172,7 +172,7 @@ _PREDICT_ROWS = 1 << 13
 # The folds' epoch permutations are drawn before training, in the order one fold after another
 # would draw them. Up to this many bytes of them are kept; beyond (millions of rows), each
 # fold's generator state is kept instead and its permutations are drawn again as it needs them.
-_KEEP_PERMUTATION_BYTES = 1 << 26
+_KEEP_PERMUTATION_BYTES = 1 << 24
 
 
 def _train_folds(x, scale, y, folds, sample_weight, *, n_classes, n_folds, epochs, min_steps, batch_size,
