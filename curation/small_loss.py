@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from winnow.curation.blocks import is_mapped, iter_blocks, take_rows
+from winnow.curation.blocks import block_rows, is_mapped, release_pages, take_rows
 from winnow.curation.errors import InvalidArray
 from winnow.curation.validation import (
     check_every_class_present,
@@ -142,62 +142,18 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
             x.div_(_feature_std(x, sample_weight).add_(1e-6))
 
     y = torch.from_numpy(labels)
+    weight, bias, aum_sum, aum_count = _train_folds(
+        x, scale, y, folds, sample_weight, n_classes=n_classes, n_folds=n_folds, epochs=epochs, min_steps=min_steps,
+        batch_size=batch_size, minibatch_size=minibatch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+        seed=seed)
     probs = np.zeros((n, n_classes), dtype=np.float64)
-    aum_sum = np.zeros(n, dtype=np.float64)
-    aum_count = np.zeros(n, dtype=np.float64)
-    gen = torch.Generator().manual_seed(seed)
-    for f in range(n_folds):
-        test = np.flatnonzero(folds == f)
-        train = np.flatnonzero(folds != f)
-        linear = torch.nn.Linear(x.shape[1], n_classes)
-        with torch.no_grad():
-            linear.weight.copy_(torch.randn(linear.weight.shape, generator=gen) * 0.01)
-            linear.bias.zero_()
-        opt = _Adam(linear.parameters(), lr=learning_rate, weight_decay=weight_decay)
-        train_t = torch.from_numpy(train)
-        full_batch = batch_size >= len(train)
-        # Minibatches are gathered from x by row number: a copy of the training folds' features
-        # (x[train]) would add 0.8 x 512 bytes a row to the peak for the same values.
-        x_train = _features(x, train_t, scale) if full_batch else None
-        y_train = y[train_t]
-        w_train = None if sample_weight is None else sample_weight[train_t]
-        # A fold larger than one batch trains on smaller minibatches: as many updates for a
-        # quarter of the work per update, so the probe's time at 50k-100k rows is no longer
-        # min_steps full batches (issue 16: chosen for the speed table, its F1 measured there).
-        step_rows = len(train) if full_batch else minibatch_size
-        # Small data needs more passes than large data: at least `min_steps` updates.
-        steps_per_epoch = -(-len(train) // step_rows)
-        margin_sum = torch.zeros(len(train), dtype=torch.float64)
-        n_seen = torch.zeros(len(train), dtype=torch.float64)
-        for _ in range(max(epochs, -(-min_steps // steps_per_epoch))):
-            order = None if full_batch else torch.randperm(len(train), generator=gen)
-            for start in range(0, len(train), step_rows):
-                idx = None if full_batch else order[start : start + step_rows]
-                xb, yb = (x_train, y_train) if full_batch else (_features(x, train_t[idx], scale), y_train[idx])
-                logits = linear(xb)
-                if w_train is None:
-                    loss = torch.nn.functional.cross_entropy(logits, yb)
-                else:
-                    wb = w_train if full_batch else w_train[idx]
-                    loss = (torch.nn.functional.cross_entropy(logits, yb, reduction="none") * wb).sum() / wb.sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    m = _logit_margin(logits.detach(), yb).double()
-                    if full_batch:
-                        margin_sum += m
-                        n_seen += 1
-                    else:
-                        margin_sum.index_add_(0, idx, m)
-                        n_seen.index_add_(0, idx, torch.ones_like(m))
-        aum_sum[train] += margin_sum.numpy()
-        aum_count[train] += n_seen.numpy()
-        del x_train
-        with torch.no_grad():
+    with torch.no_grad():
+        for f in range(n_folds):
+            test = np.flatnonzero(folds == f)
             for start in range(0, len(test), _PREDICT_ROWS):  # blocks: x[test] is 0.2 x 512 bytes a row
                 part = test[start : start + _PREDICT_ROWS]
-                probs[part] = torch.softmax(linear(_features(x, torch.from_numpy(part), scale)), dim=1).double().numpy()
+                logits = torch.addmm(bias[f], _features(x, torch.from_numpy(part), scale), weight[f].t())
+                probs[part] = torch.softmax(logits, dim=1).double().numpy()
     del x
     probs /= probs.sum(axis=1, keepdims=True)
     own = probs[np.arange(n), labels]
@@ -213,11 +169,141 @@ def _fit_probe(embeddings, labels, *, n_classes, n_folds, epochs, min_steps, bat
 # them at a few MiB whatever N is (a (rows, 128) float64 block of 64k rows was 64 MiB).
 _PREDICT_ROWS = 1 << 13
 
+# The folds' epoch permutations are drawn before training, in the order one fold after another
+# would draw them. Up to this many bytes of them are kept; beyond (millions of rows), each
+# fold's generator state is kept instead and its permutations are drawn again as it needs them.
+_KEEP_PERMUTATION_BYTES = 1 << 24
 
-def _features(x, rows, scale):
+
+def _train_folds(x, scale, y, folds, sample_weight, *, n_classes, n_folds, epochs, min_steps, batch_size,
+                 minibatch_size, learning_rate, weight_decay, seed):
+    """Train the folds' softmax regressions side by side: fold f's model on the rows of the other
+    folds. Returns weight (F, K, D) and bias (F, K) float32, the (N,) float64 sum of each row's
+    in-fold margins over the steps that saw it, and the (N,) count of those steps.
+
+    One step updates every fold at once (batched products): 5 folds x 100 steps were 500 tiny
+    torch calls each, whose per-call overhead was most of the probe's time (issue 16 speed). Each
+    fold keeps its own initial weights and minibatch sequence, drawn in the order training one
+    fold after another draws them, its own loss (the mean over its minibatch) and its own Adam
+    state; a fold with fewer steps than the others stops moving when its steps are done.
+    """
+    import torch
+
+    n, d = x.shape
+    n_train = [int(np.count_nonzero(folds != f)) for f in range(n_folds)]
+    full = [batch_size >= m for m in n_train]
+    step_rows = [m if fb else minibatch_size for m, fb in zip(n_train, full, strict=True)]
+    per_epoch = [-(-m // r) for m, r in zip(n_train, step_rows, strict=True)]
+    # Small data needs more passes than large data: at least `min_steps` updates.
+    n_epochs = [max(epochs, -(-min_steps // s)) for s in per_epoch]
+    n_steps = [s * e for s, e in zip(per_epoch, n_epochs, strict=True)]
+
+    gen = torch.Generator().manual_seed(seed)
+    keep = (n_folds * max(n_epochs) * max(n_train) * 8) <= _KEEP_PERMUTATION_BYTES
+    init, gens, perms = [], [], []
+    for f in range(n_folds):
+        init.append(torch.randn((n_classes, d), generator=gen) * 0.01)
+        own = torch.Generator()
+        own.set_state(gen.get_state())
+        gens.append(own)
+        drawn = [] if full[f] else [torch.randperm(n_train[f], generator=gen) for _ in range(n_epochs[f])]
+        perms.append(drawn if keep else None)
+    weight = torch.stack(init)  # (F, K, D): one batched product for all folds
+    bias = torch.zeros(n_folds, n_classes)
+    opt = _Adam([weight, bias], lr=learning_rate, weight_decay=weight_decay)
+    aum_sum = torch.zeros(n + 1, dtype=torch.float64)  # the last slot takes the padding rows' margins
+    aum_count = np.zeros(n, dtype=np.float64)
+    for f in range(n_folds):
+        aum_count[folds != f] += n_epochs[f]  # each epoch sees each of the fold's training rows once
+    orders: list = [None] * n_folds  # each fold's row numbers in its current epoch's order
+    # int32 row numbers where they fit: five folds' orders are 4 bytes a row each, not 8 (160 MB at 10M rows).
+    row_type = np.int32 if n < 2**31 else np.int64
+    cached = None
+    # Every step's features are gathered into the same buffers (no fresh (rows, D) arrays per step).
+    rows_at_most = n_folds * max(step_rows)
+    buffers = (torch.empty((rows_at_most, d)),
+               torch.empty((rows_at_most, d), dtype=x.dtype) if scale is not None and x.dtype != torch.float32 else None)
+    for s in range(max(n_steps)):
+        active = [f for f in range(n_folds) if s < n_steps[f]]
+        parts = []
+        for f in active:
+            epoch, j = divmod(s, per_epoch[f])
+            if j == 0 and (orders[f] is None or not full[f]):
+                orders[f] = None  # dropped before the next is built: one fold's order less at the peak
+                train = torch.from_numpy(np.flatnonzero(folds != f).astype(row_type))
+                if not full[f]:
+                    train = train[perms[f][epoch] if keep else torch.randperm(n_train[f], generator=gens[f])]
+                orders[f] = train
+            parts.append(orders[f][j * step_rows[f] : (j + 1) * step_rows[f]])
+        # Full batches (small data) are the same rows every step: gather them once.
+        reuse = cached is not None and cached[0] == active and all(full[f] for f in active)
+        if not reuse:
+            cached = (active, *_step_batch(x, scale, y, sample_weight, parts, n, buffers))
+        _, xb, yb, coef, into = cached
+        whole = len(active) == n_folds
+        w = weight if whole else weight[active]
+        b = bias if whole else bias[active]
+        # Classes by rows, (A, K, rows): with K ~ 10, the products, the softmax and the margins
+        # over the class axis run several times faster in this layout than in (A, rows, K).
+        logits = torch.baddbmm(b[:, :, None], w, xb.transpose(1, 2))
+        aum_sum.index_add_(0, into, _logit_margin(logits, yb, dim=1).reshape(-1).double())
+        # The gradient of each fold's (weighted) mean cross-entropy: (softmax - one-hot) x row weight.
+        grad = torch.softmax(logits, dim=1)
+        grad.scatter_add_(1, yb[:, None, :], torch.full((yb.shape[0], 1, yb.shape[1]), -1.0))
+        grad.mul_(coef)
+        opt.step([torch.bmm(grad, xb), grad.sum(2)], None if whole else active)
+    return weight, bias, aum_sum[:n].numpy(), aum_count
+
+
+def _step_batch(x, scale, y, sample_weight, parts, n, buffers):
+    """One step's minibatches, one per active fold (`parts`: row-number tensors), padded to the
+    longest: features (A, rows, D), labels (A, rows), each row's weight in its fold's mean loss
+    (A, 1, rows; 0 for padding), and where each row's margin is summed (padding: row n)."""
+    import torch
+
+    width = max(len(p) for p in parts)
+    if all(len(p) == width for p in parts):
+        rows = torch.cat(parts)
+        into = rows
+        valid = None
+    else:
+        rows = torch.zeros(len(parts) * width, dtype=parts[0].dtype)
+        valid = torch.zeros(len(parts) * width, dtype=torch.bool)
+        for a, p in enumerate(parts):
+            rows[a * width : a * width + len(p)] = p
+            valid[a * width : a * width + len(p)] = True
+        into = torch.where(valid, rows, n)
+    xb = _features(x, rows, scale, buffers).view(len(parts), width, -1)
+    yb = y[rows].view(len(parts), width)
+    if sample_weight is None:
+        count = torch.tensor([len(p) for p in parts], dtype=torch.float32)
+        coef = (1.0 / count)[:, None, None].expand(-1, 1, width)
+        if valid is not None:
+            coef = coef * valid.view(len(parts), 1, width)
+    else:
+        wb = sample_weight[rows] if valid is None else sample_weight[rows] * valid
+        wb = wb.view(len(parts), 1, width)
+        coef = wb / wb.sum(2, keepdim=True)
+    return xb, yb, coef, into
+
+
+def _features(x, rows, scale, buffers=None):
     """Standardised float32 features of `rows` (a torch index tensor): x's rows, divided by
-    `scale` when x is stored unstandardised (out of core)."""
-    return x[rows] if scale is None else x[rows].float().div_(scale)
+    `scale` when x is stored unstandardised (out of core). `buffers`: (float32, x's dtype or
+    None) tensors of at least len(rows) rows to gather into; the result is a view of the first."""
+    import torch
+
+    if buffers is None:
+        rows_x = x.index_select(0, rows)
+        # Exactly x[rows].float() / scale (float16 -> float32 is exact), without the float32 copy.
+        return rows_x if scale is None else torch.div(rows_x, scale)
+    out = buffers[0][: len(rows)]
+    if scale is None or buffers[1] is None:
+        torch.index_select(x, 0, rows, out=out)
+        return out if scale is None else out.div_(scale)
+    raw = buffers[1][: len(rows)]
+    torch.index_select(x, 0, rows, out=raw)
+    return torch.div(raw, scale, out=out)
 
 
 def _max_other(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -281,25 +367,53 @@ def _gmm_clean_posterior(z: np.ndarray, *, n_iter: int) -> np.ndarray:
     mu = np.quantile(z, [0.25, 0.9])
     var = np.array([z.var(), z.var()]) + reg
     w = np.array([0.5, 0.5])
+    # With two components a responsibility is a logistic function of the log-density ratio, a
+    # quadratic in z: a few passes over N per iteration instead of (N, 2) temporaries
+    # (0.31 s -> 0.05 s at 100k, issue 16 speed). Each component's own responsibility is computed
+    # as 1 / (1 + exp(-ratio)), so a tiny one keeps its relative precision (no 1 - r).
+    z2 = z * z
+    ratio = np.empty_like(z)
+    resp = np.empty_like(z)
+    centred = np.empty_like(z)
     for _ in range(n_iter):
-        log_p = -0.5 * ((z[:, None] - mu) ** 2 / var + np.log(2 * np.pi * var)) + np.log(w)
-        log_p -= log_p.max(axis=1, keepdims=True)
-        resp = np.exp(log_p)
-        resp /= resp.sum(axis=1, keepdims=True)
-        nk = resp.sum(axis=0) + 1e-12
-        w = nk / len(z)
-        mu = (resp * z[:, None]).sum(axis=0) / nk
-        var = (resp * (z[:, None] - mu) ** 2).sum(axis=0) / nk + reg
+        _log_density_ratio(z, z2, mu, var, w, out=ratio)
+        for c, sign in ((0, -1.0), (1, 1.0)):  # component 0: 1 / (1 + exp(-ratio)); 1: 1 / (1 + exp(ratio))
+            _logistic(ratio, sign, out=resp)
+            nk = resp.sum() + 1e-12
+            w[c] = nk / len(z)
+            mu[c] = (resp @ z) / nk
+            np.subtract(z, mu[c], out=centred)
+            np.multiply(centred, resp, out=resp)
+            var[c] = (resp @ centred) / nk + reg
     clean_comp = int(np.argmin(mu))
-    log_p = -0.5 * ((z[:, None] - mu) ** 2 / var + np.log(2 * np.pi * var)) + np.log(w)
-    log_p -= log_p.max(axis=1, keepdims=True)
-    resp = np.exp(log_p)
-    post = resp[:, clean_comp] / resp.sum(axis=1)
+    _log_density_ratio(z, z2, mu, var, w, out=ratio)
+    post = _logistic(ratio, -1.0 if clean_comp == 0 else 1.0, out=resp)
     # Beyond the noisy mean a wider clean component could win back the tail; keep it monotone.
     order = np.argsort(z, kind="stable")
     post_sorted = np.minimum.accumulate(post[order])
     out = np.empty_like(post)
     out[order] = post_sorted
+    return out
+
+
+def _log_density_ratio(z, z2, mu, var, w, *, out):
+    """log(w0 N(z; mu0, var0)) - log(w1 N(z; mu1, var1)) for every z, written into `out`."""
+    a = -0.5 * (1 / var[0] - 1 / var[1])
+    b = mu[0] / var[0] - mu[1] / var[1]
+    c = -0.5 * (mu[0] ** 2 / var[0] - mu[1] ** 2 / var[1] + np.log(var[0] / var[1])) + np.log(w[0] / w[1])
+    np.multiply(z2, a, out=out)
+    out += b * z
+    out += c
+    return out
+
+
+def _logistic(ratio, sign, *, out):
+    """1 / (1 + exp(sign * ratio)) into `out`: the responsibility of component 0 (sign -1) or 1 (+1)."""
+    with np.errstate(over="ignore"):  # exp overflows to inf for a hopeless component: 1 / inf = 0
+        np.multiply(ratio, sign, out=out)
+        np.exp(out, out=out)
+    out += 1.0
+    np.reciprocal(out, out=out)
     return out
 
 
@@ -318,7 +432,10 @@ def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: in
     total = np.zeros(d, dtype=np.float64)
     direction = np.random.default_rng(seed).standard_normal(d).astype(np.float32)  # _stratified_folds' direction
     key = np.empty(n, dtype=np.float32)
-    for start, block in iter_blocks(emb):
+    # One float32 buffer for every block of both passes: a fresh 64 MiB array per block cost more in
+    # page faults than the copy into it (issue 16 speed).
+    buf = np.empty((min(n, block_rows(d)), d), dtype=np.float32)
+    for start, block in _read_blocks(emb, buf):
         total += block.sum(axis=0, dtype=np.float64) if w is None else w[start : start + len(block)] @ block
         key[start : start + len(block)] = block @ direction
     mean = (total / (n if w is None else w.sum())).astype(np.float32)
@@ -332,11 +449,29 @@ def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: in
     cov /= len(rows) if ws is None else ws.sum()
     axes = _top_axes(torch.from_numpy(cov), n_axes).numpy()
     x = np.empty((n, n_axes), dtype=np.float16 if emb.dtype == np.float16 else np.float32)
+    projected = None if x.dtype == np.float32 else np.empty((min(n, 8192), n_axes), dtype=np.float32)
     # Smaller blocks than the first pass: here they add to x, which is already whole.
-    for start, block in iter_blocks(emb, rows_per_block=8192):
+    for start, block in _read_blocks(emb, buf[:8192]):
         block -= mean
-        x[start : start + len(block)] = block @ axes
+        rows_x = x[start : start + len(block)]
+        if projected is None:
+            np.matmul(block, axes, out=rows_x)
+        else:  # torch rounds float32 to float16 as numpy does (to nearest, ties to even), 20x faster
+            np.matmul(block, axes, out=projected[: len(block)])
+            torch.from_numpy(rows_x).copy_(torch.from_numpy(projected[: len(block)]))
     return torch.from_numpy(x), key
+
+
+def _read_blocks(emb, buf):
+    """(start, float32 block) over the rows of `emb` (N, D), len(buf) rows at a time, each block
+    a view of `buf` (overwritten by the next); a memory map's pages are released after each read
+    (as blocks.iter_blocks does)."""
+    n = emb.shape[0]
+    for start in range(0, n, len(buf)):
+        block = buf[: min(len(buf), n - start)]
+        np.copyto(block, emb[start : start + len(block)])
+        release_pages(emb)
+        yield start, block
 
 
 def _principal_axes(x, n_axes: int, *, seed: int, max_rows: int = 20000, weights=None):
@@ -370,11 +505,12 @@ def _top_axes(cov, n_axes: int):
     return (axes * signs).float()
 
 
-def _logit_margin(logits, y):
-
-    own = logits.gather(1, y[:, None])[:, 0]
-    masked = logits.scatter(1, y[:, None], float("-inf"))
-    return own - masked.max(dim=1).values
+def _logit_margin(logits, y, *, dim: int = -1):
+    """logit[given] - max logit[other] along the class axis `dim` of `logits`; `y`: the given
+    labels, shaped like `logits` without that axis."""
+    own = logits.gather(dim, y.unsqueeze(dim)).squeeze(dim)
+    masked = logits.scatter(dim, y.unsqueeze(dim), float("-inf"))
+    return own - masked.amax(dim)
 
 
 def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int, groups=None, key=None) -> np.ndarray:
@@ -413,10 +549,12 @@ def _stratified_folds(labels: np.ndarray, x, *, n_folds: int, seed: int, groups=
 
 
 class _Adam:
-    """torch.optim.Adam's update with L2 weight decay, for the probe's two tensors.
+    """torch.optim.Adam's update with L2 weight decay, for the probe's stacked (F, ...) tensors.
 
     torch.optim imports torch._dynamo on first use: 1.4 s of every run (measured on 2
-    cores), more than the probe's whole training at 100k rows.
+    cores), more than the probe's whole training at 100k rows. The update is elementwise, so
+    each fold's slice moves by its own gradient only; `step(grads, folds)` moves the listed
+    folds' slices alone (a fold that has run out of steps must not drift on its momentum).
     """
 
     def __init__(self, params, *, lr: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
@@ -425,24 +563,25 @@ class _Adam:
         self.params = list(params)
         self.lr, self.weight_decay, self.eps = lr, weight_decay, eps
         self.beta1, self.beta2 = betas
-        self.t = 0
+        self.t = 0  # steps taken by the folds still moving (all of them share every step until they stop)
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        import torch
-
+    def step(self, grads, folds=None) -> None:
+        """grads: one per parameter, (F, ...) or, with `folds` (a list of A fold numbers), (A, ...)."""
         self.t += 1
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
+            if folds is None:
+                self._update(p, g, m, v)
+            else:
+                for a, f in enumerate(folds):
+                    self._update(p[f], g[a], m[f], v[f])
+
+    def _update(self, p, grad, m, v) -> None:
         correction1 = 1 - self.beta1**self.t
         correction2 = 1 - self.beta2**self.t
-        with torch.no_grad():
-            for p, m, v in zip(self.params, self.m, self.v, strict=True):
-                g = p.grad + self.weight_decay * p
-                m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
-                v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-                denom = (v.sqrt() / correction2**0.5).add_(self.eps)
-                p.addcdiv_(m, denom, value=-self.lr / correction1)
+        g = grad + self.weight_decay * p
+        m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
+        v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+        denom = (v.sqrt() / correction2**0.5).add_(self.eps)
+        p.addcdiv_(m, denom, value=-self.lr / correction1)

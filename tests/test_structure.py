@@ -45,8 +45,6 @@ COVERED_ELSEWHERE: dict[str, tuple[tuple[str, ...], str]] = {
                              "the ensemble is reached through detect_label_issues and checked there"),
     "curation/knn_noise.py": (("tests/unit/curation/test_label_issues.py",),
                               "each detector is tested beside the others, on the same planted noise"),
-    "curation/small_loss.py": (("tests/unit/curation/test_label_issues.py",),
-                               "each detector is tested beside the others, on the same planted noise"),
     "curation/zero_shot.py": (("tests/unit/curation/test_label_issues.py",),
                               "each detector is tested beside the others, on the same planted noise"),
     "pipeline/evaluate.py": (("tests/e2e/test_cli_tools.py", "tests/e2e/test_flow.py"),
