@@ -51,8 +51,7 @@ def take_rows(embeddings, rows) -> np.ndarray:
     if rows.dtype == bool:
         rows = np.flatnonzero(rows)
     out = np.empty((len(rows), embeddings.shape[1]), dtype=np.float32)
-    small = _mapped_bytes(embeddings) <= SMALL_MAP_BYTES
-    located = _file_rows(embeddings) if not small and is_mapped(embeddings) and len(rows) else None
+    located = _file_rows(embeddings) if _mapped_bytes(embeddings) > SMALL_MAP_BYTES and len(rows) else None
     if located is None:
         out[:] = embeddings[rows]
         return out
@@ -111,9 +110,20 @@ def take_slice(embeddings, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def iter_blocks(embeddings, *, rows_per_block: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, float32 block) over the rows of `embeddings` (N, D), in order."""
+def iter_blocks(embeddings, *, rows_per_block: int | None = None,
+                buffer: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, float32 block) over the rows of `embeddings` (N, D), in order.
+
+    buffer: a float32 (rows, D) array to read every block into (len(buffer) rows at a time);
+    each block is then a view of it, overwritten by the next (no fresh array per block)."""
     n, d = embeddings.shape
+    if buffer is not None:
+        for start in range(0, n, len(buffer)):
+            block = buffer[: min(len(buffer), n - start)]
+            np.copyto(block, embeddings[start : start + len(block)])
+            release_pages(embeddings)
+            yield start, block
+        return
     step = rows_per_block or block_rows(d)
     for start in range(0, n, step):
         yield start, take_slice(embeddings, start, start + step)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from winnow.curation.blocks import block_rows, is_mapped, release_pages, take_rows
+from winnow.curation.blocks import block_rows, is_mapped, iter_blocks, take_rows
 from winnow.curation.errors import InvalidArray
 from winnow.curation.validation import (
     check_every_class_present,
@@ -435,7 +435,7 @@ def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: in
     # One float32 buffer for every block of both passes: a fresh 64 MiB array per block cost more in
     # page faults than the copy into it (issue 16 speed).
     buf = np.empty((min(n, block_rows(d)), d), dtype=np.float32)
-    for start, block in _read_blocks(emb, buf):
+    for start, block in iter_blocks(emb, buffer=buf):
         total += block.sum(axis=0, dtype=np.float64) if w is None else w[start : start + len(block)] @ block
         key[start : start + len(block)] = block @ direction
     mean = (total / (n if w is None else w.sum())).astype(np.float32)
@@ -451,7 +451,7 @@ def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: in
     x = np.empty((n, n_axes), dtype=np.float16 if emb.dtype == np.float16 else np.float32)
     projected = None if x.dtype == np.float32 else np.empty((min(n, 8192), n_axes), dtype=np.float32)
     # Smaller blocks than the first pass: here they add to x, which is already whole.
-    for start, block in _read_blocks(emb, buf[:8192]):
+    for start, block in iter_blocks(emb, buffer=buf[:8192]):
         block -= mean
         rows_x = x[start : start + len(block)]
         if projected is None:
@@ -460,18 +460,6 @@ def _projected_blocks(emb, n_axes: int, *, seed: int, weights=None, max_rows: in
             np.matmul(block, axes, out=projected[: len(block)])
             torch.from_numpy(rows_x).copy_(torch.from_numpy(projected[: len(block)]))
     return torch.from_numpy(x), key
-
-
-def _read_blocks(emb, buf):
-    """(start, float32 block) over the rows of `emb` (N, D), len(buf) rows at a time, each block
-    a view of `buf` (overwritten by the next); a memory map's pages are released after each read
-    (as blocks.iter_blocks does)."""
-    n = emb.shape[0]
-    for start in range(0, n, len(buf)):
-        block = buf[: min(len(buf), n - start)]
-        np.copyto(block, emb[start : start + len(block)])
-        release_pages(emb)
-        yield start, block
 
 
 def _principal_axes(x, n_axes: int, *, seed: int, max_rows: int = 20000, weights=None):
