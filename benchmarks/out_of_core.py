@@ -84,9 +84,35 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def save_graph(path: Path, graph, seconds: float, peak_rss_mib: float) -> None:
+    """Write a built graph (indices.npy, similarities.npy, meta.json) into the folder `path`."""
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(path / "indices.npy", graph.indices)
+    np.save(path / "similarities.npy", graph.similarities)
+    meta = {"method": graph.method, "recall": graph.recall, "seconds": seconds, "peak_rss_mib": peak_rss_mib}
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def load_graph(path: Path):
+    """(KnnGraph, build seconds, the building process's peak RSS MiB) of a folder save_graph wrote.
+    The arrays are read into memory (not mapped), as a run that built them would hold them."""
+    from winnow import curation
+
+    meta = json.loads((path / "meta.json").read_text())
+    graph = curation.KnnGraph(indices=np.load(path / "indices.npy"), similarities=np.load(path / "similarities.npy"),
+                              method=meta["method"], recall=meta["recall"])
+    return graph, float(meta["seconds"]), float(meta["peak_rss_mib"])
+
+
 def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, nprobe: int | None = None,
-           recall_sample: int = 600, cluster_levels: tuple[int, ...] = (), seed: int = 0) -> dict:
-    """Graph + curate over `emb` (a float16 memory map), each step timed (seconds)."""
+           recall_sample: int = 600, cluster_levels: tuple[int, ...] = (), seed: int = 0,
+           graph_dir: Path | None = None, graph_only: bool = False) -> dict:
+    """Graph + curate over `emb` (a float16 memory map), each step timed (seconds).
+
+    graph_dir: a folder for the wide graph. When it holds one (save_graph), it is loaded instead of
+    built and its build time and building peak RSS are the ones reported; otherwise the graph is
+    built and saved there. graph_only: stop after the graph (a long graph build survives a
+    session; detection runs later in a fresh process)."""
     import importlib
 
     from winnow import curation
@@ -119,12 +145,25 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
         from winnow.curation.outliers import group_scale
 
         wide_k = max(k, 2 * group_scale(len(labels), config.ood_max_group))
-        wide = curation.build_knn_graph(emb, k=wide_k, index=index, recall_k=k, progress=_graph_progress(t0))
+        graph_peak = None
+        if graph_dir is not None and (graph_dir / "meta.json").exists():
+            wide, seconds["knn_graph"], graph_peak = load_graph(graph_dir)
+            if wide.indices.shape != (len(labels), wide_k):
+                raise SystemExit(f"{graph_dir} holds a graph of shape {wide.indices.shape}, not ({len(labels)}, {wide_k})")
+            LOG.info("graph loaded from %s in %.1f s (built in %.1f s, that process's peak RSS %.2f GiB)",
+                     graph_dir, time.perf_counter() - t0, seconds["knn_graph"], graph_peak / 1024)
+        else:
+            wide = curation.build_knn_graph(emb, k=wide_k, index=index, recall_k=k, progress=_graph_progress(t0))
+            seconds["knn_graph"] = time.perf_counter() - t0
+            if graph_dir is not None:
+                save_graph(graph_dir, wide, seconds["knn_graph"], _rss_mib())
         graph = wide.head(k)
-        seconds["knn_graph"] = time.perf_counter() - t0
         LOG.info("knn_graph: %.1f s, %s, recall estimate %s (peak RSS %.2f GiB)", seconds["knn_graph"], graph.method,
                  graph.recall, _rss_mib() / 1024)
-        rss_graph = _rss_mib()
+        rss_graph = _rss_mib() if graph_peak is None else max(graph_peak, _rss_mib())
+        if graph_only:
+            return {"graph": graph, "curation": None, "seconds": seconds, "rss_after_graph_mib": rss_graph,
+                    "graph_peak_mib": graph_peak}
         n = len(labels)
         t1 = time.perf_counter()
         result = curation.curate(labels, emb, graph, rows=np.arange(n), n_classes=int(labels.max()) + 1,
@@ -136,7 +175,8 @@ def detect(emb, labels: np.ndarray, *, k: int = 10, nlist: int | None = None, np
             setattr(module, name, fn)
     seconds["issue_types_and_rest"] = seconds["curate_total"] - sum(
         seconds.get(s, 0.0) for s in ("detect_label_issues", "find_duplicates", "hierarchical_kmeans", "decide"))
-    return {"graph": graph, "curation": result, "seconds": seconds, "rss_after_graph_mib": rss_graph}
+    return {"graph": graph, "curation": result, "seconds": seconds, "rss_after_graph_mib": rss_graph,
+            "graph_peak_mib": graph_peak}
 
 
 def _graph_progress(t0: float):
@@ -206,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-float32", action="store_true", help="also run on the float32 twin and report agreement")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument("--graph-dir", type=Path, default=None,
+                    help="load the wide graph from this folder when it holds one, else build it and save it there")
+    ap.add_argument("--graph-only", action="store_true", help="stop after building (and saving) the graph")
     args = ap.parse_args(argv)
     if args.write_only:
         write_clustered(args.folder, args.n, args.dim)
@@ -237,8 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         emb = np.load(emb_path, mmap_mode="r")
         labels, flipped = np.load(labels_path), np.load(flipped_path)
         out = detect(emb, labels, nlist=args.nlist, nprobe=args.nprobe, recall_sample=args.recall_sample,
-                     cluster_levels=tuple(args.cluster_levels))
-        peak = _rss_mib()
+                     cluster_levels=tuple(args.cluster_levels), graph_dir=args.graph_dir, graph_only=args.graph_only)
+        if args.graph_only:
+            LOG.info("graph built in %.1f s and saved in %s; peak RSS %.2f GiB", out["seconds"]["knn_graph"],
+                     args.graph_dir, _rss_mib() / 1024)
+            return 0
+        # A loaded graph's building process counts too: the run's peak is the larger of the two.
+        peak = max(_rss_mib(), out["graph_peak_mib"] or 0.0)
         recall = sampled_recall(emb, out["graph"], queries=args.queries)
         LOG.info("recall@10 %.4f on %d sampled queries; peak RSS %.2f GiB", recall, args.queries, peak / 1024)
         d = out["curation"].decisions
@@ -251,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             "recall_at_10": round(recall, 4), "label_issue_f1": round(f1(flagged, flipped), 4),
             "baseline_rss_mib": round(baseline, 1), "rss_after_write_mib": round(after_write, 1),
             "rss_after_graph_mib": round(out["rss_after_graph_mib"], 1), "peak_rss_mib": round(peak, 1),
+            "graph_loaded": out["graph_peak_mib"] is not None,
         }
         if args.compare_float32:
             result["float16_vs_float32"] = compare_float32(emb, labels, nlist=args.nlist, nprobe=args.nprobe,
@@ -273,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                             "float32 matrix GiB", "recall@10", "F1 flips"], rows, align="l" + "r" * 12)
     notes = [f"graph: {result['graph_method']}, its own recall estimate {result['graph_recall_estimate']:.3f}; "
              f"baseline RSS after imports {baseline / 1024:.2f} GiB; writing the float16 matrix took {write_s:.0f} s"]
+    if result["graph_loaded"]:
+        notes.append(f"the graph was built and saved by an earlier process (--graph-dir {args.graph_dir}); its build "
+                     "time is that process's, and peak RSS is the larger of that process's and this one's")
     if "float16_vs_float32" in result:
         notes.append(f"float16 vs float32: {json.dumps(result['float16_vs_float32'])}")
     emit([table, *notes], args.markdown)
