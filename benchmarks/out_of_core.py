@@ -97,9 +97,14 @@ def load_graph(path: Path):
     """(KnnGraph, build seconds, the building process's peak RSS MiB) of a folder save_graph wrote.
     The arrays are read into memory (not mapped), as a run that built them would hold them."""
     from winnow import curation
+    from winnow.curation.knn_graph import index_dtype
 
     meta = json.loads((path / "meta.json").read_text())
-    graph = curation.KnnGraph(indices=np.load(path / "indices.npy"), similarities=np.load(path / "similarities.npy"),
+    # Row numbers in the dtype today's builder gives them (a graph saved as int64 is read as int32).
+    mapped = np.load(path / "indices.npy", mmap_mode="r")
+    indices = np.array(mapped, dtype=index_dtype(len(mapped)))
+    del mapped
+    graph = curation.KnnGraph(indices=indices, similarities=np.load(path / "similarities.npy"),
                               method=meta["method"], recall=meta["recall"])
     return graph, float(meta["seconds"]), float(meta["peak_rss_mib"])
 

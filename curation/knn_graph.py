@@ -94,9 +94,17 @@ class KnnConfig:
                            recall_sample=self.recall_sample, device=self.device or device, seed=seed)
 
 
+def index_dtype(n: int) -> type:
+    """The dtype of a graph's row numbers over `n` rows: int32 while they fit (below 2^31), else
+    int64. The graph is the largest array a run holds: at 10M rows and 40 neighbours its ids are
+    1.6 GB as int32 and were 3.2 GB as int64 (issue 18). Code that multiplies ids (pair keys
+    a * n + b) casts them to int64 first."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 @dataclass(frozen=True)
 class KnnGraph:
-    indices: np.ndarray  # (N, k) int64: row numbers of each sample's neighbours, nearest first; -1 = none
+    indices: np.ndarray  # (N, k) int32 (int64 from 2^31 rows, index_dtype): neighbours' row numbers, nearest first; -1 = none
     similarities: np.ndarray  # (N, k) float32: inner products (cosine for L2-normalised rows), descending
     method: str = "exact"  # how it was built: "exact", "ivf" (+ "-gpu")
     recall: float | None = None  # sampled recall@k against exact search (1.0 for exact)
@@ -143,14 +151,14 @@ def build_knn_graph(embeddings, *, k: int = 10, index: IndexConfig | None = None
 def exact_rows(embeddings, k: int, *, start: int = 0, stop: int | None = None, block_size: int = 16384,
                gpu: bool = False, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows start:stop of the exact kNN graph of `embeddings` (N, D) (unit rows), each sample
-    itself excluded: (indices (stop - start, k) int64, similarities float32), -1 / -inf pads.
+    itself excluded: (indices (stop - start, k) index_dtype(N), similarities float32), -1 / -inf pads.
 
     `build_knn_graph` calls it for all rows; pipeline/knn_dask.py gives each worker a range.
     """
     n = embeddings.shape[0]
     stop = n if stop is None else stop
     indices, sims = _exact_search(embeddings, embeddings[start:stop], k + 1, block_size, gpu, progress)
-    out_i = np.full((stop - start, k), -1, dtype=np.int64)
+    out_i = np.full((stop - start, k), -1, dtype=index_dtype(n))
     out_s = np.full((stop - start, k), -np.inf, dtype=np.float32)
     kept_i, kept_s = drop_self(indices[:, : min(k + 1, n)], sims[:, : min(k + 1, n)], np.arange(start, stop))
     out_i[:, : kept_i.shape[1]] = kept_i
@@ -397,7 +405,7 @@ def _ivf_graph(emb, k: int, cfg: IndexConfig, block_size: int, gpu: bool,
     members, askers = group_cells(probes, nlist)
     del probes
     # Group the work by cell: every query probing cell c against every member of c.
-    best_i = np.full((n, k), -1, dtype=np.int64)
+    best_i = np.full((n, k), -1, dtype=index_dtype(n))
     best_s = np.full((n, k), -np.inf, dtype=np.float32)
     for c in range(nlist):
         m, q = members[c], askers[c]

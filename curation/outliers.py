@@ -56,6 +56,7 @@ LOG = logging.getLogger(__name__)
 MAD_TO_SIGMA = 1.4826
 # Keeps zero distances (exact copies) finite on the log scale and in ratios.
 EPS = 1e-6
+ROWS = 1 << 16  # rows per block of a per-row score's temporaries (not a tuned constant)
 
 
 @dataclass(frozen=True)
@@ -83,24 +84,18 @@ def score_knn_distance(graph: KnnGraph, *, k: int | None = None) -> np.ndarray:
     kk = graph.k if k is None else int(k)
     if not 1 <= kk <= graph.k:
         raise InvalidArray(f"k must be in 1..{graph.k} (the graph's k), got {k!r}")
-    idx = graph.indices[:, :kk]
-    dist = 1.0 - graph.similarities[:, :kk].astype(np.float64)
-    valid = idx >= 0
-    count = valid.sum(axis=1)
-    total = np.where(valid, dist, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    # Float error can put a self-similar pair a hair above cosine 1.
-    return np.clip(score, 0.0, None)
+    return _mean_distance(graph, 0, kk)
 
 
 def score_local(graph: KnnGraph, score: np.ndarray) -> np.ndarray:
     """(N,) `score` divided by the median `score` of each sample's neighbours (nan if none)."""
-    valid = graph.indices >= 0
-    neighbour = np.where(valid, score[np.clip(graph.indices, 0, None)], np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows: no neighbour
-        median = np.nanmedian(neighbour, axis=1)
+    median = np.empty(len(graph))
+    for a, b in _row_blocks(len(graph)):
+        idx = graph.indices[a:b]
+        neighbour = np.where(idx >= 0, score[np.clip(idx, 0, None)], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows: no neighbour
+            median[a:b] = np.nanmedian(neighbour, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (score + EPS) / (median + EPS)
 
@@ -269,20 +264,26 @@ def score_evenness(labels, neighbours: np.ndarray, *, n_classes: int, pred_probs
     present = len(np.unique(labels))
     if n_classes < 2 or present < 2:
         return np.zeros(n)
-    valid = neighbours >= 0
-    counts = np.zeros((n, n_classes))
-    rows = np.repeat(np.arange(n), neighbours.shape[1])[valid.ravel()]
-    np.add.at(counts, (rows, labels[neighbours[valid]]), 1.0)
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
-    evenness = _entropy(share) / np.log(present)
+    probs = None
     if pred_probs is not None:
-        probs = np.asarray(pred_probs, dtype=np.float64)
+        probs = pred_probs if isinstance(pred_probs, np.ndarray) else np.asarray(pred_probs)
         if probs.shape != (n, n_classes):
             raise InvalidArray(f"pred_probs has shape {probs.shape}, expected (N, K) = ({n}, {n_classes})")
-        ok = np.isfinite(probs).all(axis=1)
-        probe = np.full(n, np.inf)
-        probe[ok] = _entropy(probs[ok] / np.maximum(probs[ok].sum(axis=1, keepdims=True), EPS)) / np.log(present)
-        evenness = np.minimum(evenness, probe)
+    evenness = np.empty(n)
+    for a, b in _row_blocks(n):
+        nb = neighbours[a:b]
+        valid = nb >= 0
+        counts = np.zeros((b - a, n_classes))
+        rows = np.repeat(np.arange(b - a), nb.shape[1])[valid.ravel()]
+        np.add.at(counts, (rows, labels[nb[valid]]), 1.0)
+        share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        evenness[a:b] = _entropy(share) / np.log(present)
+        if probs is not None:
+            block = np.asarray(probs[a:b], dtype=np.float64)
+            ok = np.isfinite(block).all(axis=1)
+            probe = np.full(b - a, np.inf)
+            probe[ok] = _entropy(block[ok] / np.maximum(block[ok].sum(axis=1, keepdims=True), EPS)) / np.log(present)
+            evenness[a:b] = np.minimum(evenness[a:b], probe)
     return np.clip(evenness, 0.0, 1.0)
 
 
@@ -386,14 +387,23 @@ def _paid_cut(bonus: np.ndarray, expected: float) -> float:
 
 
 def _mean_distance(graph: KnnGraph, lo: int, hi: int) -> np.ndarray:
-    """(N,) mean cosine distance to the neighbours of rank lo+1..hi (missing ones skipped)."""
-    idx = graph.indices[:, lo:hi]
-    dist = 1.0 - graph.similarities[:, lo:hi].astype(np.float64)
-    valid = idx >= 0
-    count = valid.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(count > 0, np.where(valid, dist, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
+    """(N,) mean cosine distance to the neighbours of rank lo+1..hi (missing ones skipped; nan
+    without any). Float error can put a self-similar pair a hair above cosine 1: clipped at 0."""
+    out = np.empty(len(graph))
+    for a, b in _row_blocks(len(graph)):
+        valid = graph.indices[a:b, lo:hi] >= 0
+        dist = 1.0 - graph.similarities[a:b, lo:hi].astype(np.float64)
+        count = valid.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[a:b] = np.where(count > 0, np.where(valid, dist, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
     return np.clip(out, 0.0, None)
+
+
+def _row_blocks(n: int):
+    """(start, stop) of consecutive blocks of ROWS rows: per-row scores are computed a block at a
+    time, so their (rows, k) float64 temporaries stay a few MiB whatever N is (at 10M rows
+    and k = 20 one whole-array temporary is 1.6 GB)."""
+    return ((a, min(a + ROWS, n)) for a in range(0, n, ROWS))
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:

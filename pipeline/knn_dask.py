@@ -41,6 +41,7 @@ from winnow.curation.knn_graph import (
     assign_probes,
     exact_rows,
     group_cells,
+    index_dtype,
     merge_topk,
     plan_ivf,
     search_cell,
@@ -90,7 +91,7 @@ def build_knn_graph_dask(matrix_path: str, client, *, k: int = 10, index: IndexC
         moved += sum(m.nbytes + q.nbytes for _, m, q in cells)
         tasks.append((address, client.submit(_search_cells, path, cells, k, workers=[address],
                                              allow_other_workers=False, pure=False)))
-    best_i = np.full((n, k), -1, dtype=np.int64)
+    best_i = np.full((n, k), -1, dtype=index_dtype(n))
     best_s = np.full((n, k), -np.inf, dtype=np.float32)
     cells_by, rows_by = {}, {}
     for address, fut in tasks:
@@ -116,7 +117,7 @@ def _exact_graph(path: str, client, workers: list[str], n: int, k: int, block_si
               client.submit(_exact_range, path, a, b, k, block_size, workers=[workers[i % len(workers)]],
                             allow_other_workers=False, pure=False))
              for i, (a, b) in enumerate(ranges)]
-    best_i = np.empty((n, k), dtype=np.int64)
+    best_i = np.empty((n, k), dtype=index_dtype(n))
     best_s = np.empty((n, k), dtype=np.float32)
     rows_by: dict[str, int] = {}
     moved = 0
@@ -170,7 +171,7 @@ def _search_cells(path: str, cells: list, k: int):
     if not cells:
         return np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32), 0
     rows = np.unique(np.concatenate([q for _, _, q in cells]))
-    best_i = np.full((len(rows), k), -1, dtype=np.int64)
+    best_i = np.full((len(rows), k), -1, dtype=index_dtype(len(emb)))
     best_s = np.full((len(rows), k), -np.inf, dtype=np.float32)
     for _, m, q in cells:
         askers, ids, sims = search_cell(emb, m, q, k)

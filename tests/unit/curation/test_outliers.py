@@ -361,3 +361,35 @@ def test_planted_groups_through_efficientnet_need_the_group_test():
     check(found.is_flagged)
     with pytest.raises(AssertionError):
         check(single)
+
+
+def test_scores_computed_in_row_blocks_equal_the_whole_array_ones(monkeypatch):
+    # The per-row scores run a block of rows at a time (their (N, k) float64 temporaries were
+    # 1.6 GB each at 10M rows); the values must not depend on the block size, missing
+    # neighbours and pred_probs rows with a nan included.
+    import winnow.curation.outliers as outliers
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((203, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = rng.integers(0, 4, 203)
+    wide = build_knn_graph(x, k=40)
+    idx = wide.indices.copy()
+    idx[::17, 30:] = -1  # a few rows with missing neighbours
+    sims = np.where(idx >= 0, wide.similarities, -np.inf).astype(np.float32)
+    wide = type(wide)(indices=idx, similarities=sims, method=wide.method, recall=wide.recall)
+    graph = wide.head(10)
+    probs = rng.dirichlet(np.ones(4), 203)
+    probs[7] = np.nan
+
+    def everything():
+        score = score_knn_distance(graph)
+        ood = find_out_of_distribution(graph, wide, labels, n_classes=4, pred_probs=probs)
+        return [score, score_local(graph, score), score_evenness(labels, wide.indices[:, :20], n_classes=4, pred_probs=probs),
+                ood.score, ood.group_distance, ood.evenness, ood.is_ood, find_outliers(graph, local=True).local_score]
+
+    whole = everything()
+    assert np.isfinite(whole[4]).sum() > 150  # the group test ran (203 rows: groups of up to 10)
+    monkeypatch.setattr(outliers, "ROWS", 16)  # 13 blocks, the last one partial
+    for a, b in zip(whole, everything(), strict=True):
+        np.testing.assert_array_equal(a, b)
