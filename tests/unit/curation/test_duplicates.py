@@ -431,3 +431,23 @@ def test_aligned_similarity_undoes_a_crop_and_a_tilt_but_not_a_different_digit()
     np.testing.assert_allclose(aligned_similarity(thumbs, [3], [3]), [1.0], atol=1e-5)
     with pytest.raises(InvalidArray, match="thumbnails"):
         aligned_similarity(thumbs[:, :100], [0], [1])
+
+
+def test_int32_graph_ids_past_46341_rows_keep_pairs_apart():
+    # Graph row numbers are int32 (knn_graph.index_dtype); a pair key a * n + b of two int32 ids
+    # overflows past 46,341 rows. Copies planted at the far end of 50,000 rows, and one pair at the
+    # start, must be grouped with each other and with nothing else.
+    rng = np.random.default_rng(0)
+    n = 50_000
+    x = rng.standard_normal((n, 24)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    pairs = [(0, 1), (46_400, 49_999), (49_997, 49_998)]
+    for a, b in pairs:
+        x[b] = x[a]
+    graph = build_knn_graph(x, k=5)
+    assert graph.indices.dtype == np.int32
+    dup = find_duplicates(graph, content_hashes=[None] * n)
+    assert dup.n_groups == len(pairs)
+    for a, b in pairs:
+        assert dup.group[a] == dup.group[b] >= 0
+    assert (dup.group >= 0).sum() == 2 * len(pairs)
