@@ -362,13 +362,21 @@ def group_cells(probes: np.ndarray, nlist: int) -> tuple[list[np.ndarray], list[
     return members, askers
 
 
+TOPK_MIN_MEMBERS = 1000
+"""Cells with fewer members take their top-k with np.argpartition, larger ones with torch.topk
+(one thread, CPU time per row of a block: 224 members 1.2 vs 2.2 us, 700 5.5 vs 6.1 us; 1,000
+members 7.9 vs 3.2 us, 3,162 25.6 vs 6.4 us, where torch switches algorithm; session 24).
+Both give the same neighbours but for exact ties at the k-th place."""
+
+
 def search_cell(embeddings, members: np.ndarray, askers: np.ndarray, k: int):
     """Exact top-k of each asker row among one cell's member rows (itself excluded).
 
     Returns (askers, ids (A, min(k, M)), sims): one candidate list per asker, to merge
-    with its other probed cells' (merge_topk). The top-k is torch.topk: on a (1,326 x 3,162)
-    block, the size this makes at 10M rows, it took 19 ms of one core where np.argpartition
-    took 60 ms and the matrix product 42 ms (session 22; CPU time, one thread each).
+    with its other probed cells' (merge_topk). The top-k is torch.topk for cells of at least
+    TOPK_MIN_MEMBERS rows (a (1,326 x 3,162) block, the size this makes at 10M rows: 19 ms of one
+    core where np.argpartition took 60 ms and the matrix product 42 ms; session 22, CPU time, one
+    thread each) and np.argpartition below (small data's cells).
     """
     import torch
 
@@ -392,9 +400,14 @@ def search_cell(embeddings, members: np.ndarray, askers: np.ndarray, k: int):
             pos = np.minimum(np.searchsorted(members, rows), len(members) - 1)
             own = np.flatnonzero(members[pos] == rows)
             sims[own, pos[own]] = -np.inf
-            top_s, top = torch.topk(torch.from_numpy(sims), take, dim=1, sorted=False)
-            out_s[qs : qs + len(rows)] = top_s.numpy()
-            out_i[qs : qs + len(rows)] = members[top.numpy()]
+            if len(members) < TOPK_MIN_MEMBERS:
+                top = np.argpartition(sims, len(members) - take, axis=1)[:, len(members) - take :]
+                out_s[qs : qs + len(rows)] = np.take_along_axis(sims, top, axis=1)
+            else:
+                top_s, top_t = torch.topk(torch.from_numpy(sims), take, dim=1, sorted=False)
+                top = top_t.numpy()
+                out_s[qs : qs + len(rows)] = top_s.numpy()
+            out_i[qs : qs + len(rows)] = members[top]
     finally:
         torch.set_num_threads(threads)
     return askers, out_i, out_s

@@ -153,3 +153,23 @@ def test_a_wide_search_tunes_and_reports_recall_on_its_leading_columns():
     rows = np.repeat(np.arange(len(x)), 40).reshape(-1, 40)
     ok = wide.indices >= 0
     np.testing.assert_allclose(wide.similarities[ok], np.einsum("nd,nd->n", x[rows[ok]], x[wide.indices[ok]]), atol=1e-5)
+
+
+@pytest.mark.parametrize("members_n", [300, 1500])  # np.argpartition below TOPK_MIN_MEMBERS, torch.topk above
+def test_search_cell_is_the_exact_top_k_of_its_members_without_the_asker(members_n):
+    from winnow.curation.knn_graph import TOPK_MIN_MEMBERS, search_cell
+
+    assert (members_n < TOPK_MIN_MEMBERS) == (members_n == 300)
+    rng = np.random.default_rng(members_n)
+    x = rng.standard_normal((4000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    members = np.sort(rng.choice(4000, members_n, replace=False))
+    askers = np.sort(np.r_[members[:50], rng.choice(np.setdiff1d(np.arange(4000), members), 50, replace=False)])
+    rows, ids, sims = search_cell(x, members, askers, 7)
+    np.testing.assert_array_equal(rows, askers)
+    for r, got_i, got_s in zip(rows, ids, sims, strict=True):
+        cand = members[members != r]
+        s = x[cand] @ x[r]
+        want = cand[np.argsort(-s, kind="stable")[:7]]
+        assert set(got_i.tolist()) == set(want.tolist())
+        np.testing.assert_allclose(np.sort(got_s), np.sort(s)[-7:], rtol=0, atol=1e-5)
