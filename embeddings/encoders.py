@@ -204,8 +204,9 @@ class TimmEncoder(Encoder):
             _load_state_dict(model, Path(weights), remap_in_order=remap_in_order)
         model.reset_classifier(0)  # pooled features, not ImageNet logits
         model.eval().to(self.device)
-        if self.device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        # channels_last on the CPU too: EfficientNet-Lite0's convolutions ran 1.8x faster in it
+        # (15 -> 28 images/s on one thread, session 24), the embeddings equal to 6e-7.
+        model = model.to(memory_format=torch.channels_last)
         self.model = model
         self._transform = create_transform(**resolve_data_config({}, model=model))
         self.dim = int(model.num_features)
@@ -216,7 +217,7 @@ class TimmEncoder(Encoder):
         return self._transform(image)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch)
+        return self.model(batch.contiguous(memory_format=torch.channels_last))
 
 
 def efficientnet_lite0(*, device: str | None = None) -> TimmEncoder:
