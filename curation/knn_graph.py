@@ -378,8 +378,6 @@ def search_cell(embeddings, members: np.ndarray, askers: np.ndarray, k: int):
     core where np.argpartition took 60 ms and the matrix product 42 ms; session 22, CPU time, one
     thread each) and np.argpartition below (small data's cells).
     """
-    import torch
-
     # (D, M) contiguous: OpenBLAS multiplies by it ~1.1-1.6x faster than by the transposed view.
     base_t = np.ascontiguousarray(take_rows(embeddings, members).T)
     take = min(k, len(members))
@@ -388,29 +386,36 @@ def search_cell(embeddings, members: np.ndarray, askers: np.ndarray, k: int):
     # Bound each similarity block to 4M cosines (16 MB), whatever the cell's size (a crowded
     # cell of 5k rows would otherwise take ~500 MB).
     step = max(64, (1 << 22) // max(1, len(members)))
-    threads = torch.get_num_threads()
+    for qs in range(0, len(askers), step):
+        rows = askers[qs : qs + step]
+        sims = take_rows(embeddings, rows) @ base_t
+        # Never a sample's own neighbour: an asker living in this cell is one of its members.
+        pos = np.minimum(np.searchsorted(members, rows), len(members) - 1)
+        own = np.flatnonzero(members[pos] == rows)
+        sims[own, pos[own]] = -np.inf
+        top, top_s = _top_k(sims, take)
+        out_i[qs : qs + len(rows)] = members[top]
+        out_s[qs : qs + len(rows)] = top_s
+    return askers, out_i, out_s
+
+
+def _top_k(sims: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, values) of the `take` largest of each row of `sims` (R, M), unordered."""
+    m = sims.shape[1]
+    if m < TOPK_MIN_MEMBERS:
+        top = np.argpartition(sims, m - take, axis=1)[:, m - take :]
+        return top, np.take_along_axis(sims, top, axis=1)
+    import torch
+
     # torch.topk on one thread: on two it was 2.5-3x slower at every block size measured
     # ((900 x 224) at 50k rows: 2.5 vs 7.5 ms; (1,326 x 3,162) at 10M: 8 vs 20 ms; session 24).
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for qs in range(0, len(askers), step):
-            rows = askers[qs : qs + step]
-            sims = take_rows(embeddings, rows) @ base_t
-            # Never a sample's own neighbour: an asker living in this cell is one of its members.
-            pos = np.minimum(np.searchsorted(members, rows), len(members) - 1)
-            own = np.flatnonzero(members[pos] == rows)
-            sims[own, pos[own]] = -np.inf
-            if len(members) < TOPK_MIN_MEMBERS:
-                top = np.argpartition(sims, len(members) - take, axis=1)[:, len(members) - take :]
-                out_s[qs : qs + len(rows)] = np.take_along_axis(sims, top, axis=1)
-            else:
-                top_s, top_t = torch.topk(torch.from_numpy(sims), take, dim=1, sorted=False)
-                top = top_t.numpy()
-                out_s[qs : qs + len(rows)] = top_s.numpy()
-            out_i[qs : qs + len(rows)] = members[top]
+        values, top = torch.topk(torch.from_numpy(sims), take, dim=1, sorted=False)
     finally:
         torch.set_num_threads(threads)
-    return askers, out_i, out_s
+    return top.numpy(), values.numpy()
 
 
 def _ivf_graph(emb, k: int, cfg: IndexConfig, block_size: int, gpu: bool,

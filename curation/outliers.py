@@ -266,7 +266,7 @@ def score_evenness(labels, neighbours: np.ndarray, *, n_classes: int, pred_probs
         return np.zeros(n)
     probs = None
     if pred_probs is not None:
-        probs = pred_probs if isinstance(pred_probs, np.ndarray) else np.asarray(pred_probs)
+        probs = np.asarray(pred_probs)  # not float64 here: converted a block at a time below
         if probs.shape != (n, n_classes):
             raise InvalidArray(f"pred_probs has shape {probs.shape}, expected (N, K) = ({n}, {n_classes})")
     evenness = np.empty(n)
