@@ -85,6 +85,7 @@ def embed_files(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     confine_to: str | None = None,
+    decode: Decode | None = None,
     measure: Measure | None = measure_image,
 ) -> EmbedReport:
     """Embed local image files: `embed_samples` with the file reader.
@@ -94,7 +95,7 @@ def embed_files(
     """
     return embed_samples(paths, FileReader(confine_to=confine_to), encoder, store, refused=refused,
                          batch_size=batch_size, chunk_size=chunk_size, workers=workers, progress=progress,
-                         measure=measure)
+                         decode=decode, measure=measure)
 
 
 def embed_samples(

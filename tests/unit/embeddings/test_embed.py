@@ -119,3 +119,34 @@ def test_decode_time_signals_are_stored_by_content_and_reused(tmp_path, monkeypa
     from winnow.embeddings.signals import THUMB_COLUMNS
 
     assert all(np.array_equal(again[c][:12], values[c]) for c in THUMB_COLUMNS) and values["thumb07"].any()
+
+
+def test_a_folder_of_camera_sized_photos_embeds_reduced_and_stores_their_full_size(tmp_path):
+    """What users bring: 12 MP JPEGs next to small PNGs. The store's size signals are the files'
+    own sizes (the odd-size detector reads them), though the pixels were decoded reduced."""
+    import io
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    from winnow.embeddings.signals import signal_columns
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    photo = Image.fromarray(load_sample_image("flower.jpg")).resize((4000, 3000), Image.Resampling.BILINEAR)
+    photo.save(root / "big.jpg", quality=85)
+    photo.rotate(90, expand=True).save(root / "tall.jpg", quality=85)
+    digit_images(1, seed=5)[0][0].save(root / "small.png")
+    buf = io.BytesIO()
+    photo.resize((2400, 1800)).save(buf, format="PNG")
+    (root / "big.png").write_bytes(buf.getvalue())
+    paths = [str(root / n) for n in ("big.jpg", "tall.jpg", "small.png", "big.png")]
+    enc = get_encoder("pixels:16")
+    store = EmbeddingStore(tmp_path / "store", encoder_id=enc.encoder_id, dim=enc.dim)
+    report = embed_files(paths, enc, store)
+    assert report.n_embedded == 4 and report.n_unusable == 0
+    present, values = store.signals(report.content_hash, signal_columns())
+    assert present.all()
+    small = Image.open(root / "small.png").size
+    assert values["width"].tolist() == [4000, 3000, small[0], 2400]
+    assert values["height"].tolist() == [3000, 4000, small[1], 1800]

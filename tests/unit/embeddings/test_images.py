@@ -20,7 +20,14 @@ from PIL import Image
 from tests.helpers import digit_images
 from tests.helpers.faults import FAULTS, bomb_png, exif_rotated_jpeg, fault_fifo, png_bytes
 from tests.helpers.userdata import VARIANTS, digit_images_by_class
-from winnow.embeddings.images import ALLOWED_FORMATS, decode_image, load_image, read_file
+from winnow.embeddings.images import (
+    ALLOWED_FORMATS,
+    FULL_SIZE,
+    WORKING_SIDE,
+    decode_image,
+    load_image,
+    read_file,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 # The formats the README promises. A Pillow that stops registering or decoding one of them
@@ -214,3 +221,73 @@ def test_decode_handles_bad_and_odd_files(tmp_path):
         img.save(buf, format=fmt)
         out, reason = decode_image(buf.getvalue())
         assert reason is None and out.mode == "RGB"
+
+
+# --- large images: decoded reduced, their full size kept (embeddings/images.py WORKING_SIDE) ---
+
+def _photo(size: tuple[int, int], fmt: str = "JPEG", **save) -> tuple[Image.Image, bytes]:
+    """A camera-sized image of real content: sklearn's china.jpg sample photo, resized."""
+    from sklearn.datasets import load_sample_image
+
+    img = Image.fromarray(load_sample_image("china.jpg")).resize(size, Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save)
+    return img, buf.getvalue()
+
+
+def test_a_camera_sized_jpeg_is_decoded_reduced_keeping_its_full_size_and_content():
+    source, data = _photo((4000, 3000), quality=90)
+    decoded, reason = decode_image(data)
+    assert reason is None and decoded.mode == "RGB"
+    assert decoded.size == (1000, 750)  # 1/4 DCT scale: the smallest that keeps 512 on the shorter side
+    assert min(decoded.size) >= WORKING_SIDE and decoded.info[FULL_SIZE] == (4000, 3000)
+    full, _ = decode_image(data, min_side=None)
+    assert full.size == (4000, 3000) and full.info[FULL_SIZE] == (4000, 3000)
+    # The same picture: the full decode, reduced the same way, matches it pixel for pixel but for JPEG rounding.
+    assert _correlation(decoded, full.resize(decoded.size, Image.Resampling.BOX)) > 0.995
+
+
+def test_a_reduced_jpeg_is_still_turned_upright_and_its_full_size_follows():
+    source, _ = _photo((3000, 2000))
+    arr = np.asarray(source).copy()
+    arr[:, :150] = (255, 0, 0)  # a red band on the left edge
+    decoded, reason = decode_image(exif_rotated_jpeg(Image.fromarray(arr), orientation=6))
+    assert reason is None and decoded.size == (1000, 1500)  # 1/2 scale (1/4 would leave 500 < 512), portrait
+    assert decoded.info[FULL_SIZE] == (2000, 3000)
+    top = np.asarray(decoded)[:8].astype(int)  # orientation 6: the left edge is now the top
+    assert top[..., 0].mean() > 200 and top[..., 1].mean() < 80
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_other_large_images_are_box_reduced_after_decoding(fmt):
+    _, data = _photo((2200, 1300), fmt)
+    decoded, reason = decode_image(data)
+    assert reason is None and decoded.size == (1100, 650) and decoded.info[FULL_SIZE] == (2200, 1300)
+    small, reason = decode_image(_photo((1500, 1000), fmt)[1])  # under twice WORKING_SIDE: left whole
+    assert reason is None and small.size == (1500, 1000) and small.info[FULL_SIZE] == (1500, 1000)
+
+
+def test_the_signals_of_a_reduced_image_report_its_full_size():
+    from winnow.embeddings.signals import image_signals
+
+    _, data = _photo((4000, 3000), quality=90)
+    reduced, full = decode_image(data)[0], decode_image(data, min_side=None)[0]
+    fast, slow = image_signals(reduced), image_signals(full)
+    assert (fast["width"], fast["height"], fast["aspect"]) == (4000.0, 3000.0, 4000 / 3000)
+    for key in ("brightness", "brightness_p01", "brightness_p99", "entropy", "colourfulness"):
+        assert fast[key] == pytest.approx(slow[key], abs=0.02), key
+    assert fast["blur"] == pytest.approx(slow["blur"], rel=0.05)
+    assert fast["phash"] == slow["phash"] and fast["dhash"] == slow["dhash"]
+
+
+def test_a_reduced_decode_moves_a_real_encoders_embedding_no_more_than_a_jpeg_reencode():
+    from winnow.embeddings import get_encoder
+
+    enc = get_encoder("efficientnet-lite0")
+    _, data = _photo((4000, 3000), quality=90)
+    full = decode_image(data, min_side=None)[0]
+    buf = io.BytesIO()
+    full.save(buf, format="JPEG", quality=75)
+    vecs = enc.encode_images([full, decode_image(data)[0], decode_image(buf.getvalue(), min_side=None)[0]])
+    reduced_cos, reencoded_cos = float(vecs[0] @ vecs[1]), float(vecs[0] @ vecs[2])
+    assert reduced_cos > 0.999 and reduced_cos > reencoded_cos - 0.0005, (reduced_cos, reencoded_cos)
