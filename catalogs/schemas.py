@@ -212,9 +212,9 @@ def _plain(t: pa.DataType) -> pa.DataType:
 # winnow.pipeline.issues.reason_codes() is the whole list.
 UNUSABLE_REASON_CODES: dict[str, str] = {
     "unreadable": "not a decodable image: corrupt, truncated, empty, not an image, a format outside "
-    "PNG/JPEG/WebP/GIF/BMP/TIFF, a FIFO or device, a symlink loop",
+    "PNG/JPEG/WebP/GIF/BMP/TIFF/AVIF, a FIFO or device, a symlink loop",
     "unsupported_format": "a file in a class folder whose extension is not an image format Winnow reads "
-    "(PNG, JPEG, WebP, GIF, BMP, TIFF): listed, never opened",
+    "(PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF): listed, never opened",
     "missing": "the file vanished between listing and reading, or is a dangling symlink",
     "permission_denied": "the file cannot be opened for reading (permissions)",
     "too_large": "the image declares more pixels than the decoder's limit (decompression bomb), "

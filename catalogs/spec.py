@@ -149,7 +149,7 @@ def resolve_catalog(target: Any, *, path_column: str | None = None, label_column
 
 
 def catalog_from_folder(root: str | os.PathLike, *, encoder: str | None = None) -> CatalogSpec:
-    """A catalog for a plain folder of `class_name/<images>` (PNG, JPEG, WebP, GIF, BMP, TIFF)."""
+    """A catalog for a plain folder of `class_name/<images>` (PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF)."""
     root = Path(root).expanduser().resolve()
     return CatalogSpec(name=root.name, source=ImageFolderSource(root=root), encoder=encoder)
 

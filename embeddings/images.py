@@ -23,8 +23,9 @@ MAX_IMAGE_PIXELS = 89_478_485
 # The formats Winnow reads, by Pillow's format names. Only their decoders ever see a
 # sample's bytes, whatever its extension says: PIL would otherwise pick any plugin by magic
 # bytes, EPS included, which runs Ghostscript. "MPO" (multi-picture JPEG, what phones write)
-# is its own plugin in older Pillows; Pillow 13 opens it through the JPEG plugin.
-SUPPORTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
+# is its own plugin in older Pillows; Pillow 13 opens it through the JPEG plugin. AVIF (what
+# phones, browsers and CDNs now write) is Pillow's own plugin since 11.2 (pyproject: >= 11.3).
+SUPPORTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 # The shorter side a decoded image keeps, when it had at least that much. Nothing downstream
 # looks closer: encoders take at most 448 px (open_clip's largest; 224 by default), the image
 # signals a 512 px thumbnail, the report and the review app 256 px. So a JPEG is decoded at the

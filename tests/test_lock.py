@@ -149,7 +149,7 @@ def test_lock_is_stamped_from_todays_pyproject():
 
 def test_a_dependency_edited_without_make_lock_is_caught(tmp_path):
     edited = tmp_path / "pyproject.toml"
-    edited.write_text(PYPROJECT.read_text().replace('"pillow>=10"', '"pillow>=10,<13"'))
+    edited.write_text(PYPROJECT.read_text().replace('"pillow>=11.3"', '"pillow>=11.3,<13"'))
     assert edited.read_text() != PYPROJECT.read_text()
     import pytest
 

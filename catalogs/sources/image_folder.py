@@ -24,11 +24,11 @@ from winnow.catalogs.sources.base import Listing
 from winnow.catalogs.sources.local import LocalFileSource, is_within, real_path, unlistable
 
 # File names (lower-cased) a class folder lists as images: the extensions Pillow registers for
-# the formats embeddings.images decodes (PNG, JPEG, MPO, WebP, GIF, BMP, TIFF); tests/unit/embeddings/test_images.py
+# the formats embeddings.images decodes (PNG, JPEG, MPO, WebP, GIF, BMP, TIFF, AVIF); tests/unit/embeddings/test_images.py
 # keeps the two in step. Any other non-hidden file in a class folder becomes a row with reason
 # `unsupported_format`; which decoder reads an image is decided by its bytes, not its name.
 IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".gif", ".bmp",
-                    ".tif", ".tiff")
+                    ".tif", ".tiff", ".avif", ".avifs")
 
 SKIPPED_KINDS = ("hidden", "outside_class_folders")
 """Why a file of an image folder is not a row: a hidden file or folder (.DS_Store, ._x, .git:

@@ -7,7 +7,7 @@ its true digit):
   PNG (L, RGB, RGBA, palette with transparency, 16-bit), JPEG (RGB, grey, CMYK,
   EXIF-rotated, progressive, a multi-picture MPO from a phone, upper-case `.JPG`),
   WebP (lossy, lossless), GIF (static, animated), BMP, TIFF (raw, LZW, deflate, JPEG
-  inside, multi-page), an upper-case `.PNG`, and a PNG named `.jpg` (content decides);
+  inside, multi-page), AVIF, an upper-case `.PNG`, and a PNG named `.jpg` (content decides);
 - odd files: notes `.txt`, a `.csv`, an extension-less file, a `.heic` name (not a
   format Winnow reads) -> `unsupported_format`; a truncated PNG and a `.png` holding text
   -> `unreadable`; a byte copy of another image (kept as its own row);
@@ -107,6 +107,7 @@ VARIANTS: dict[str, tuple[str, Callable[[Image.Image], bytes]]] = {
     "tiff_deflate": (".tif", lambda im: _save(im.convert("L"), "TIFF", compression="tiff_adobe_deflate")),
     "tiff_jpeg": (".tif", lambda im: _save(im.convert("RGB"), "TIFF", compression="jpeg")),
     "tiff_multipage": (".tiff", _multipage_tiff),
+    "avif": (".avif", lambda im: _save(im.convert("RGB"), "AVIF", quality=90)),
     "png_named_jpg": (".jpg", lambda im: _save(im.convert("RGB"), "PNG")),  # content decides, not the name
 }
 

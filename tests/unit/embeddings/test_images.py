@@ -32,7 +32,7 @@ from winnow.embeddings.images import (
 REPO = Path(__file__).resolve().parents[3]
 # The formats the README promises. A Pillow that stops registering or decoding one of them
 # must turn this suite red, not turn users' files into `unreadable` rows.
-PROMISED = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+PROMISED = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 
 
 @pytest.fixture(scope="module")
