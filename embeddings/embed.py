@@ -189,16 +189,19 @@ def embed_samples(
 
     thread = threading.Thread(target=producer, name="winnow-reader", daemon=True)
     thread.start()
-    done = 0
     while (item := chunks.get()) is not None:
         start, chunk = item
+        end = min(start + chunk_size, n)
         if chunk.tensors:
             t0 = time.perf_counter()
             _order_by_length(chunk, encoder)
-            vecs = [
-                encoder.encode_batch(encoder.collate(chunk.tensors[b : b + batch_size]))
-                for b in range(0, len(chunk.tensors), batch_size)
-            ]
+            vecs = []
+            for b in range(0, len(chunk.tensors), batch_size):
+                vecs.append(encoder.encode_batch(encoder.collate(chunk.tensors[b : b + batch_size])))
+                if progress and b + batch_size < len(chunk.tensors):
+                    # Within a chunk too, in proportion to its batches: a chunk of 256 photos
+                    # takes the CPU tens of seconds, and a bar that stands still looks hung.
+                    progress(start + (end - start) * (b + batch_size) // len(chunk.tensors), n)
             t1 = time.perf_counter()
             columns = _signal_columns(chunk.signals)
             store.append(chunk.hashes, np.concatenate(vecs), signals=columns)
@@ -206,9 +209,8 @@ def embed_samples(
             timers["write"] += time.perf_counter() - t1
             report.n_embedded += len(chunk.positions)
             report.n_measured += len(chunk.positions) if columns else 0
-        done = min(start + chunk_size, n)
         if progress:
-            progress(done, n)
+            progress(end, n)
     thread.join()
     if failure:
         raise failure[0]

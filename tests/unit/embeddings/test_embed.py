@@ -150,3 +150,19 @@ def test_a_folder_of_camera_sized_photos_embeds_reduced_and_stores_their_full_si
     small = Image.open(root / "small.png").size
     assert values["width"].tolist() == [4000, 3000, small[0], 2400]
     assert values["height"].tolist() == [3000, 4000, small[1], 1800]
+
+
+def test_progress_moves_batch_by_batch_within_a_chunk_and_ends_at_the_total(tmp_path):
+    images = digit_images(12, seed=6)
+    paths = [str(p) for p in write_image_folder(tmp_path / "imgs", images)]
+    enc = get_encoder("pixels:16")
+    store = EmbeddingStore(tmp_path / "store", encoder_id=enc.encoder_id, dim=enc.dim)
+    seen = []
+    embed_files(paths, enc, store, chunk_size=8, batch_size=2, progress=lambda done, total: seen.append((done, total)))
+    done = [d for d, _ in seen]
+    assert {t for _, t in seen} == {12} and done[-1] == 12
+    assert done == sorted(done) and len(set(done)) == len(done), done  # strictly rising
+    assert done == [2, 4, 6, 8, 10, 12], done  # chunks of 8 and 4 in batches of 2
+    seen.clear()  # a re-run embeds nothing: one update per chunk
+    embed_files(paths, enc, store, chunk_size=8, batch_size=2, progress=lambda done, total: seen.append((done, total)))
+    assert [d for d, _ in seen] == [8, 12]
