@@ -26,7 +26,7 @@ from winnow.curation.errors import InvalidArray
 from winnow.curation.noise import noise_transition_matrix
 from winnow.curation.validation import check_labels
 from winnow.pipeline.config import parse_methods
-from winnow.pipeline.files import write_parquet
+from winnow.pipeline.files import check_output_file, write_parquet
 
 ARRAY_SUFFIXES = (".npy", ".csv", ".parquet")
 # What each detector input is called on `winnow detect`'s command line.
@@ -182,6 +182,7 @@ def detect_from_arrays(labels_path, out_path, *, pred_probs_path=None, embedding
     summary: a dict to fill with estimated_noise_rate (the share of labels that look wrong)
     and class_noise_rates (class -> its estimated share; None for a class too rare to judge).
     """
+    check_output_file(out_path, "--out")  # before any array is read
     if pred_probs_path is None and embeddings_path is None:
         raise InvalidArray("detect needs --pred-probs and/or --embeddings (got neither)")
     if class_text_path is not None and embeddings_path is None:
@@ -259,6 +260,7 @@ def detect_multilabel_from_arrays(labels_path, out_path, *, pred_probs_path, ids
     the label table's column names, else their indices. Reading list columns or separated
     label strings from a manifest is left to the sample-sources registry.
     """
+    check_output_file(out_path, "--out")  # before any array is read
     exclude = (id_column,) if id_column else ()
     matrix, label_names = load_matrix(labels_path, name="labels", exclude=exclude)
     probs, prob_names = load_matrix(pred_probs_path, name="pred_probs", exclude=exclude)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,50 @@ from winnow.curation import KnnGraph
 
 class RunLocked(RuntimeError):
     """Another Winnow run holds the output folder."""
+
+
+def check_output_folder(text: str | os.PathLike, option: str) -> Path:
+    """The resolved path of a folder Winnow may create and write (not an existing file, under a
+    writable folder), checked before any work starts; ConfigError naming `option` if not."""
+    from winnow.pipeline.config import ConfigError
+
+    path = Path(text).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {str(path)!r} exists and is not a folder")
+    _check_creatable(path, path, option)
+    return path
+
+
+def check_output_file(text: str | os.PathLike, option: str) -> Path:
+    """The resolved path of a file Winnow may write (its missing folders created): not a folder,
+    under a writable folder; ConfigError naming `option` if not."""
+    from winnow.pipeline.config import ConfigError
+
+    path = Path(text).expanduser().resolve()
+    if path.is_dir():
+        raise ConfigError(f"{option} {str(path)!r} is a folder; give a file path")
+    _check_creatable(path.parent, path, option)
+    return path
+
+
+def _check_creatable(folder: Path, shown: Path, option: str) -> None:
+    """`folder` exists or can be made, and files can be written in it (for `option` `shown`)."""
+    from winnow.pipeline.config import ConfigError
+
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {str(shown)!r} cannot be created: {str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {str(shown)!r} cannot be written: no write permission on {str(parent)!r}")
+    # Permission bits do not tell everything (root, a read-only mount, /proc): make a folder
+    # there and remove it, so nothing is left behind when the command stops on another check.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".winnow-check-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"{option} {str(shown)!r} cannot be written in {str(parent)!r}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def write_parquet(table: pa.Table | pl.DataFrame, path: str | os.PathLike, *, schema: pa.Schema | None = None,

@@ -33,7 +33,7 @@ from winnow.catalogs import (
 from winnow.catalogs.sources.local import is_within
 from winnow.curation import InvalidArray
 from winnow.pipeline.config import Config, ConfigError, check_settings
-from winnow.pipeline.files import locked
+from winnow.pipeline.files import check_output_folder, locked
 from winnow.pipeline.layout import LATEST, EmbedOutput, RunLayout, SamplesOutput, WorkLayout
 from winnow.pipeline.versions import latest_run, prune_old_work, publish_run, start_run
 
@@ -115,8 +115,8 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
     config = resolve_config(spec, settings, defaults=defaults)
     if config.run.out is None:
         raise ConfigError("no output folder: pass --out (run.out)")
-    out = _output_folder(config.run.out, "--out")
-    store = _output_folder(config.embed.store, "--store") if config.embed.store else out / "store"
+    out = check_output_folder(config.run.out, "--out")
+    store = check_output_folder(config.embed.store, "--store") if config.embed.store else out / "store"
     samples = list_samples(spec)
     # A folder source (class folders, a folder of Parquet shards) would list OUT's files next time.
     data_dir = spec.source.local_path()
@@ -275,21 +275,6 @@ def _embed(stages: Stages, plan: RunPlan, samples: SamplesOutput, work: WorkLayo
                                  batch_size=embed.batch_size, device=embed.device,
                                  progress=plan.config.run.progress and embed.shards == 1, encoder=plan.encoder)
     return stages.merge_embeddings(samples, shards, plan.encoder_name, str(plan.store), work)
-
-
-def _output_folder(text: str, option: str) -> Path:
-    """A folder Winnow may create and write: not an existing file, under a writable folder."""
-    path = Path(text).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{option} {str(path)!r} exists and is not a folder")
-    parent = path
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{option} {str(path)!r} cannot be created: {str(parent)!r} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {str(path)!r} cannot be written: no write permission on {str(parent)!r}")
-    return path
 
 
 def _check_cuda(device: str) -> None:

@@ -54,6 +54,7 @@ class ImageFolderSource(LocalFileSource):
         paths, files, labels, refusals = [], [], [], []
         skipped = dict.fromkeys(SKIPPED_KINDS, 0)
         # Sorted walk so the table's order does not depend on the file system.
+        loose_images: list[str] = []  # image files beside the class folders: no label to give them
         try:
             class_dirs = []
             for entry in sorted(root.iterdir()):
@@ -63,6 +64,8 @@ class ImageFolderSource(LocalFileSource):
                     class_dirs.append(entry)
                 else:
                     skipped["outside_class_folders"] += 1
+                    if entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                        loose_images.append(entry.name)
         except OSError as exc:
             unlistable(exc)
         for class_dir in class_dirs:
@@ -90,6 +93,8 @@ class ImageFolderSource(LocalFileSource):
                 f"image folder {str(root)!r} has no images: expected class_name/<file> with an extension "
                 f"in {{{','.join(IMAGE_EXTENSIONS)}}} below it"
                 + (f"; found only other files, e.g. {paths[:3]!r}" if paths else "")
+                + (f"; {len(loose_images)} image file(s) lie directly in it, e.g. {loose_images[:3]!r}: move each "
+                   "into a folder named after its label (or list them in a CSV of path,label)" if loose_images else "")
             )
         return Listing.from_rows(paths=paths, locators=files, abs_paths=files, labels=labels, refused=refusals,
                                  skipped=skipped)

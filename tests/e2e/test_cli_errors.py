@@ -46,9 +46,14 @@ def _cases(folder, tmp):
     pl.DataFrame({"image": [{"bytes": b"\x89PNG", "path": p} for p in paths], "label": labels}).write_parquet(
         tmp / "hf.parquet")
     pl.DataFrame({"file": paths, "thumb": paths, "label": labels}).write_csv(tmp / "ambiguous.csv")
+    flat = tmp / "flat"  # images straight in the folder, no class folders: the commonest first mistake
+    flat.mkdir(exist_ok=True)
+    for p in sorted(folder.rglob("*.png"))[:2]:
+        (flat / p.name).write_bytes(p.read_bytes())
     (tmp / "colour.toml").write_text(f'name = "x"\ncolour = "red"\n[source]\nkind = "image_folder"\nroot = "{folder}"\n')
     return [
         ("missing folder", ["run", str(tmp / "nope"), *base], "nope", {}),
+        ("flat folder of images", ["run", str(flat), *base], "2 image file(s) lie directly in it", {}),
         ("unknown encoder", ["run", str(folder), "--out", str(out), "--encoder", "resnet-9000"], "'resnet-9000'", {}),
         ("offline default encoder", ["run", str(folder), "--out", str(out)], "efficientnet-lite0",
          {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "empty-hf-home")}),
@@ -65,6 +70,9 @@ def _cases(folder, tmp):
         ("bad runner", ["run", str(folder), *base, "--runner", "spark"], "'spark'", {}),
         ("missing holdout", ["run", str(folder), *base, "--holdout", str(tmp / "held-nowhere")], "held-nowhere", {}),
         ("out is a file", ["run", str(folder), "--out", str(tmp / "file.txt"), "--encoder", "pixels:16"], "file.txt", {}),
+        # Permission bits pass there for root, yet no folder can be made: found by making one.
+        ("out cannot be created", ["run", str(folder), "--out", "/proc/winnow-out", "--encoder", "pixels:16"],
+         "'/proc/winnow-out'", {}),
         # Its thumbnails would be listed as a class of samples by the next run.
         ("out inside the dataset", ["run", str(folder), "--out", str(folder / "out"), "--encoder", "pixels:16"],
          "inside the dataset folder", {}),
@@ -87,6 +95,11 @@ def _cases(folder, tmp):
         ("evaluate bad methods", ["evaluate", str(folder), "--encoder", "pixels:16", "--methods", "nope"], "'nope'", {}),
         ("detect missing labels", ["detect", "--labels", str(tmp / "nope.npy"), "--embeddings", str(tmp / "x.npy"),
                                    "--out", str(tmp / "o.parquet")], "nope.npy", {}),
+        ("detect out cannot be written", ["detect", "--labels", str(tmp / "nope.npy"), "--pred-probs",
+                                          str(tmp / "nope.npy"), "--out", "/proc/issues.parquet"],
+         "'/proc/issues.parquet'", {}),
+        ("detect out is a folder", ["detect", "--labels", str(tmp / "nope.npy"), "--pred-probs", str(tmp / "nope.npy"),
+                                    "--out", str(tmp)], "is a folder", {}),
         ("demo unknown encoder", ["demo", "--out", str(out), "--encoder", "resnet-9000"], "'resnet-9000'", {}),
         ("bad --set key", ["run", str(folder), *base, "--set", "knn.exact_bellow=10"], "'exact_bellow'", {}),
         ("bad --set value", ["run", str(folder), *base, "--set", "detect.probe_folds=one"], "'one'", {}),
@@ -101,12 +114,13 @@ def cases(folder):
 
 
 @pytest.mark.parametrize("name", [
-    "missing folder", "unknown encoder", "offline default encoder", "bad policy key", "bad policy value",
+    "missing folder", "flat folder of images", "unknown encoder", "offline default encoder", "bad policy key", "bad policy value",
     "policy without =", "policy names no class", "bad keep", "bad methods", "zero_shot without a text tower", "bad device", "bad runner",
-    "missing holdout", "out is a file", "out inside the dataset", "bad catalog key", "bad csv row", "s3 manifest",
+    "missing holdout", "out is a file", "out cannot be created", "out inside the dataset", "bad catalog key", "bad csv row", "s3 manifest",
     "s3 without credentials", "missing table with an image column",
     "hugging face image column", "image column of labels", "ambiguous table", "missing path column", "evaluate bad noise",
-    "evaluate bad methods", "detect missing labels", "demo unknown encoder", "bad --set key", "bad --set value",
+    "evaluate bad methods", "detect missing labels", "detect out cannot be written", "detect out is a folder",
+    "demo unknown encoder", "bad --set key", "bad --set value",
     "bad config file",
 ])
 def test_user_error_is_one_line_exit_2_before_any_orchestration(cases, folder, name):
