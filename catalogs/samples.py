@@ -129,8 +129,8 @@ def _with_label_index(listed: pa.Table, spec: CatalogSpec) -> pa.Table:
     labels = listed.column(S.LABEL).to_pylist()
     paths = listed.column(S.PATH)
     found = sorted(set(labels))
-    if spec.classes is not None and len(spec.classes) < 2:
-        raise TooFewClasses(f"label cleaning needs at least 2 classes; the class list is {list(spec.classes)!r}")
+    if spec.classes is not None and len(spec.classes) < 1:
+        raise TooFewClasses(f"the class list is empty: {list(spec.classes)!r}")
     if spec.classes is not None:
         allowed = set(spec.classes)
         for i, label in enumerate(labels):
@@ -143,8 +143,8 @@ def _with_label_index(listed: pa.Table, spec: CatalogSpec) -> pa.Table:
         classes = list(spec.classes)
     else:
         classes = found
-    if len(classes) < 2:
-        raise TooFewClasses(f"label cleaning needs at least 2 classes; found only {classes!r}")
+    # One class is a dataset too (an unlabeled folder): its duplicates, outliers and unusable
+    # files are found; its labels are not judged (label detection reports a lone class unjudged).
     _check_unique_ids(listed.column(S.SAMPLE_ID).to_pylist(), paths.to_pylist())
     index = {c: i for i, c in enumerate(classes)}
     position = S.SAMPLES_SCHEMA.get_field_index(S.LABEL_INDEX)

@@ -88,12 +88,14 @@ def list_catalogs() -> list[str]:
 
 def resolve_catalog(target: Any, *, path_column: str | None = None, label_column: str | None = None,
                     image_column: str | None = None, text_column: str | None = None,
-                    id_column: str | None = None) -> CatalogSpec:
+                    id_column: str | None = None, unlabeled: bool = False) -> CatalogSpec:
     """A catalog from a TOML file, a .csv / .parquet / .jsonl table, a bundled catalog name, a plain
     class-folder tree, a target a registered source takes by itself (Parquet with image bytes,
     a saved Hugging Face dataset, WebDataset shards, their s3:// ... URLs: `source_for_target`),
     or a `datasets.Dataset` object. The column options name a table's or a byte source's columns;
-    `text_column` makes a table one of texts (a .jsonl file is one, its texts in `text` by default)."""
+    `text_column` makes a table one of texts (a .jsonl file is one, its texts in `text` by default).
+    `unlabeled`: a folder target is read as one class, every image file below it (see
+    ImageFolderSource.unlabeled); any other target is refused with it."""
     if not isinstance(target, (str, os.PathLike)):
         if hasattr(target, "save_to_disk"):  # a datasets.Dataset (a DatasetDict is refused there, naming its splits)
             source = HFDatasetSource.from_object(target, image_column=image_column, label_column=label_column)
@@ -105,6 +107,9 @@ def resolve_catalog(target: Any, *, path_column: str | None = None, label_column
     found = None if text_column else source_for_target(text, image_column=image_column, label_column=label_column,
                                                           path_column=path_column)
     if found is not None:
+        if unlabeled:
+            raise InvalidCatalog(f"unlabeled reads a folder of images as one class, but the target {text!r} is read "
+                                 f"by the {found.kind} source")
         if id_column:
             raise InvalidCatalog(f"id_column={id_column!r} names a column of a table of paths or texts; {text!r} is "
                                  f"read by the {found.kind} source, which names samples itself (shard and key, row)")
@@ -127,8 +132,11 @@ def resolve_catalog(target: Any, *, path_column: str | None = None, label_column
     if is_text and path_column:
         raise InvalidCatalog(f"path_column={path_column!r} names a column of file paths, but the table {text!r} is "
                              f"read as texts (text_column={text_column!r}): give one of the two")
+    if unlabeled and not path.is_dir():
+        raise InvalidCatalog(f"unlabeled reads a folder of images as one class, but the target {text!r} is not a "
+                             f"folder (a table or catalog has its labels)")
     if path.is_dir():
-        return catalog_from_folder(path)
+        return catalog_from_folder(path, unlabeled=unlabeled)
     if path.is_file():
         if is_text:
             source = TextTableSource.from_file(path, text_column=text_column, label_column=label_column,
@@ -148,10 +156,11 @@ def resolve_catalog(target: Any, *, path_column: str | None = None, label_column
     )
 
 
-def catalog_from_folder(root: str | os.PathLike, *, encoder: str | None = None) -> CatalogSpec:
-    """A catalog for a plain folder of `class_name/<images>` (PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF)."""
+def catalog_from_folder(root: str | os.PathLike, *, encoder: str | None = None, unlabeled: bool = False) -> CatalogSpec:
+    """A catalog for a plain folder of `class_name/<images>` (PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF);
+    unlabeled: every image below it, one class named after it."""
     root = Path(root).expanduser().resolve()
-    return CatalogSpec(name=root.name, source=ImageFolderSource(root=root), encoder=encoder)
+    return CatalogSpec(name=root.name, source=ImageFolderSource(root=root, unlabeled=unlabeled), encoder=encoder)
 
 
 def catalog_from_table(path: str | os.PathLike, *, path_column: str | None = None,

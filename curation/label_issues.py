@@ -264,6 +264,8 @@ def detect_label_issues(
         knn = build_knn_graph(embeddings, k=knn_k)
     groups = _resolve_groups(duplicate_groups, knn=knn, content_hashes=content_hashes, n=n)
 
+    if k == 1:  # nothing to confuse a lone class with, however few its samples: not "rare", unjudged
+        return _unjudged_report(labels, k, {}, pred_probs)
     counts = np.bincount(labels, minlength=k)
     rare = counts < rare_class_min_samples(knn.k if knn is not None else None)
     rare_classes = {int(c): int(counts[c]) for c in np.flatnonzero(rare)}
@@ -417,8 +419,11 @@ def _unjudged_report(labels: np.ndarray, k: int, rare_classes: dict[int, int], p
     import polars as pl
 
     n = len(labels)
-    logger.warning("only %d class(es) have enough samples to judge labels; no label-issue detection",
-                   k - len(rare_classes))
+    if k == 1:  # an unlabeled folder, or a dataset of one class: expected, not a problem
+        logger.info("one class: no other class to confuse it with; labels are not judged")
+    else:
+        logger.warning("only %d class(es) have enough samples to judge labels; no label-issue detection",
+                       k - len(rare_classes))
     rare = np.zeros(k, dtype=bool)
     rare[list(rare_classes)] = True
     unjudged = np.where(rare[labels], np.nan, 1.0)
@@ -452,9 +457,9 @@ def _resolve_n_classes(labels, n_classes, pred_probs, class_text_embeddings) -> 
             )
         return int(class_text_embeddings.shape[0])
     if n_classes is not None:
-        if n_classes < 2:
-            raise InvalidArray(f"n_classes must be at least 2, got {n_classes}")
-        return int(n_classes)
+        if n_classes < 1:
+            raise InvalidArray(f"n_classes must be at least 1, got {n_classes}")
+        return int(n_classes)  # one class: nothing to be confused with, the rows come back unjudged
     inferred = int(check_labels(labels).max()) + 1
     if inferred < 2:
         raise InvalidArray(f"labels hold a single class ({inferred - 1}); pass n_classes")

@@ -208,6 +208,9 @@ CONFIG_OPTIONS: tuple[ConfigOption, ...] = (
     ConfigOption("label_column", "run.label_column", str | None, ("--label-column",),
                  "A table TARGET's column of labels (a WebDataset's label member: cls, txt, json:FIELD). "
                  "Default: label, else the one ClassLabel / text / integer column (WebDataset: cls)."),
+    ConfigOption("unlabeled", "run.unlabeled", bool | None, ("--unlabeled",),
+                 "A folder TARGET without labels (a scrape, a camera roll): every image below it is one class, "
+                 "named after the folder; duplicates, outliers and unusable files are found, labels not judged."),
     ConfigOption("image_column", "run.image_column", str | None, ("--image-column",),
                  "The column of image bytes of a Parquet / saved Hugging Face dataset TARGET (a WebDataset's "
                  "image extension). Default: the one column of image bytes."),
@@ -361,6 +364,9 @@ def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
     typer.echo("Decisions: " + ", ".join(f"{d} {c}" for d, c in summary["decisions"].items()))
     if summary["reasons"]:
         typer.echo("Reasons:   " + ", ".join(f"{r} {c}" for r, c in summary["reasons"].items()))
+    if len(summary.get("classes_before", {})) == 1:
+        typer.echo(f"Labels:    one class ({next(iter(summary['classes_before']))!r}), so labels were not judged; "
+                   "duplicates, outliers and unusable files were.")
     if summary.get("rare_classes"):
         typer.echo("Rare classes (left out of the noise estimate): "
                    + ", ".join(f"{c} {n}" for c, n in summary["rare_classes"].items()))

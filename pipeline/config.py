@@ -76,6 +76,9 @@ class RunOptions:
     # A byte-table target's column of image bytes (Parquet, saved HF dataset; a WebDataset's image
     # extension); None: the one column of image bytes.
     image_column: str | None = None
+    # A folder target read as one class: every image below it (duplicates, outliers, unusable
+    # files; labels are not judged). See catalogs' ImageFolderSource.unlabeled.
+    unlabeled: bool = False
     wait: bool = False  # queue behind another run on OUT instead of failing
     progress: bool = False  # progress bars on stderr (the CLI turns them on unless --quiet or --json)
     # "direct": the stages in this process, no Prefect; "prefect": the Prefect flow (its runs show
@@ -84,9 +87,10 @@ class RunOptions:
     dask_address: str | None = None  # an existing Dask scheduler; None with runner="dask": a LocalCluster
 
     def table_columns(self) -> dict[str, str | None]:
-        """The columns a table target is read with: `winnow.catalogs.resolve_catalog`'s keywords."""
+        """How a target is read (a table's columns, a folder's `unlabeled`): `winnow.catalogs.resolve_catalog`'s keywords."""
         return {"path_column": self.path_column, "label_column": self.label_column,
-                "image_column": self.image_column, "text_column": self.text_column, "id_column": self.id_column}
+                "image_column": self.image_column, "text_column": self.text_column, "id_column": self.id_column,
+                "unlabeled": self.unlabeled}
 
     def __post_init__(self) -> None:
         if self.runner not in RUNNERS:

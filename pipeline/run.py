@@ -80,7 +80,8 @@ def catalog_settings(spec: CatalogSpec) -> dict[str, dict[str, Any]]:
     tables = {name: dict(values) for name, values in spec.config.items()}
     if spec.encoder is not None:
         tables.setdefault("embed", {})["encoder"] = spec.encoder
-    columns = sorted({"path_column", "label_column", "image_column", "text_column", "id_column"} & set(tables.get("run", {})))
+    columns = sorted({"path_column", "label_column", "image_column", "text_column", "id_column", "unlabeled"}
+                     & set(tables.get("run", {})))
     if columns:
         raise ConfigError(f"{where} [run]: {columns!r} name columns of a table target; a catalog names its "
                           f"columns in [source]")

@@ -61,7 +61,7 @@ _POLARS_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "
 
 def load_samples(target: str, work: WorkLayout, *, path_column: str | None = None, label_column: str | None = None,
                  image_column: str | None = None, text_column: str | None = None, id_column: str | None = None,
-                 table: pa.Table | None = None) -> SamplesOutput:
+                 unlabeled: bool = False, table: pa.Table | None = None) -> SamplesOutput:
     """Catalog -> samples.parquet (validated; one row per input sample).
 
     `table`: the samples already listed (by the run's validation); None lists them here.
@@ -69,7 +69,8 @@ def load_samples(target: str, work: WorkLayout, *, path_column: str | None = Non
     out = work.samples
     if table is None:
         table = list_samples(resolve_catalog(target, path_column=path_column, label_column=label_column,
-                                             image_column=image_column, text_column=text_column, id_column=id_column))
+                                             image_column=image_column, text_column=text_column, id_column=id_column,
+                                             unlabeled=unlabeled))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

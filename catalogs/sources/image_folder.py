@@ -38,13 +38,21 @@ each counted once, never opened or walked), or a file beside the class folders (
 @dataclass(frozen=True, kw_only=True)
 class ImageFolderSource(LocalFileSource):
     kind = "image_folder"
-    description = "class folders of image files: root/<label>/<file>"
+    description = "class folders of image files: root/<label>/<file> (unlabeled: every file below root, one class)"
+
+    # An unlabeled folder (a scrape, a camera roll): every file below root, in any subfolder, is a
+    # row of one class named after the folder. Its duplicates, outliers, image-quality problems and
+    # unusable files are found; with one class there are no labels to judge. Off by default: a
+    # folder of images without class folders is more often a class folder passed instead of its
+    # parent, which must stay an error.
+    unlabeled: bool = False
 
     @classmethod
     def from_table(cls, table: dict[str, Any], *, base_dir: Path, where: str) -> ImageFolderSource:
-        reject_unknown(table, {"root", "allow_outside_root"}, where)
+        reject_unknown(table, {"root", "allow_outside_root", "unlabeled"}, where)
         return cls(root=resolve_path(typed(table, "root", str, where, required=True), base_dir),
-                   allow_outside_root=typed(table, "allow_outside_root", bool, where) or False)
+                   allow_outside_root=typed(table, "allow_outside_root", bool, where) or False,
+                   unlabeled=typed(table, "unlabeled", bool, where) or False)
 
     def list_samples(self) -> Listing:
         root = self.root
@@ -54,7 +62,7 @@ class ImageFolderSource(LocalFileSource):
         paths, files, labels, refusals = [], [], [], []
         skipped = dict.fromkeys(SKIPPED_KINDS, 0)
         # Sorted walk so the table's order does not depend on the file system.
-        loose_images: list[str] = []  # image files beside the class folders: no label to give them
+        loose: list[Path] = []  # files beside the class folders
         try:
             class_dirs = []
             for entry in sorted(root.iterdir()):
@@ -63,11 +71,28 @@ class ImageFolderSource(LocalFileSource):
                 elif entry.is_dir():
                     class_dirs.append(entry)
                 else:
-                    skipped["outside_class_folders"] += 1
-                    if entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                        loose_images.append(entry.name)
+                    loose.append(entry)
         except OSError as exc:
             unlistable(exc)
+
+        def add(full: Path, label: str, escapes: bool) -> None:
+            refused = None if full.name.lower().endswith(IMAGE_EXTENSIONS) else "unsupported_format"
+            if (escapes or full.is_symlink()) and not self.allow_outside_root:
+                if not is_within(real_path(full), real_root):
+                    refused = "outside_root"
+            paths.append(full.relative_to(root).as_posix())
+            files.append(str(full.absolute()))
+            labels.append(label)
+            refusals.append(refused)
+
+        loose_images = [f.name for f in loose if f.name.lower().endswith(IMAGE_EXTENSIONS)]
+        one_label = real_root.name or "images"  # unlabeled: the one class, named after the folder
+        if self.unlabeled:
+            for entry in loose:
+                add(entry, one_label, False)
+            # Every subfolder is walked below like a class folder, its files under the one label.
+        else:
+            skipped["outside_class_folders"] += len(loose)
         for class_dir in class_dirs:
             # os.walk descends into its top folder even when that is a symlink, so a class
             # folder linked out of the root would expose every file below it.
@@ -79,22 +104,16 @@ class ImageFolderSource(LocalFileSource):
                     if fname.startswith("."):  # .DS_Store, ._x (AppleDouble), editor swap files
                         skipped["hidden"] += 1
                         continue
-                    full = Path(dirpath) / fname
-                    refused = None if fname.lower().endswith(IMAGE_EXTENSIONS) else "unsupported_format"
-                    if (class_escapes or full.is_symlink()) and not self.allow_outside_root:
-                        if not is_within(real_path(full), real_root):
-                            refused = "outside_root"
-                    paths.append(full.relative_to(root).as_posix())
-                    files.append(str(full.absolute()))
-                    labels.append(class_dir.name)
-                    refusals.append(refused)
+                    add(Path(dirpath) / fname, one_label if self.unlabeled else class_dir.name, class_escapes)
         if all(r == "unsupported_format" for r in refusals):
             raise EmptyDataset(
-                f"image folder {str(root)!r} has no images: expected class_name/<file> with an extension "
-                f"in {{{','.join(IMAGE_EXTENSIONS)}}} below it"
+                f"image folder {str(root)!r} has no images: expected "
+                + ("image files below it" if self.unlabeled else "class_name/<file>")
+                + f" with an extension in {{{','.join(IMAGE_EXTENSIONS)}}}"
                 + (f"; found only other files, e.g. {paths[:3]!r}" if paths else "")
-                + (f"; {len(loose_images)} image file(s) lie directly in it, e.g. {loose_images[:3]!r}: move each "
-                   "into a folder named after its label (or list them in a CSV of path,label)" if loose_images else "")
+                + (f"; {len(loose_images)} image file(s) lie directly in it, e.g. {loose_images[:3]!r}: if it is "
+                   "one class's folder, pass the folder above it; to find duplicates, outliers and unusable files "
+                   "in a folder without labels, pass --unlabeled" if loose_images and not class_dirs else "")
             )
         return Listing.from_rows(paths=paths, locators=files, abs_paths=files, labels=labels, refused=refusals,
                                  skipped=skipped)

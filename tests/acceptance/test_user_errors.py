@@ -39,7 +39,7 @@ OUT = ("--out", "errors/out", "--encoder", OFFLINE_ENCODER)
 # README phrase (its lists of documented mistakes) -> the case that makes that mistake.
 DOCUMENTED: dict[str, Case] = {
     # Catalogs: "Unknown keys, wrong types, a missing root, a folder with no images, a label outside
-    # the class list, an empty class, a single class, duplicate manifest paths, a missing label
+    # the class list, an empty class, duplicate manifest paths, a missing label
     # column, or a path escaping the root each raise a named catalogs.CatalogError subclass"
     "Unknown keys": Case((*RUN, "errors/colour.toml", *OUT), "'colour'"),
     "wrong types": Case((*RUN, "errors/classes-string.toml", *OUT), "classes"),
@@ -47,7 +47,6 @@ DOCUMENTED: dict[str, Case] = {
     "a folder with no images": Case((*RUN, "errors/empty", *OUT), "errors/empty"),
     "a label outside the class list": Case((*RUN, "errors/two-classes.toml", *OUT), "'2'"),
     "an empty class": Case((*RUN, "errors/four-classes.toml", *OUT), "'3'"),
-    "a single class": Case((*RUN, "errors/one-class", *OUT), "'0'"),
     "duplicate manifest paths": Case((*RUN, "errors/duplicate.csv", *OUT), "imgs/0/img_0000.png"),
     "a missing label column": Case((*RUN, "errors/no-label.csv", *OUT), "'label'"),
     "a path escaping the root": Case((*RUN, "errors/escape.csv", *OUT), "../outside.png"),
@@ -147,7 +146,6 @@ def mistakes(workspace: Workspace) -> Workspace:
     (e / "not-toml.toml").write_text("name = pets\n")
     (e / "empty" / "cat").mkdir(parents=True)
     (e / "empty" / "cat" / "notes.txt").write_text("no images here")
-    shutil.copytree(pets / "0", e / "one-class" / "0")
     rel = [f"imgs/{c}/img_{i:04d}.png" for c in "012" for i in range(4)]  # beside the tables, in errors/
     for path in rel:
         (e / path).parent.mkdir(parents=True, exist_ok=True)

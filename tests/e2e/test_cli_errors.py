@@ -46,14 +46,9 @@ def _cases(folder, tmp):
     pl.DataFrame({"image": [{"bytes": b"\x89PNG", "path": p} for p in paths], "label": labels}).write_parquet(
         tmp / "hf.parquet")
     pl.DataFrame({"file": paths, "thumb": paths, "label": labels}).write_csv(tmp / "ambiguous.csv")
-    flat = tmp / "flat"  # images straight in the folder, no class folders: the commonest first mistake
-    flat.mkdir(exist_ok=True)
-    for p in sorted(folder.rglob("*.png"))[:2]:
-        (flat / p.name).write_bytes(p.read_bytes())
     (tmp / "colour.toml").write_text(f'name = "x"\ncolour = "red"\n[source]\nkind = "image_folder"\nroot = "{folder}"\n')
     return [
         ("missing folder", ["run", str(tmp / "nope"), *base], "nope", {}),
-        ("flat folder of images", ["run", str(flat), *base], "2 image file(s) lie directly in it", {}),
         ("unknown encoder", ["run", str(folder), "--out", str(out), "--encoder", "resnet-9000"], "'resnet-9000'", {}),
         ("offline default encoder", ["run", str(folder), "--out", str(out)], "efficientnet-lite0",
          {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "empty-hf-home")}),
@@ -114,7 +109,7 @@ def cases(folder):
 
 
 @pytest.mark.parametrize("name", [
-    "missing folder", "flat folder of images", "unknown encoder", "offline default encoder", "bad policy key", "bad policy value",
+    "missing folder", "unknown encoder", "offline default encoder", "bad policy key", "bad policy value",
     "policy without =", "policy names no class", "bad keep", "bad methods", "zero_shot without a text tower", "bad device", "bad runner",
     "missing holdout", "out is a file", "out cannot be created", "out inside the dataset", "bad catalog key", "bad csv row", "s3 manifest",
     "s3 without credentials", "missing table with an image column",

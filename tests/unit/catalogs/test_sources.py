@@ -203,6 +203,7 @@ def test_the_manifest_keys_resolve_against_the_catalog_folder(tmp_path):
 
 @pytest.mark.parametrize("source", [
     ImageFolderSource(root=Path("/data/pets"), allow_outside_root=True),
+    ImageFolderSource(root=Path("/data/scrape"), unlabeled=True),
     ManifestSource(root=Path("/data"), manifest=Path("/data/m.parquet"), path_column="file", label_column="y"),
 ])
 def test_settings_round_trip(source):
@@ -297,6 +298,48 @@ def test_hidden_files_are_counted_by_the_listing(folder):
     table = list_samples(resolve_catalog(str(folder)))
     assert table.num_rows == 6 and skipped_files_of(table) == {"hidden": 1, "outside_class_folders": 0}
     assert table.column(S.LOCATOR).to_pylist() == table.column(S.ABS_PATH).to_pylist()
+
+
+def test_an_unlabeled_folder_is_one_class_named_after_it(tmp_path):
+    """unlabeled: every file below the folder (loose or in any subfolder) is a row of one class, the
+    folder's name; other files are unsupported_format rows, a link out is refused, hidden files skipped."""
+    from winnow.catalogs.errors import EmptyDataset
+    from winnow.catalogs.samples import skipped_files_of
+
+    root = tmp_path / "scrape"
+    (root / "2024" / "jan").mkdir(parents=True)
+    for i in range(3):
+        (root / f"{i}.png").write_bytes(_png(40 * i))
+    (root / "2024" / "jan" / "3.png").write_bytes(_png(200))
+    (root / "notes.txt").write_text("not an image")
+    (root / ".DS_Store").write_bytes(b"junk")
+    (tmp_path / "elsewhere.png").write_bytes(_png(7))
+    (root / "link.png").symlink_to(tmp_path / "elsewhere.png")
+    table = list_samples(resolve_catalog(str(root), unlabeled=True))
+    rows = dict(zip(table.column(S.PATH).to_pylist(), table.column(S.REFUSED).to_pylist(), strict=True))
+    assert rows == {"0.png": None, "1.png": None, "2.png": None, "2024/jan/3.png": None, "link.png": "outside_root",
+                    "notes.txt": "unsupported_format"}
+    assert set(table.column(S.LABEL).to_pylist()) == {"scrape"}
+    assert skipped_files_of(table) == {"hidden": 1, "outside_class_folders": 0}
+    # Without it, images straight in a folder are most often a class folder passed instead of its
+    # parent: an error that names both ways out.
+    (root / "2024" / "jan" / "3.png").unlink()
+    (root / "2024" / "jan").rmdir()
+    (root / "2024").rmdir()
+    with pytest.raises(EmptyDataset, match=r"4 image file\(s\) lie directly in it.*pass the folder above it.*--unlabeled"):
+        list_samples(resolve_catalog(str(root)))
+    with pytest.raises(InvalidCatalog, match="not a folder"):
+        resolve_catalog(str(tmp_path / "elsewhere.png"), unlabeled=True)
+
+
+def test_images_beside_class_folders_are_still_skipped_not_a_class(folder):
+    """With class folders present, loose files have no label: counted as skipped, not rows."""
+    from winnow.catalogs.samples import skipped_files_of
+
+    (folder / "stray.png").write_bytes(_png(3))
+    table = list_samples(resolve_catalog(str(folder)))
+    assert table.num_rows == 6 and "stray.png" not in table.column(S.PATH).to_pylist()
+    assert skipped_files_of(table) == {"hidden": 1, "outside_class_folders": 1}
 
 
 def test_a_builder_needs_local_data(registered):

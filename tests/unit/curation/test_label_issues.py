@@ -361,3 +361,17 @@ def test_out_of_core_probe_features_are_float16_and_standardised_alike(tmp_path)
     np.testing.assert_allclose(small_loss._feature_std(feats, w).numpy(), want.numpy(), rtol=1e-5)
     # float32 embeddings keep float32 features.
     assert small_loss._projected_blocks(x.astype(np.float32), 16, seed=0)[0].dtype == torch.float32
+
+
+def test_one_class_comes_back_unjudged_not_refused():
+    """An unlabeled folder is one class: nothing to confuse it with, so nothing is flagged and the
+    estimate is 0, whatever the embeddings say (curate still finds its duplicates and outliers)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    report = detect_label_issues(np.zeros(60, dtype=np.int64), embeddings=x, knn=build_knn_graph(x, k=5),
+                                 n_classes=1)
+    assert not report.frame["is_label_issue"].any() and report.noise_rate == 0.0
+    assert (report.frame["label_quality"].to_numpy() == 1.0).all() and report.methods == ()
+    with pytest.raises(InvalidArray, match="at least 1"):
+        detect_label_issues(np.zeros(60, dtype=np.int64), embeddings=x, n_classes=0)
