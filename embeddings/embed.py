@@ -19,6 +19,7 @@ content hash: content the store already has is neither decoded nor measured agai
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from winnow.embeddings.encoders import Encoder
-from winnow.embeddings.images import decode_image
+from winnow.embeddings.images import WORKING_SIDE, decode_image
 from winnow.embeddings.signals import image_signals
 from winnow.embeddings.store import EmbeddingStore
 from winnow.embeddings.text import decode_text
@@ -121,8 +122,10 @@ def embed_samples(
     measure: the decoded sample -> its decode-time signals, stored with its embedding (None:
     none; a text measures nothing).
     """
-    if decode is None:
-        decode = decode_text if encoder.modality == "text" else decode_image
+    if decode is None and encoder.modality == "text":
+        decode = decode_text
+    elif decode is None:  # large images decoded reduced, never below what the encoder resizes to
+        decode = functools.partial(decode_image, min_side=max(WORKING_SIDE, encoder.input_side))
     n = len(locators)
     refused = list(refused) if refused is not None else [None] * n
     report = EmbedReport(content_hash=[None] * n, reason=list(refused))

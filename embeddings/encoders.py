@@ -44,6 +44,9 @@ class Encoder:
     dim: int  # length of each embedding
     device: torch.device
     modality = "image"  # what `preprocess` takes: "image" (a PIL image) or "text" (a str; text_encoders.py)
+    # The largest side `preprocess` resizes to (0: unknown or small): decoding keeps at least this
+    # much of a large image (embeddings/images.py WORKING_SIDE covers up to 512).
+    input_side: int = 0
 
     def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         """Preprocessed samples -> the batch `encode_batch` takes."""
@@ -122,6 +125,8 @@ class OpenClipEncoder(Encoder):
         self._preprocess = preprocess
         self._tokenizer = open_clip.get_tokenizer(arch)
         self.dim = int(model.visual.output_dim)
+        size = getattr(model.visual, "image_size", 0)
+        self.input_side = int(max(size) if isinstance(size, (tuple, list)) else size or 0)
         self.encoder_id = f"open_clip:{arch}/{fingerprint}#{_PREPROCESS_VERSION}"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -209,7 +214,11 @@ class TimmEncoder(Encoder):
         # (15 -> 28 images/s on one thread, session 24), the embeddings equal to 6e-7.
         model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self._transform = create_transform(**resolve_data_config({}, model=model))
+        data_config = resolve_data_config({}, model=model)
+        self._transform = create_transform(**data_config)
+        # The transform resizes to input_size / crop_pct, then crops: keep that much when decoding.
+        crop = float(data_config.get("crop_pct") or 1.0)
+        self.input_side = int(np.ceil(max(data_config.get("input_size", (3, 0, 0))[1:]) / crop))
         self.dim = int(model.num_features)
         fp = fingerprint or ("random" if weights == "random" else file_fingerprint(Path(weights)))
         self.encoder_id = f"timm:{arch}/{fp}#{_PREPROCESS_VERSION}"

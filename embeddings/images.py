@@ -27,14 +27,15 @@ MAX_IMAGE_PIXELS = 89_478_485
 # phones, browsers and CDNs now write) is Pillow's own plugin since 11.2 (pyproject: >= 11.3).
 SUPPORTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 # The shorter side a decoded image keeps, when it had at least that much. Nothing downstream
-# looks closer: encoders take at most 448 px (open_clip's largest; 224 by default), the image
-# signals a 512 px thumbnail, the report and the review app 256 px. So a JPEG is decoded at the
-# smallest DCT scale (1/2, 1/4, 1/8: Pillow's draft) that keeps this side, and any other image
-# larger than twice this is box-reduced by an integer factor right after decoding. A 12 MP
-# photo then costs 87 ms of one core instead of 434 (decode 56 vs 149, the encoder's resize 7
-# vs 66, the signals 24 vs 219; EfficientNet-Lite0, session 25), and its embedding moves by
-# less than a re-encode does (tests/unit/embeddings/test_images.py). The full size is kept in
-# the image's info under FULL_SIZE (the size signals report it).
+# looks closer: open_clip's encoders take 224-512 px (224 by default), the image signals a 512 px
+# thumbnail, the report and the review app 256 px; an encoder that resizes to more says so
+# (Encoder.input_side) and embed_samples keeps that much. So a JPEG is decoded at the smallest DCT
+# scale (1/2, 1/4, 1/8: Pillow's draft) that keeps this side, and any other image at least twice
+# this is box-reduced by an integer factor right after decoding. A 12 MP photo then costs about
+# 65 ms of one core instead of 380 (decode 31 vs 91, EfficientNet-Lite0's resize 7 vs 65, the
+# signals 28 vs 224; session 25), and its embedding moves about as much as a JPEG re-encode at
+# quality 75 moves it (cosine 0.9997 vs 0.9998; tests/unit/embeddings/test_images.py). The full
+# size is kept in the image's info under FULL_SIZE (the size signals report it).
 WORKING_SIDE = 512
 FULL_SIZE = "winnow_full_size"
 

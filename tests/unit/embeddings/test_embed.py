@@ -166,3 +166,23 @@ def test_progress_moves_batch_by_batch_within_a_chunk_and_ends_at_the_total(tmp_
     seen.clear()  # a re-run embeds nothing: one update per chunk
     embed_files(paths, enc, store, chunk_size=8, batch_size=2, progress=lambda done, total: seen.append((done, total)))
     assert [d for d, _ in seen] == [8, 12]
+
+
+def test_decoding_keeps_what_the_encoder_resizes_to(tmp_path):
+    """A large JPEG is decoded reduced, never below WORKING_SIDE nor below the side the encoder's
+    transform resizes to (a timm model at 600 px with crop_pct: 633)."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    from winnow.embeddings.images import WORKING_SIDE
+
+    path = tmp_path / "big.jpg"
+    Image.fromarray(load_sample_image("china.jpg")).resize((4000, 3000)).save(path, quality=85)
+    for side, expected in ((0, (1000, 750)), (800, (2000, 1500))):  # 1/4 scale keeps 750 >= 512; 800 needs 1/2
+        enc = get_encoder("pixels:16")
+        enc.input_side = side
+        seen = []
+        store = EmbeddingStore(tmp_path / f"store-{side}", encoder_id=enc.encoder_id, dim=enc.dim)
+        embed_files([str(path)], enc, store, measure=lambda img, seen=seen: seen.append(img.size) or {})
+        assert seen == [expected] and min(expected) >= max(WORKING_SIDE, side)
+    assert get_encoder("efficientnet-lite0").input_side == 256  # resize 256, crop 224
