@@ -47,6 +47,7 @@ PLACEHOLDERS: dict[str, str] = {
     "./pets": "a real image folder of 3 digit classes (tests/helpers/userdata.make_user_folder): every supported "
               "format and the variants phones and tools write, odd files (.txt, .csv, no extension, .heic), "
               "a truncated PNG, a text file named .png, a byte copy, and hidden files",
+    "./pets/0": "one class folder of ./pets, read with --unlabeled as a folder without labels",
     "labels.csv": "the same data as a CSV manifest (path,label; paths relative to it)",
     "labels.parquet": "the same manifest as Parquet, its columns named file and y",
     "catalogs/pets.toml": "a catalog named pets over ./pets",
