@@ -35,26 +35,25 @@ def write_images(folder: Path, n: int, size: tuple[int, int]) -> list[str]:
     from sklearn.datasets import load_digits, load_sample_image
 
     rng = np.random.default_rng(0)
-    paths = []
     if min(size) > 512:
-        photos = [Image.fromarray(load_sample_image(name)).resize(size, Image.Resampling.LANCZOS)
-                  for name in ("china.jpg", "flower.jpg")]
-        for i in range(n):
-            base = np.asarray(photos[i % 2], dtype=np.float32)
-            grain = rng.normal(0.0, 6.0, base.shape).astype(np.float32)
-            img = Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8))
-            path = folder / f"{i:06d}.jpg"
-            img.save(path, quality=90)
-            paths.append(str(path))
-        return paths
-    digits = load_digits()
+        photos = [np.asarray(Image.fromarray(load_sample_image(name)).resize(size, Image.Resampling.LANCZOS),
+                             dtype=np.float32) for name in ("china.jpg", "flower.jpg")]
+
+        def image(i: int) -> Image.Image:
+            grain = rng.normal(0.0, 6.0, photos[i % 2].shape).astype(np.float32)
+            return Image.fromarray(np.clip(photos[i % 2] + grain, 0, 255).astype(np.uint8))
+    else:
+        digits = load_digits()
+
+        def image(i: int) -> Image.Image:
+            base = digits.images[i % len(digits.images)] / 16.0
+            tint = rng.uniform(0.3, 1.0, 3)
+            rgb = (np.stack([base * t for t in tint], axis=-1) * 255).astype(np.uint8)
+            return Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC)
+    paths = []
     for i in range(n):
-        base = digits.images[i % len(digits.images)] / 16.0
-        tint = rng.uniform(0.3, 1.0, 3)
-        rgb = (np.stack([base * t for t in tint], axis=-1) * 255).astype(np.uint8)
-        img = Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC)
         path = folder / f"{i:06d}.jpg"
-        img.save(path, quality=90)
+        image(i).save(path, quality=90)
         paths.append(str(path))
     return paths
 

@@ -155,7 +155,7 @@ def check_serve(target: str, settings: dict[str, Any] | None = None, *, cron: st
 
     settings = check_settings(settings, where="settings")
     own = Config.from_settings(settings)
-    spec = resolve_catalog(target, **own.run.table_columns())
+    spec = resolve_catalog(target, **own.run.target_options())
     config = resolve_config(spec, settings)
     for holdout in config.run.holdout:
         resolve_catalog(holdout)

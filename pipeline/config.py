@@ -86,7 +86,7 @@ class RunOptions:
     runner: str = "direct"
     dask_address: str | None = None  # an existing Dask scheduler; None with runner="dask": a LocalCluster
 
-    def table_columns(self) -> dict[str, str | None]:
+    def target_options(self) -> dict[str, Any]:
         """How a target is read (a table's columns, a folder's `unlabeled`): `winnow.catalogs.resolve_catalog`'s keywords."""
         return {"path_column": self.path_column, "label_column": self.label_column,
                 "image_column": self.image_column, "text_column": self.text_column, "id_column": self.id_column,

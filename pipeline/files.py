@@ -17,6 +17,7 @@ import pyarrow as pa
 from winnow import atomic
 from winnow.catalogs.schemas import check_table
 from winnow.curation import KnnGraph
+from winnow.pipeline.config import ConfigError
 
 
 class RunLocked(RuntimeError):
@@ -26,8 +27,6 @@ class RunLocked(RuntimeError):
 def check_output_folder(text: str | os.PathLike, option: str) -> Path:
     """The resolved path of a folder Winnow may create and write (not an existing file, under a
     writable folder), checked before any work starts; ConfigError naming `option` if not."""
-    from winnow.pipeline.config import ConfigError
-
     path = Path(text).expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {str(path)!r} exists and is not a folder")
@@ -38,8 +37,6 @@ def check_output_folder(text: str | os.PathLike, option: str) -> Path:
 def check_output_file(text: str | os.PathLike, option: str) -> Path:
     """The resolved path of a file Winnow may write (its missing folders created): not a folder,
     under a writable folder; ConfigError naming `option` if not."""
-    from winnow.pipeline.config import ConfigError
-
     path = Path(text).expanduser().resolve()
     if path.is_dir():
         raise ConfigError(f"{option} {str(path)!r} is a folder; give a file path")
@@ -49,8 +46,6 @@ def check_output_file(text: str | os.PathLike, option: str) -> Path:
 
 def _check_creatable(folder: Path, shown: Path, option: str) -> None:
     """`folder` exists or can be made, and files can be written in it (for `option` `shown`)."""
-    from winnow.pipeline.config import ConfigError
-
     parent = folder
     while not parent.exists():
         parent = parent.parent

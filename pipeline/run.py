@@ -32,7 +32,7 @@ from winnow.catalogs import (
 )
 from winnow.catalogs.sources.local import is_within
 from winnow.curation import InvalidArray
-from winnow.pipeline.config import Config, ConfigError, check_settings
+from winnow.pipeline.config import Config, ConfigError, RunOptions, check_settings
 from winnow.pipeline.files import check_output_folder, locked
 from winnow.pipeline.layout import LATEST, EmbedOutput, RunLayout, SamplesOutput, WorkLayout
 from winnow.pipeline.versions import latest_run, prune_old_work, publish_run, start_run
@@ -80,11 +80,10 @@ def catalog_settings(spec: CatalogSpec) -> dict[str, dict[str, Any]]:
     tables = {name: dict(values) for name, values in spec.config.items()}
     if spec.encoder is not None:
         tables.setdefault("embed", {})["encoder"] = spec.encoder
-    columns = sorted({"path_column", "label_column", "image_column", "text_column", "id_column", "unlabeled"}
-                     & set(tables.get("run", {})))
+    columns = sorted(set(RunOptions().target_options()) & set(tables.get("run", {})))
     if columns:
-        raise ConfigError(f"{where} [run]: {columns!r} name columns of a table target; a catalog names its "
-                          f"columns in [source]")
+        raise ConfigError(f"{where} [run]: {columns!r} say how a target is read; a catalog says that in "
+                          f"[source]")
     return check_settings(tables, where=where)
 
 
@@ -109,7 +108,7 @@ def validate_run(target: str | os.PathLike | CatalogSpec, settings: Settings = N
         spec, text = target, str(target.spec_path or target.name)
     elif isinstance(target, (str, os.PathLike)):
         text = os.fspath(target)
-        spec = resolve_catalog(text, **own.run.table_columns())
+        spec = resolve_catalog(text, **own.run.target_options())
     else:  # a datasets.Dataset: saved once to the cache, then a target like any saved folder
         spec = resolve_catalog(target, label_column=own.run.label_column, image_column=own.run.image_column)
         text = spec.source.path
@@ -212,7 +211,7 @@ def execute(plan: RunPlan, stages: Stages) -> dict[str, str]:
         work = run.work
         work.folder.mkdir(parents=True, exist_ok=True)
         LOG.info("run %s: %d samples of %r", run.name, plan.samples.num_rows, plan.spec.name)
-        samples = stages.load_samples(plan.target, work, **config.run.table_columns(), table=plan.samples)
+        samples = stages.load_samples(plan.target, work, **config.run.target_options(), table=plan.samples)
         embed = _embed(stages, plan, samples, work)
         knn = stages.build_knn(embed, work, knn=config.knn, seed=config.run.seed, progress=config.run.progress,
                                wide_k=wide_k_for(config.detect, plan.samples.num_rows))
