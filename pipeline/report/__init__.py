@@ -55,7 +55,7 @@ from winnow.pipeline.report.data import (
     reason_groups,
     thumbnail_order,
 )
-from winnow.pipeline.report.overview import render_overview
+from winnow.pipeline.report.overview import labels_judged, render_overview
 from winnow.pipeline.report.pages import GALLERY, REPORT, PageContext, write_gallery
 from winnow.pipeline.report.thumbs import THUMBS, is_text_reader, read_snippets, write_thumbnails
 
@@ -127,6 +127,7 @@ def write_report(run_or_out_dir: str | os.PathLike, *, thumb_limit: int = THUMB_
         capped=len(with_thumb) < flagged.filter(pl.col("_usable")).height, page_size=page_size,
         folders={(g.kind, g.key): g.folder for g in groups},
         sections={g.key: g.section for g in groups if g.kind == "reason"},
+        labels_judged=labels_judged(summary, manifest),
     )
     write_gallery(run, flagged, groups, ctx)
     out = atomic.write_text(run / REPORT, render_overview(summary, manifest, flagged, groups, dup_groups, ctx,

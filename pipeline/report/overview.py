@@ -49,19 +49,29 @@ def _label_issue_cutoff(summary: dict, manifest: pl.DataFrame) -> float | None:
     return float(issues.max()) if issues.len() else None
 
 
+def labels_judged(summary: dict, manifest: pl.DataFrame) -> bool:
+    """False when the run had one class (an unlabeled folder, a table of one label): nothing to judge."""
+    classes = summary.get("classes_before")
+    if isinstance(classes, dict) and classes:
+        return len(classes) > 1
+    return manifest[S.LABEL].n_unique() > 1
+
+
 def render_overview(summary: dict, manifest: pl.DataFrame, flagged: pl.DataFrame, groups: list[Group],
                     dup_groups: list[tuple[str, list[str]]], ctx: PageContext, *, map_html: str = "") -> str:
     """The text of report.html (`map_html`: the embedding map's static figure, if the run has one)."""
-    cutoff = _label_issue_cutoff(summary, manifest)
+    judged = labels_judged(summary, manifest)
+    cutoff = _label_issue_cutoff(summary, manifest) if judged else None
+    if judged:
+        label_parts = [_class_section(manifest), "<div class=\"pair\">", _confusion_section(manifest, ctx),
+                       _histogram_section(manifest, ctx.score_cols, cutoff), "</div>"]
+    else:
+        label_parts = [_one_class_section(manifest)]
     parts = [
         f"{document_head(f'Winnow report: {ctx.catalog}')}<body><main>",
         _header(summary),
         _summary_section(summary, manifest, flagged.height, cutoff, ctx),
-        _class_section(manifest),
-        "<div class=\"pair\">",
-        _confusion_section(manifest, ctx),
-        _histogram_section(manifest, ctx.score_cols, cutoff),
-        "</div>",
+        *label_parts,
         _map_section(map_html),
         _gallery_section(flagged, groups, ctx),
         _duplicates_section(manifest, dup_groups, ctx),
@@ -129,6 +139,15 @@ def _map_section(map_html: str) -> str:
              "border-radius:50%}</style>")
     return (f"<section id=\"map\"><h2>Embedding map</h2>{style}{map_html}"
             f"<p class=\"note\">Interactive version: <code>winnow review OUT</code>.</p></section>")
+
+
+def _one_class_section(manifest: pl.DataFrame) -> str:
+    """What stands in for the label sections when every sample has one label."""
+    label = manifest[S.LABEL].drop_nulls()
+    name = f" (<b>{esc(label[0])}</b>)" if label.len() else ""
+    return (f"<section id=\"labels\"><h2>Labels</h2><p class=\"note\">Every sample has the same label{name}, so "
+            f"labels were not judged: there is no other class to confuse it with. Exact and near duplicates, "
+            f"outliers, quality and unusable files were checked as usual.</p></section>")
 
 
 def _class_section(manifest: pl.DataFrame) -> str:

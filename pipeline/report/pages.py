@@ -45,6 +45,7 @@ class PageContext:
     folders: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, key) -> gallery folder
     snippets: dict[str, str] = field(default_factory=dict)  # sample id -> the start of its text (text sources)
     sections: dict[str, ReasonSection] = field(default_factory=dict)  # reason code -> its presentation
+    labels_judged: bool = True  # False for a one-class run (an unlabeled folder): no label_quality to show
 
     def href(self, kind: str, key: str, page: int = 1, *, prefix: str = "") -> str | None:
         folder = self.folders.get((kind, key))
@@ -209,7 +210,7 @@ def card(row: dict, ctx: PageContext, *, prefix: str) -> str:
     sid = row[S.SAMPLE_ID]
     given, suggested = row[S.LABEL], row[S.SUGGESTED_LABEL]
     quality = row[S.LABEL_QUALITY]
-    scores = [(S.LABEL_QUALITY, quality)] + [
+    scores = ([(S.LABEL_QUALITY, quality)] if ctx.labels_judged else []) + [
         (c, row[c]) for c in ctx.score_cols if row.get(c) is not None and row[c] != quality]
     for r in row[S.REASONS]:  # each reason's own columns (outlier: outlier_score)
         for c in ctx.sections[r].card_scores if r in ctx.sections else ():

@@ -50,6 +50,15 @@ def test_an_unlabeled_folder_is_one_class_with_its_duplicates_and_broken_files_f
     assert not any("label_issue" in r for r in reasons.values())
     summary = json.loads((out / "latest" / "summary.json").read_text())
     assert summary["classes_before"] == {"scrape": 44} and summary["label_detectors"] == []
+    # The report says why there are no label sections instead of showing them empty (a flat
+    # noise-rate chart, "no label issue", a label_quality of 1 on every card).
+    report = (out / "latest" / "report.html").read_text(encoding="utf-8")
+    assert '<section id="labels">' in report and "labels were not judged" in report
+    for empty in ('id="classes"', 'id="confusion"', 'id="scores"'):
+        assert empty not in report, empty
+    pages = list((out / "latest" / "gallery").rglob("*.html"))
+    cards = "".join(p.read_text(encoding="utf-8") for p in pages)
+    assert "exact_duplicate" in cards and '<span class="score">label_quality' not in cards
 
 
 def test_a_single_class_folder_runs_instead_of_stopping(tmp_path):
