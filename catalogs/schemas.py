@@ -89,6 +89,11 @@ def is_score_column(name: str) -> bool:
     return name.startswith(SCORE_PREFIX) or name in (PROBE_MARGIN, SUGGESTION_CONFIDENCE)
 
 
+# Manifest column after the required ones: True on the rows of the audit sample, a fixed random
+# sample of the usable rows that a person checks in `winnow review` (the audit filter); from the
+# audited rows a run estimates the share of wrong labels (winnow.curation.audit).
+AUDIT = "audit"
+
 ORIGINAL_LABEL = "original_label"  # clean.parquet: the label as given, beside the final one
 
 CLEAN_SCHEMA = pa.schema(
