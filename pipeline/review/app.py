@@ -1,9 +1,11 @@
-"""`winnow review OUT`: a local web app over a run's flagged samples (FastAPI on uvicorn).
+"""`winnow review OUT`: a local web app over a run's flagged samples and its audit sample (FastAPI on uvicorn).
 
     GET  /                      the app (app.html: filters, cards, detail pane, map, keyboard shortcuts)
-    GET  /api/meta              classes, reasons, decisions, review states, counts, the map's metadata
-    GET  /api/samples           flagged samples, filtered (reason, label, decision, state, score range),
-                                sorted by score, paged
+    GET  /api/meta              classes, reasons, decisions, review states, counts, the audit sample's
+                                progress, the map's metadata
+    GET  /api/samples           flagged samples (or, with audit=1, the audit sample's), filtered (reason,
+                                label, decision, state, score range), sorted by score (the audit sample:
+                                by path), paged
     GET  /api/samples/{id}      one sample: scores, neighbours (the run's kNN graph), duplicate group
     GET  /api/image/{id}        its image, read through the run's source reader (a PNG thumbnail)
     GET  /api/map               the embedding map's points (RUN/map.parquet)
@@ -16,6 +18,11 @@ every request must then carry. State-changing requests always need the token (th
 it; another site cannot read it, and the custom header makes a cross-site POST fail its
 preflight). A POST names a request id: retrying it writes nothing new (idempotent). Every
 POST adds its own part file to OUT/reviews/, so two reviewers at once lose nothing.
+
+The audit sample (manifest column AUDIT, when the run wrote it) is a random sample of the usable
+rows that a person checks row by row, flagged or not, so that the next run can estimate the share
+of wrong labels from it. Its list is ordered by path, not by score: the person checking it should
+not be led by the model's opinion. A run without the column has an empty audit sample.
 """
 
 from __future__ import annotations
@@ -84,7 +91,7 @@ def check_bind(host: str, token: str | None) -> None:
 
 @dataclass(frozen=True)
 class Query:
-    """A filter over the flagged samples (every field optional)."""
+    """A filter over the flagged samples, or over the audit sample's (every field optional)."""
 
     reason: str | None = None  # a reason code the sample has
     label: str | None = None  # its given label
@@ -92,7 +99,8 @@ class Query:
     state: str | None = None  # pending | reviewed | stale
     min_score: float | None = None  # label_quality at least
     max_score: float | None = None  # label_quality at most
-    sort: str = "score"  # score (lowest first) | -score (highest first) | path
+    sort: str | None = None  # score (lowest first) | -score (highest first) | path; None: score, or path with audit
+    audit: bool = False  # the audit sample's rows (flagged or not) instead of the flagged rows
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Query:
@@ -109,18 +117,22 @@ class Query:
             except (TypeError, ValueError):
                 raise ReviewError(f"{name} must be a number, got {value!r}") from None
 
-        sort = text("sort") or "score"
-        if sort not in ("score", "-score", "path"):
+        sort = text("sort")
+        if sort is not None and sort not in ("score", "-score", "path"):
             raise ReviewError(f"sort must be score, -score or path, got {sort!r}")
+        audit = text("audit")
+        if audit is not None and str(audit).lower() not in ("1", "true", "0", "false"):
+            raise ReviewError(f"audit must be 1, true, 0 or false, got {audit!r}")
         state = text("state")
         if state is not None and state not in (PENDING, REVIEWED, STALE):
             raise ReviewError(f"state must be pending, reviewed or stale, got {state!r}")
         return cls(reason=text("reason"), label=text("label"), decision=text("decision"), state=state,
-                   min_score=number("min_score"), max_score=number("max_score"), sort=sort)
+                   min_score=number("min_score"), max_score=number("max_score"), sort=sort,
+                   audit=audit is not None and str(audit).lower() in ("1", "true"))
 
 
 class ReviewData:
-    """One run's flagged samples, what the app needs to show them, and the live reviews."""
+    """One run's flagged samples and audit sample, what the app needs to show them, and the live reviews."""
 
     def __init__(self, out: str | Path) -> None:
         from winnow.pipeline.report import resolve_run
@@ -141,10 +153,14 @@ class ReviewData:
             self._locators = dict(zip(table[S.SAMPLE_ID].to_list(), table[S.LOCATOR].to_list(), strict=True))
         self.score_cols = [c for c in manifest.columns if S.is_score_column(c) or c == "outlier_score"]
         flagged_mask = manifest[S.REASONS].list.len() > 0
+        # An older run has no audit column: its audit sample is empty.
+        audit_mask = (manifest[S.AUDIT].cast(pl.Boolean).fill_null(False) if S.AUDIT in manifest.columns
+                      else pl.Series(S.AUDIT, [False] * manifest.height, dtype=pl.Boolean))
         self.manifest = manifest
         # The run's own review columns are superseded by the live folder; keep the run's decision.
         own = [c for c in ("review_state", REVIEWER, REVIEWED_AT) if c in manifest.columns]
-        self.flagged = manifest.filter(flagged_mask).drop(own).with_columns(
+        self.rows = manifest.with_columns(flagged_mask.alias("_flagged"), audit_mask.alias("_audit")).filter(
+            pl.col("_flagged") | pl.col("_audit")).drop(own).with_columns(
             pl.col(S.REASONS).list.set_difference(["reviewed", "review_stale"]).alias("_reasons"))
         self._row_of = {sid: i for i, sid in enumerate(manifest[S.SAMPLE_ID].to_list())}
         self.map_points, self.map_meta = (read_map(layout.map) if layout.map.is_file() else (None, {}))
@@ -166,15 +182,16 @@ class ReviewData:
         self._reader = ReviewReader(self.reviews_folder)
         self._map_json: bytes | None = None
 
-    # --- the live view: flagged rows joined with the newest reviews ---------------------------
+    # --- the live view: flagged and audit rows joined with the newest reviews -------------------
     def view(self) -> pl.DataFrame:
-        """The flagged rows with `state`, `now_decision`, `now_label`, `reviewer` from OUT/reviews/."""
+        """The flagged and audit rows (`_flagged`, `_audit`) with `state`, `now_decision`, `now_label`,
+        `reviewer` from OUT/reviews/."""
         key = folder_signature(self.reviews_folder)
         with self._lock:
             if key != self._cache_key or self._view is None:
                 reviews = self._reader.read()
                 self._reviews = reviews
-                joined = self.flagged.join(
+                joined = self.rows.join(
                     reviews.select(S.SAMPLE_ID, pl.col(S.CONTENT_HASH).alias("_r_hash"),
                                    pl.col(S.DECISION).alias("_r_decision"), pl.col(S.LABEL).alias("_r_label"),
                                    REVIEWER, pl.col(REVIEWED_AT).dt.strftime("%Y-%m-%dT%H:%M:%SZ")),
@@ -194,8 +211,8 @@ class ReviewData:
             return self._view
 
     def select(self, query: Query) -> pl.DataFrame:
-        """The flagged rows `query` selects, in its order."""
-        frame = self.view()
+        """The flagged rows (with query.audit: the audit rows) `query` selects, in its order."""
+        frame = self.view().filter(pl.col("_audit" if query.audit else "_flagged"))
         if query.reason:
             frame = frame.filter(pl.col("_reasons").list.contains(query.reason))
         if query.label:
@@ -208,9 +225,10 @@ class ReviewData:
             frame = frame.filter(pl.col(SCORE) >= query.min_score)
         if query.max_score is not None:
             frame = frame.filter(pl.col(SCORE) <= query.max_score)
-        if query.sort == "path":
-            return frame.sort(S.PATH)
-        return frame.sort([SCORE, S.SAMPLE_ID], descending=[query.sort == "-score", False], nulls_last=True)
+        sort = query.sort or ("path" if query.audit else "score")
+        if sort == "path":
+            return frame.sort([S.PATH, S.SAMPLE_ID])
+        return frame.sort([SCORE, S.SAMPLE_ID], descending=[sort == "-score", False], nulls_last=True)
 
     def page(self, query: Query, *, page: int = 1, size: int = 50) -> dict[str, Any]:
         if not 1 <= size <= PAGE_MAX:
@@ -229,7 +247,7 @@ class ReviewData:
             "now_decision": row["now_decision"], "now_label": row["now_label"], "final_label": row[S.FINAL_LABEL],
             "reasons": [r for r in row[S.REASONS] if r not in ("reviewed", "review_stale")],
             "score": _num(row[SCORE]), "state": row["state"], "reviewer": row[REVIEWER],
-            "reviewed_at": row[REVIEWED_AT], "duplicate_of": row[S.DUPLICATE_OF],
+            "reviewed_at": row[REVIEWED_AT], "duplicate_of": row[S.DUPLICATE_OF], "audit": row["_audit"],
         }
 
     def detail(self, sample_id: str) -> dict[str, Any] | None:
@@ -243,7 +261,7 @@ class ReviewData:
             "suggested_label": row[S.SUGGESTED_LABEL], "decision": row[S.DECISION], "now_decision": row[S.DECISION],
             "now_label": row[S.FINAL_LABEL], "final_label": row[S.FINAL_LABEL], "reasons": [],
             "score": _num(row[SCORE]), "state": None, "reviewer": None, "reviewed_at": None,
-            "duplicate_of": row[S.DUPLICATE_OF]}
+            "duplicate_of": row[S.DUPLICATE_OF], "audit": False}
         item["scores"] = {c: _num(row[c]) for c in self.score_cols if c in row}
         item["neighbours"] = self.neighbours(sample_id)
         item["duplicates"] = self.duplicate_group(sample_id, row[S.DUPLICATE_OF])
@@ -299,7 +317,8 @@ class ReviewData:
         return buf.getvalue()
 
     def meta(self) -> dict[str, Any]:
-        view = self.view()
+        rows = self.view()
+        view = rows.filter(pl.col("_flagged"))
         reasons = (view.select(pl.col("_reasons").explode()).drop_nulls()["_reasons"].value_counts(sort=True)
                    .rename({"_reasons": S.REASONS}))
         states = view["state"].value_counts()
@@ -312,6 +331,7 @@ class ReviewData:
             "decisions": list(S.DECISIONS), "score": SCORE,
             "score_range": [_num(score.min()), _num(score.max())] if score.len() else [None, None],
             "map": self.map_meta if self.map_points is not None else None,
+            "audit": _audit_counts(rows.filter(pl.col("_audit"))),
         }
 
     def map_json(self) -> bytes:
@@ -338,7 +358,9 @@ class ReviewData:
 
         body: {"reviewer", "request_id", "actions": [{"sample_id", "decision", "label"?, "note"?}]}
         or, for a bulk action on a filter, {"reviewer", "request_id", "decision", "label"?, "note"?,
-        "filter": {Query params}} (every flagged sample the filter selects) or "sample_ids": [...].
+        "filter": {Query params}} (every flagged sample the filter selects; with audit=1, every audit
+        sample) or "sample_ids": [...]. Any sample of the run may be reviewed: the detail pane and the
+        map open unflagged ones too, and a run applies a review to any row.
         """
         if not isinstance(body, dict):
             raise ReviewError(f"a review request is a JSON object, got {type(body).__name__}")
@@ -387,6 +409,15 @@ class ReviewData:
             return {"written": 0, "file": None, "new": False}
         path, new = write_reviews(self.reviews_folder, rows, reviewer=str(reviewer), request_id=body.get("request_id"))
         return {"written": len(rows) if new else 0, "file": path.name, "new": new, "actions": len(rows)}
+
+
+def _audit_counts(audit: pl.DataFrame) -> dict[str, int]:
+    """The audit sample's progress: its size, the rows with a current review, and of those the
+    ones a person relabelled to another class (`wrong`) or dropped."""
+    reviewed = audit.filter(pl.col("state") == REVIEWED)
+    wrong = reviewed.filter((pl.col("now_decision") == "relabel") & (pl.col("now_label") != pl.col(S.LABEL)))
+    return {"size": audit.height, "reviewed": reviewed.height, "wrong": wrong.height,
+            "dropped": reviewed.filter(pl.col("now_decision") == "drop").height}
 
 
 def _num(value: Any) -> float | None:

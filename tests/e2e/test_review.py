@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.helpers.review import (
     review_world,
     start_review_server,
     stop_server,
+    write_audit_column,
 )
 from winnow.pipeline.export import export_clean
 from winnow.pipeline.layout import RunLayout
@@ -176,6 +178,67 @@ def test_the_app_lists_filters_pages_and_refuses_paths(world):
     closed = TestClient(create_app(out, token="t0k", token_for_reads=True))
     assert closed.get("/api/meta").status_code == 403 and closed.get("/").status_code == 403
     assert closed.get("/api/meta?token=t0k").status_code == 200
+
+
+def test_the_app_serves_the_audit_sample_beside_the_flagged_rows(world, tmp_path):
+    _, world_out = world
+    out = tmp_path / "out"  # a copy: the module's run and reviews stay as they were
+    shutil.copytree(world_out, out, symlinks=True, ignore=shutil.ignore_patterns("reviews"))
+    run = (out / "latest").resolve()
+    assert run.is_relative_to(out)
+    manifest = pl.read_parquet(run / "manifest.parquet")
+    flagged = manifest.filter(pl.col("reasons").list.len() > 0).sort("sample_id")
+    clean = manifest.filter((pl.col("reasons").list.len() == 0) & pl.col("content_hash").is_not_null()).sort("sample_id")
+    audit_ids = set(flagged["sample_id"][:4]) | set(clean["sample_id"][:8])
+    token = {"X-Winnow-Token": "t0k"}
+
+    write_audit_column(run / "manifest.parquet", None)  # an older run: no audit column, an empty sample
+    c = TestClient(create_app(out, token="t0k"))
+    assert c.get("/api/meta").json()["audit"] == {"size": 0, "reviewed": 0, "wrong": 0, "dropped": 0}
+    assert c.get("/api/samples?audit=1").json()["total"] == 0
+    default = c.get("/api/samples?size=200").json()
+
+    write_audit_column(run / "manifest.parquet", audit_ids)
+    c = TestClient(create_app(out, token="t0k"))
+    meta = c.get("/api/meta").json()
+    assert meta["audit"] == {"size": 12, "reviewed": 0, "wrong": 0, "dropped": 0}
+    assert meta["flagged"] == flagged.height
+    # the default list is unchanged: the flagged rows, the unflagged audit rows left out
+    assert c.get("/api/samples?size=200").json() == {**default, "items": [
+        {**i, "audit": i["sample_id"] in audit_ids} for i in default["items"]]}
+    listed = c.get("/api/samples?audit=1&size=200").json()
+    assert listed["total"] == 12 and {i["sample_id"] for i in listed["items"]} == audit_ids
+    assert all(i["audit"] for i in listed["items"])
+    paths = [i["path"] for i in listed["items"]]
+    assert paths == sorted(paths)  # by path, not by the model's score
+    unflagged = [i for i in listed["items"] if not i["reasons"]]
+    assert len(unflagged) == 8 and {i["state"] for i in unflagged} == {"pending"}
+    assert {i["now_decision"] for i in unflagged} == {"keep"}
+    assert c.get("/api/samples?audit=true&size=200").json()["total"] == 12
+    assert c.get("/api/samples?audit=0&size=200").json()["total"] == flagged.height
+    for bad in ("maybe", "yes"):
+        r = c.get(f"/api/samples?audit={bad}")
+        assert r.status_code == 400 and f"'{bad}'" in r.json()["error"], r.text
+
+    # review an unflagged audit row: a relabel to another class is a wrong label, then a drop
+    wrong, dropped = unflagged[0], unflagged[1]
+    other = next(k for k in meta["classes"] if k != wrong["label"])
+    r = c.post("/api/reviews", headers=token, json={"reviewer": "ann", "actions": [
+        {"sample_id": wrong["sample_id"], "decision": "relabel", "label": other}]})
+    assert r.status_code == 200 and r.json()["written"] == 1, r.text
+    assert c.get("/api/meta").json()["audit"] == {"size": 12, "reviewed": 1, "wrong": 1, "dropped": 0}
+    c.post("/api/reviews", headers=token, json={"reviewer": "ann", "decision": "drop",
+                                                "sample_ids": [dropped["sample_id"]]})
+    assert c.get("/api/meta").json()["audit"] == {"size": 12, "reviewed": 2, "wrong": 1, "dropped": 1}
+    now = {i["sample_id"]: i for i in c.get("/api/samples?audit=1&state=reviewed").json()["items"]}
+    assert now[wrong["sample_id"]]["now_label"] == other and now[dropped["sample_id"]]["now_decision"] == "drop"
+    got = {r["sample_id"]: (r["decision"], r["label"]) for r in read_reviews(out / "reviews").iter_rows(named=True)}
+    assert got == {wrong["sample_id"]: ("relabel", other), dropped["sample_id"]: ("drop", None)}
+    assert c.get("/api/samples?size=200").json()["total"] == flagged.height
+    # a bulk action on the audit filter reaches every audit row, flagged or not
+    bulk = c.post("/api/reviews", headers=token, json={"decision": "keep", "filter": {"audit": "1", "state": "pending"}})
+    assert bulk.json()["actions"] == 10
+    assert c.get("/api/meta").json()["audit"] == {"size": 12, "reviewed": 12, "wrong": 1, "dropped": 1}
 
 
 def test_two_reviewers_at_once_lose_nothing_over_http(world):

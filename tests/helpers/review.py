@@ -11,8 +11,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from tests.helpers.clirun import base_env, winnow_command
 from tests.helpers.images import digit_images, write_image_folder
+from winnow.catalogs.schemas import AUDIT
 
 N_FLIPPED = 10
 
@@ -23,6 +27,18 @@ def review_world(root: Path, *, n: int = 150, seed: int = 7) -> Path:
     flipped = [(img, (y + 1) % 10 if i < N_FLIPPED else y) for i, (img, y) in enumerate(images)]
     write_image_folder(root, flipped)
     return root
+
+
+def write_audit_column(manifest_path: Path, audit_ids: set[str] | None) -> None:
+    """Rewrite a run's manifest with the AUDIT column True on `audit_ids` (None: no column, as an
+    older run wrote it), whether or not the run wrote the column itself."""
+    table = pq.read_table(manifest_path)
+    if AUDIT in table.column_names:
+        table = table.drop_columns([AUDIT])
+    if audit_ids is not None:
+        ids = table.column("sample_id").to_pylist()
+        table = table.append_column(AUDIT, pa.array([sid in audit_ids for sid in ids], pa.bool_()))
+    pq.write_table(table, manifest_path)
 
 
 def free_port() -> int:
