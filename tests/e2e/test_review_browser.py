@@ -2,8 +2,9 @@
 
 Filter, accept a suggestion, set a label, keep with a keyboard shortcut, bulk-drop a selection
 (checkboxes, and a lasso on the map); OUT/reviews/ then has the rows, a re-run honours them, a
-changed file is re-flagged, and a request for a path outside the dataset is refused.
-WINNOW_SCREENSHOTS=<folder> also saves review-app.png and review-map.png there.
+changed file is re-flagged, and a request for a path outside the dataset is refused. The audit
+sample: switch to it, set a label on an unflagged row, and its line counts a wrong label.
+WINNOW_SCREENSHOTS=<folder> also saves review-app.png, review-map.png and review-audit.png there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import pytest
 from PIL import Image
 
 import winnow
-from tests.helpers.review import free_port, review_world, start_review_server, stop_server
+from tests.helpers.review import (
+    free_port,
+    review_world,
+    start_review_server,
+    stop_server,
+    write_audit_column,
+)
 from winnow.pipeline.review import read_reviews
 
 pytestmark = pytest.mark.browser
@@ -199,3 +206,61 @@ def test_review_in_chromium_then_runs_honour_it(tmp_path):
     third = winnow.clean(root, out=out, **KW)
     row = third.manifest.filter(pl.col("sample_id") == set_id).row(0, named=True)
     assert row["review_state"] == "stale" and "review_stale" in row["reasons"]
+
+
+def test_check_the_audit_sample_in_chromium(tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    root = review_world(tmp_path / "digits")
+    out = tmp_path / "out"
+    run = winnow.clean(root, out=out, **KW).run_dir
+    manifest = pl.read_parquet(run / "manifest.parquet")
+    flagged = manifest.filter(pl.col("reasons").list.len() > 0).sort("sample_id")
+    clean = manifest.filter((pl.col("reasons").list.len() == 0) & pl.col("content_hash").is_not_null()).sort("sample_id")
+    unflagged = set(clean["sample_id"][:8])
+    write_audit_column(run / "manifest.parquet", set(flagged["sample_id"][:4]) | unflagged)
+    port, token = free_port(), "audit-token"
+    proc = start_review_server(out, port=port, token=token)
+    driver = _driver(tmp_path)
+    shots = os.environ.get("WINNOW_SCREENSHOTS")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        _wait(lambda: driver.find_element("tag name", "body").get_attribute("data-ready") == "1", what="the app")
+        line = driver.find_element("id", "audit-line")
+        assert line.is_displayed() and line.text == "Audit: 0 of 12 checked, 0 wrong"
+        assert "random sample" in driver.find_element("id", "audit-why").text
+        assert int(driver.find_element("id", "total").text) == flagged.height  # the default list as before
+
+        driver.find_element("id", "f-audit").click()
+        _wait(lambda: driver.find_element("id", "total").text == "12", what="the audit sample")
+        assert driver.find_element("id", "total-line").text == "12 audit samples match"
+        cards = _cards(driver)
+        assert len(cards) == 12
+        # the model's opinion is hidden while auditing: no suggestion, no score, no accept
+        for card in cards:
+            assert not card.find_element("css selector", ".sugg").is_displayed()
+            assert not card.find_element("css selector", ".act-accept").is_displayed()
+        assert not driver.find_element("id", "f-sort").is_displayed()
+        assert {c.find_element("css selector", "div.now").text for c in cards} == {"not checked yet"}
+
+        card = next(c for c in cards if c.get_attribute("data-id") in unflagged)
+        sid, given = card.get_attribute("data-id"), card.find_element("css selector", ".given").text
+        assert card.find_element("css selector", ".state").text == "pending"
+        new_label = next(c for c in map(str, range(10)) if c != given)
+        Select(card.find_element("css selector", ".set-label")).select_by_value(new_label)
+        card.find_element("css selector", ".act-set").click()
+        _saved(driver, 1)
+        _wait(lambda: driver.find_element("id", "audit-line").text == "Audit: 1 of 12 checked, 1 wrong",
+              what="the audit line")
+        done = driver.find_element("css selector", f'.card[data-id="{sid}"]')
+        assert done.find_element("css selector", ".state").text == "reviewed"
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(Path(shots) / "review-audit.png"))
+    finally:
+        driver.quit()
+        stop_server(proc)
+
+    reviews = read_reviews(out / "reviews")
+    assert [(r["sample_id"], r["decision"], r["label"]) for r in reviews.iter_rows(named=True)] == [
+        (sid, "relabel", new_label)]
