@@ -65,6 +65,8 @@ from benchmarks.label_noise_protocol import (
     conditions,
 )
 from winnow.curation import (
+    AuditCount,
+    audit_members,
     build_knn_graph,
     detect_label_issues,
     detection_metrics,
@@ -260,7 +262,7 @@ def _detect_dumping(dump: Path | None, name: str, truth: np.ndarray, *args, **kw
 
 
 def run_condition(cond: Condition, *, with_datalab: bool = False, dump: Path | None = None,
-                  sources: bool = True) -> dict:
+                  sources: bool = True, audit_size: int = 0) -> dict:
     """Every method on one condition; metrics per method plus the row's extras."""
     p = prepare(cond)
     if DATASETS[cond.dataset].inputs == "multilabel":
@@ -308,6 +310,17 @@ def run_condition(cond: Condition, *, with_datalab: bool = False, dump: Path | N
         out["sources"] = {"pred_probs": _auroc(truth, only_probs["label_quality"].to_numpy()),
                           "embeddings": _auroc(truth, alone["label_quality"].to_numpy()),
                           "both": out["winnow"]["auroc"]}
+    if audit_size:
+        # A person checks `audit_size` rows of the audit sample (hash of the row's id, as a run
+        # chooses them) and answers truthfully; Winnow is given what they found.
+        member = audit_members([f"row{i}" for i in range(len(truth))], size=audit_size)
+        audit = AuditCount(int(member.sum()), int(truth[member].sum()))
+        audited = detect_label_issues(p.noisy, embeddings=p.embeddings, knn=p.graph, pred_probs=p.pred_probs,
+                                      seed=0, audit=audit)
+        fa = audited.frame
+        out["audit"] = {**detection_metrics(truth, fa["label_quality"].to_numpy(), fa["is_label_issue"].to_numpy()),
+                        "est_rate": float(audited.noise_rate), "overruled": audited.audit_overruled,
+                        "checked": audit.checked, "wrong": audit.wrong, "interval": audit.interval()}
     if with_datalab and p.embeddings is not None:
         flagged_d, score_d, seconds = datalab_label_issues(p.noisy, features=p.embeddings)
         out["datalab"] = detection_metrics(truth, score_d, flagged_d)
@@ -432,6 +445,37 @@ def tail_table(split: str, rows) -> list[str]:
             f"{split}: share of CLEAN samples flagged, in the rarer and the more frequent half of the classes."]
 
 
+def audit_table(split: str, rows) -> list[str]:
+    audited = [(c, r) for c, r in rows if "audit" in r]
+    if not audited:
+        return []
+
+    def within(est, true) -> bool:
+        return abs(est / true - 1) <= 0.2
+
+    body = []
+    for c, r in audited:
+        a = r["audit"]
+        lo, hi = a["interval"]
+        body.append([c.dataset, c.noise.label, "-" if c.imbalance == 1 else f"IR {c.imbalance}",
+                     f"{100 * r['true_rate']:.1f}", f"{a['wrong']}/{a['checked']} ({100 * lo:.1f}-{100 * hi:.1f})",
+                     f"{100 * r['est_rate']:.1f}", f"{100 * a['est_rate']:.1f}", "yes" if a["overruled"] else "no",
+                     _f(r["winnow"]["f1"]), _f(a["f1"]), _f(r["cleanlab"]["f1"])])
+    n = len(audited)
+    f_no = np.mean([r["winnow"]["f1"] for _, r in audited])
+    f_au = np.mean([r["audit"]["f1"] for _, r in audited])
+    f_cl = np.mean([r["cleanlab"]["f1"] for _, r in audited])
+    ok_no = sum(within(r["est_rate"], r["true_rate"]) for _, r in audited)
+    ok_au = sum(within(r["audit"]["est_rate"], r["true_rate"]) for _, r in audited)
+    ge = sum(r["audit"]["f1"] >= r["cleanlab"]["f1"] for _, r in audited)
+    return [markdown_table(["data", "noise", "tail", "true %", "audit wrong (95% %)", "est % alone", "est % audited",
+                            "overruled", "winnow F1 alone", "winnow F1 audited", "cleanlab F1"], body,
+                           align="lllrrrrlrrr"),
+            f"{split}: with an audit of {audited[0][1]['audit']['checked']} rows (a person's true answers). "
+            f"Mean F1 alone {f_no:.3f}, audited {f_au:.3f}, cleanlab {f_cl:.3f}; audited F1 >= cleanlab's in "
+            f"{ge}/{n}; estimate within 20% of the true rate alone {ok_no}/{n}, audited {ok_au}/{n}."]
+
+
 def multilabel_table(split: str, rows) -> list[str]:
     ml = [(c, r) for c, r in rows if "cells" in r]
     if not ml:
@@ -543,6 +587,8 @@ def main(argv=None):
     ap.add_argument("--cache", type=Path, default=PRED_CACHE[0],
                     help="folder caching each condition's logistic-regression pred_probs ('' = none)")
     ap.add_argument("--dump", type=Path, help="save each condition's ensemble inputs and truth here (npz)")
+    ap.add_argument("--audit", type=int, default=0, metavar="N",
+                    help="also run Winnow given an audit of N rows (the truth on the audit sample) and tabulate it")
     ap.add_argument("--no-sources", action="store_true",
                     help="skip the per-source AUROC runs on rows with pred_probs AND embeddings (2 extra detections)")
     args = ap.parse_args(argv)
@@ -554,7 +600,8 @@ def main(argv=None):
         rows = []
         for cond in _selected(split, quick=args.quick, datasets=datasets):
             t = time.perf_counter()
-            r = run_condition(cond, with_datalab=args.datalab, dump=args.dump, sources=not args.no_sources)
+            r = run_condition(cond, with_datalab=args.datalab, dump=args.dump, sources=not args.no_sources,
+                              audit_size=args.audit)
             rows.append((cond, r))
             print(f"  {split} {cond.dataset} {cond.noise.label} IR {cond.imbalance}: {_row_line(r)} "
                   f"({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
@@ -564,6 +611,7 @@ def main(argv=None):
         blocks += sources_table(split, rows)
         blocks += scores_table(split, rows)
         blocks += tail_table(split, rows)
+        blocks += audit_table(split, rows)
         blocks += multilabel_table(split, rows)
     if args.speed:
         blocks.append("### Speed")

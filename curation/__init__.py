@@ -1,5 +1,6 @@
 """Curation algorithms: pure functions over embeddings, labels, pred_probs and the kNN graph."""
 
+from winnow.curation.audit import AUDIT_SIZE, AuditCount, audit_members, reconcile
 from winnow.curation.confident_learning import find_confident_learning_issues
 from winnow.curation.curate import Curation, DetectConfig, cluster_balance, curate
 from winnow.curation.duplicates import DuplicateGroups, Leaks, find_duplicates, find_leaks
@@ -59,6 +60,10 @@ from winnow.curation.rebalance import (
 from winnow.curation.text_duplicates import find_minhash_pairs, normalise_text, text_duplicate_keys
 
 __all__ = [
+    "AUDIT_SIZE",
+    "AuditCount",
+    "audit_members",
+    "reconcile",
     "DETECTORS", "ISSUE_TYPES", "Curation", "DecisionPolicy", "Decisions", "DetectConfig", "DuplicateGroups",
     "Hierarchy", "IndexConfig", "InvalidArray", "IssueContext", "IssueFindings", "IssueType", "KnnConfig", "KnnGraph",
     "KnnVotes", "LabelIssueReport", "Leaks", "LengthMismatch", "MissingDependency", "MultilabelIssues", "Outliers",

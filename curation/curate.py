@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from winnow.curation.audit import AUDIT_SIZE, AuditCount
 from winnow.curation.errors import InvalidArray
 from winnow.curation.issues import IssueContext, check_findings, flag_types, issue_columns
 from winnow.curation.knn_graph import KnnGraph
@@ -85,6 +86,9 @@ class DetectConfig:
     # near copies (MinHash LSH, curation/text_duplicates.py). 0.8 is the usual fuzzy-dedup cut
     # (NeMo Curator's default); not tuned here.
     text_near_duplicate_jaccard: float = 0.8
+    # Rows in the audit sample (curation/audit.py): a fixed random sample of the usable rows that a
+    # person checks in `winnow review`; its answers correct the label-noise count. 0: no audit.
+    audit_size: int = AUDIT_SIZE
     # k-means seed (FAISS); None: the run's seed. The rows are put in a canonical order
     # first, so runs repeat.
     kmeans_seed: int | None = None
@@ -107,6 +111,8 @@ class DetectConfig:
             raise InvalidArray(f"text_near_duplicate_jaccard must be in (0, 1], got {self.text_near_duplicate_jaccard!r}")
         if isinstance(self.ood_max_group, bool) or not isinstance(self.ood_max_group, int) or self.ood_max_group < 0:
             raise InvalidArray(f"ood_max_group must be a non-negative integer, got {self.ood_max_group!r}")
+        if isinstance(self.audit_size, bool) or not isinstance(self.audit_size, int) or self.audit_size < 0:
+            raise InvalidArray(f"audit_size must be a non-negative integer, got {self.audit_size!r}")
         if not self.outlier_expected_false > 0:
             raise InvalidArray(f"outlier_expected_false must be > 0, got {self.outlier_expected_false!r}")
         levels = self.cluster_levels
@@ -160,6 +166,7 @@ def curate(
     duplicate_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     copy_probe=None,
     wide_graph: KnnGraph | None = None,
+    audit: AuditCount | None = None,
 ) -> Curation:
     """Run every detector and decide.
 
@@ -181,6 +188,8 @@ def curate(
     copy_probe: made copies of a sample of the inputs (embeddings/copies.py: "source" input
     rows, "kind", "vectors", "phash", "thumb"): the near-duplicate cut is calibrated on them
     (duplicates.calibrate_near_duplicates; facts["near_duplicate_calibration"]).
+    audit: what a person found on the audit sample's rows (`audit.AuditCount`), for the label
+    noise count (`detect_label_issues`); facts["audit"] says what it was and whether it overruled.
     wide_graph: the same search with more neighbours per row (a run's knn stage keeps 2 x
     detect.ood_max_group), read by the out_of_distribution group test; None: that test searches
     again when it needs more than graph.k.
@@ -248,7 +257,7 @@ def curate(
                                    n_classes=len(present), seed=seed, class_text_embeddings=text,
                                    zero_shot_temperature=detect.zero_shot_temperature,
                                    probe_folds=detect.probe_folds, probe_epochs=detect.probe_epochs,
-                                   duplicate_groups=ctx.duplicate_groups)
+                                   duplicate_groups=ctx.duplicate_groups, audit=audit)
 
     names = list(class_names) if class_names is not None else None
     ctx = IssueContext(embeddings=embeddings, graph=graph, labels=labels[rows], n_classes=n_classes, keys=keys_u,
@@ -313,6 +322,10 @@ def curate(
         "label_issue_cutoff": float(flagged_quality.max()) if flagged_quality.size else None,
         "detector_weights": {k: round(float(v), 4) for k, v in report.weights.items()},
     }
+    if audit is not None:
+        model = report.model_noise_rate
+        facts["audit"] = {**audit.as_dict(), "overruled": bool(report.audit_overruled),
+                          "model_rate": None if model is None else round(float(model), 4)}
     for name, found in findings.items():
         clash = sorted(set(found.facts) & set(facts))
         if clash:

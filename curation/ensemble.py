@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from winnow.curation.audit import AuditCount, reconcile
 from winnow.curation.confident_learning import compute_confident_joint
 from winnow.curation.errors import InvalidArray
 
@@ -124,13 +125,16 @@ class EnsembleVerdict:
     suggestion_confidence: np.ndarray  # (N,) float64 in [0, 1]: blend probability of suggested_label
     is_label_issue: np.ndarray  # (N,) bool
     confident_joint: np.ndarray  # (K, K) int64: calibrated joint of the blend, row = given, column = true
-    noise_rate: float  # estimated share of wrong labels: the (weighted) share the cut flags
+    noise_rate: float  # estimated share of wrong labels: the (weighted) share the cut flags, or an audit's rate
     class_noise_rate: np.ndarray  # (K,) float64: estimated share of wrong labels among samples given class k (flagged share)
+    audit_overruled: bool = False  # True: an audit ruled out the flagged share; noise_rate is the audit's rate
+    model_noise_rate: float | None = None  # the flagged share before any audit (= noise_rate unless overruled)
 
 
 def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
                       scores: dict[str, np.ndarray] | None = None,
-                      sample_weight: np.ndarray | None = None) -> EnsembleVerdict:
+                      sample_weight: np.ndarray | None = None,
+                      audit: AuditCount | None = None) -> EnsembleVerdict:
     """Blend the sources' (N, K) class distributions and cut class by class; see the module docstring.
 
     labels: (N,) validated int64; class_probs: name -> (N, K) rows summing to 1;
@@ -138,6 +142,8 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     sample_weight: (N,) how much each row counts in the noise estimate and the cut
     (1 / group size for duplicates, so a mislabelled image with copies is one error, as
     it would be alone); None: 1 each.
+    audit: what a person found on the audit sample (`audit.AuditCount`); when it rules out the
+    share the cut flags, each class's count is scaled to the audit's rate (`audit.reconcile`).
     """
     if not class_probs:
         raise InvalidArray("the ensemble needs at least one detector that gives class probabilities")
@@ -170,6 +176,13 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     counts = np.bincount(labels, weights=sample_weight, minlength=blend.shape[1]).astype(np.float64)
     off = np.bincount(labels, weights=flagged * (1.0 if sample_weight is None else sample_weight),
                       minlength=blend.shape[1])
+    noise_rate = model_rate = float(off.sum() / max(counts.sum(), 1e-12))
+    rate, overruled = reconcile(noise_rate, audit)
+    if overruled:
+        flagged = rescale_cut(labels, 1.0 - quality, flagged, cj, blend, rate, sample_weight)
+        off = np.bincount(labels, weights=flagged * (1.0 if sample_weight is None else sample_weight),
+                          minlength=blend.shape[1])
+        noise_rate = rate  # the audit's: the cut may stop short of it where the evidence agrees with the label
     return EnsembleVerdict(
         blend_probs=blend,
         weights=weights,
@@ -178,9 +191,38 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
         suggestion_confidence=np.clip(blend[rows, suggested], 0.0, 1.0),
         is_label_issue=flagged,
         confident_joint=cj,
-        noise_rate=float(off.sum() / max(counts.sum(), 1e-12)),
+        noise_rate=noise_rate,
         class_noise_rate=np.where(counts > 0, off / np.maximum(counts, 1e-12), 0.0),
+        audit_overruled=overruled,
+        model_noise_rate=model_rate,
     )
+
+
+def rescale_cut(labels: np.ndarray, wrong: np.ndarray, flagged: np.ndarray, joint: np.ndarray, probs: np.ndarray,
+                rate: float, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: the cut with every class's count scaled so that the total is `rate` of the weight.
+
+    wrong (N,) each row's P(wrong) (the order within a class), flagged (N,) the cut to scale (its
+    per-class counts are the shares; where it flags nothing, the joint's off-diagonal counts are),
+    joint (K, K), probs (N, K) the evidence (a row whose argmax is its label stays unflagged, as
+    in the cut itself). Classes keep their share of the errors, so a rare class is not cut at a
+    frequent class's rate.
+    """
+    n, k = probs.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    own = np.bincount(labels, weights=flagged * w, minlength=k)
+    if own.sum() <= 0:
+        own = np.asarray(joint, dtype=np.float64).sum(axis=1) - np.diag(joint)
+    lift = rate * float(w.sum()) / max(float(own.sum()), 1e-12)
+    out = np.zeros(n, dtype=bool)
+    for given in range(k):
+        rows = np.flatnonzero(labels == given)
+        if len(rows) == 0 or own[given] <= 0:
+            continue
+        order = rows[np.argsort(-wrong[rows], kind="stable")]
+        out[order[:_n_within(w[order], float(np.floor(own[given] * lift + 0.5)))]] = True
+    agrees = probs[np.arange(n), labels] >= probs.max(axis=1) - 1e-12
+    return out & ~agrees
 
 
 def true_class_posterior(labels: np.ndarray, probs: np.ndarray, joint: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from winnow.curation.audit import AuditCount
 from winnow.curation.confident_learning import find_confident_learning_issues
 from winnow.curation.duplicates import find_duplicates, near_duplicate_threshold
 from winnow.curation.ensemble import EnsembleVerdict, combine_detectors
@@ -147,6 +148,9 @@ class LabelIssueReport:
     methods: tuple[str, ...] = ()  # detectors that ran, in registry order
     rare_classes: dict[int, int] = field(default_factory=dict)  # class index -> samples, for classes too rare to judge
     class_noise_rates: np.ndarray | None = None  # (K,) estimated share of wrong labels per given class; NaN = rare
+    audit: AuditCount | None = None  # the audit it was given
+    audit_overruled: bool = False  # the audit ruled out the ensemble's estimate: noise_rate is the audit's rate
+    model_noise_rate: float | None = None  # the ensemble's own estimate (= noise_rate unless the audit overruled it)
 
 
 # A class needs at least this many samples (and at least the kNN graph's k) for the
@@ -177,6 +181,7 @@ def find_label_issues(
     probe_epochs: int = 5,
     duplicate_groups="auto",
     content_hashes=None,
+    audit: AuditCount | None = None,
 ):
     """Label issues as a polars DataFrame, one row per sample in input order.
 
@@ -192,7 +197,7 @@ def find_label_issues(
         labels, pred_probs=pred_probs, embeddings=embeddings, knn=knn, methods=methods, n_classes=n_classes,
         seed=seed, knn_k=knn_k, class_text_embeddings=class_text_embeddings,
         zero_shot_temperature=zero_shot_temperature, probe_folds=probe_folds, probe_epochs=probe_epochs,
-        duplicate_groups=duplicate_groups, content_hashes=content_hashes,
+        duplicate_groups=duplicate_groups, content_hashes=content_hashes, audit=audit,
     ).frame
 
 
@@ -212,6 +217,7 @@ def detect_label_issues(
     probe_epochs: int = 5,
     duplicate_groups="auto",
     content_hashes=None,
+    audit: AuditCount | None = None,
 ) -> LabelIssueReport:
     """Run the detectors the inputs allow and their ensemble; see find_label_issues.
 
@@ -229,6 +235,10 @@ def detect_label_issues(
     "auto": near duplicates on the kNN graph at the data-driven cut that curate() uses
     (`duplicates.near_duplicate_threshold`) plus equal `content_hashes` (N strings or None);
     None: no grouping.
+
+    audit: what a person found on a random sample of the rows (`audit.AuditCount`): when its
+    95% interval rules out the ensemble's estimate, the estimate is the audit's rate and each
+    class's count is scaled to it (`audit.reconcile`; report.audit_overruled).
 
     Rare classes: a class with fewer than max(5, k) samples (k = the kNN graph's k, 0 without
     a graph) is left out of every detector, of the classes they vote over, and of the noise
@@ -303,7 +313,8 @@ def detect_label_issues(
     blended = {n: o.class_probs for n, o in outputs.items() if DETECTORS[n].blend == "probs"}
     mixed = {n: o.score for n, o in outputs.items() if DETECTORS[n].blend == "score"}
     if blended:
-        verdict = combine_detectors(sub_labels, blended, scores=mixed, sample_weight=_group_weights(sub_groups))
+        verdict = combine_detectors(sub_labels, blended, scores=mixed, sample_weight=_group_weights(sub_groups),
+                                    audit=audit)
     else:
         verdict = _verdict_from_scores(sub_labels, outputs, len(classes))
 
@@ -342,7 +353,8 @@ def detect_label_issues(
     return LabelIssueReport(
         frame=pl.DataFrame(columns), noise_rate=verdict.noise_rate, confident_joint=cj, pred_probs=report_probs,
         weights=verdict.weights, detector_flags=flags, methods=tuple(names), rare_classes=rare_classes,
-        class_noise_rates=class_rates,
+        class_noise_rates=class_rates, audit=audit, audit_overruled=verdict.audit_overruled,
+        model_noise_rate=verdict.model_noise_rate,
     )
 
 

@@ -353,6 +353,29 @@ def serve(
     serve_plan(plan)
 
 
+def _audit_line(audit: dict | None) -> str | None:
+    """The run's audit in one line: how far it is, and whether the label-issue count follows it."""
+    from winnow.curation.audit import MIN_CHECKED
+
+    if not audit or not audit.get("size"):
+        return None
+    size, checked, wrong = audit["size"], audit.get("checked", 0), audit.get("wrong", 0)
+    if checked == 0:
+        return (f"Audit:     0 of {size} checked. Check the audit sample in `winnow review OUT` and the next run "
+                f"measures how many labels are wrong.")
+    if checked < MIN_CHECKED:
+        return (f"Audit:     {checked} of {size} checked, {wrong} wrong; the count follows the audit from "
+                f"{MIN_CHECKED} checked rows.")
+    lo, hi = audit["interval"]
+    model = audit.get("model_rate")
+    said = f"{wrong} of {checked} checked labels wrong: {audit['rate']:.1%} (95%: {lo:.1%}-{hi:.1%})"
+    if model is None:
+        return f"Audit:     {said}."
+    if audit.get("overruled"):
+        return f"Audit:     {said}; the detectors' {model:.1%} is outside it, so the label-issue count follows the audit."
+    return f"Audit:     {said}; the detectors' {model:.1%} is inside it, so their count stands."
+
+
 def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
     summary = json.loads(Path(paths["summary"]).read_text())
     if as_json:
@@ -367,6 +390,11 @@ def _print_summary(paths: dict[str, str], *, as_json: bool) -> None:
     if len(summary.get("classes_before", {})) == 1:
         typer.echo(f"Labels:    one class ({next(iter(summary['classes_before']))!r}), so labels were not judged; "
                    "duplicates, outliers and unusable files were.")
+    elif isinstance(summary.get("estimated_noise_rate"), int | float):
+        typer.echo(f"Labels:    about {summary['estimated_noise_rate']:.1%} look wrong.")
+    audit_line = _audit_line(summary.get("audit"))
+    if audit_line:
+        typer.echo(audit_line)
     if summary.get("rare_classes"):
         typer.echo("Rare classes (left out of the noise estimate): "
                    + ", ".join(f"{c} {n}" for c, n in summary["rare_classes"].items()))

@@ -48,7 +48,7 @@ from winnow.pipeline.layout import (
     ShardOutput,
     WorkLayout,
 )
-from winnow.pipeline.review.apply import apply_reviews, newly_reviewed, review_counts
+from winnow.pipeline.review.apply import apply_reviews, audit_count, newly_reviewed, review_counts
 from winnow.pipeline.review.store import empty_reviews, read_reviews, reviews_key
 from winnow.pipeline.stage_keys import is_done, mark_done, read_done_key, stage_key
 from winnow.pipeline.versions import DIFF_CHANGES, diff_manifests, moved_thresholds
@@ -327,6 +327,14 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
         holdout_emb = np.concatenate([e for e, _ in parts])
         holdout_hashes = [h for _, f in parts for h, r in zip(f[S.CONTENT_HASH], f[S.ROW], strict=True) if r >= 0]
     dup_keys, dup_pairs = _text_duplicates(table, emb_table, detect) if source_of(table).modality == "text" else (None, None)
+    sample_ids = emb_table[S.SAMPLE_ID].to_list()
+    label_index = table.column(S.LABEL_INDEX).to_numpy()
+    in_audit = curation.audit_members(sample_ids, emb_table[S.ROW].to_numpy() >= 0, detect.audit_size)
+    audit = None
+    if in_audit.any():
+        audit = audit_count(review_rows if review_rows is not None else empty_reviews(), sample_ids=sample_ids,
+                            members=in_audit, content_hashes=emb_table[S.CONTENT_HASH].to_list(),
+                            label_index=label_index, classes=classes)
     text = None
     if encoder_name.startswith("open_clip:") and (methods == "auto" or "zero_shot" in methods):
         encoder = encoder or get_encoder(encoder_name)
@@ -340,7 +348,7 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
         content_hashes=emb_table[S.CONTENT_HASH].to_list(), policy=policy, detect=detect,
         methods=methods, seed=seed, holdout_embeddings=holdout_emb, holdout_hashes=holdout_hashes,
         class_text_embeddings=text, class_names=classes, duplicate_keys=dup_keys, duplicate_pairs=dup_pairs,
-        sample_stats=read_signals(embed), copy_probe=read_copies(embed),
+        sample_stats=read_signals(embed), copy_probe=read_copies(embed), audit=audit,
     )
     d = result.decisions
     ids = emb_table[S.SAMPLE_ID].to_numpy()
@@ -360,9 +368,12 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     }).with_columns(pl.col(pl.Float64).fill_nan(None))
     frame = apply_reviews(frame, review_rows if review_rows is not None else empty_reviews(),
                           content_hashes=emb_table[S.CONTENT_HASH].to_list(),
-                          label_index=table.column(S.LABEL_INDEX).to_numpy(), classes=classes)
+                          label_index=label_index, classes=classes).with_columns(pl.Series(S.AUDIT, in_audit))
     write_parquet(frame, out.table, schema=S.CURATION_SCHEMA, extra=extra_column)
-    write_json(result.facts, out.facts)
+    facts = dict(result.facts)
+    if audit is not None:
+        facts["audit"] = {"size": int(in_audit.sum()), **facts.get("audit", audit.as_dict())}
+    write_json(facts, out.facts)
     mark_done(work, "curate", key)
     return out
 

@@ -22,6 +22,7 @@ class Review(IssueType):
         "review_state": "string",  # reviewed | stale | pending (flagged, not reviewed); null: not flagged
         "reviewer": "string",  # who decided (reviewed and stale rows)
         "reviewed_at": "string",  # when, ISO 8601 UTC
+        "audit": "bool",  # in the audit sample: a random sample a person checks (winnow.curation.audit)
     }
     mechanics = "curate"
     default_action = None  # the reviewer's decision

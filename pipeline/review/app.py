@@ -412,12 +412,15 @@ class ReviewData:
 
 
 def _audit_counts(audit: pl.DataFrame) -> dict[str, int]:
-    """The audit sample's progress: its size, the rows with a current review, and of those the
-    ones a person relabelled to another class (`wrong`) or dropped."""
+    """The audit sample's progress: its size, the rows whose label a person checked (a current keep
+    or relabel: what the next run counts, pipeline/review/apply.py `audit_count`), of those the ones
+    relabelled to another class (`wrong`), and the rows dropped (not counted: a drop says nothing
+    about the label)."""
     reviewed = audit.filter(pl.col("state") == REVIEWED)
-    wrong = reviewed.filter((pl.col("now_decision") == "relabel") & (pl.col("now_label") != pl.col(S.LABEL)))
-    return {"size": audit.height, "reviewed": reviewed.height, "wrong": wrong.height,
-            "dropped": reviewed.filter(pl.col("now_decision") == "drop").height}
+    dropped = reviewed.filter(pl.col("now_decision") == "drop")
+    checked = reviewed.filter(pl.col("now_decision") != "drop")
+    wrong = checked.filter((pl.col("now_decision") == "relabel") & (pl.col("now_label") != pl.col(S.LABEL)))
+    return {"size": audit.height, "reviewed": checked.height, "wrong": wrong.height, "dropped": dropped.height}
 
 
 def _num(value: Any) -> float | None:

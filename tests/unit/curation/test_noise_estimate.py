@@ -4,21 +4,10 @@ import numpy as np
 import pytest
 
 import winnow.curation.ensemble as ensemble
+from tests.helpers.mixtures import mixture
 from winnow.curation import detect_label_issues, detection_metrics, plant_label_noise
 from winnow.curation.knn_noise import flag_lowest
 from winnow.curation.noise import plant_instance_noise
-
-
-def mixture(counts, *, d=32, scales=None, seed=0):
-    """(N, d) L2-normalised Gaussian mixture with len(counts) classes; class c's mean is scaled
-    by scales[c] (a smaller scale: a class nearer the centre, harder to tell apart)."""
-    rng = np.random.default_rng(seed)
-    k = len(counts)
-    means = rng.normal(size=(k, d)) * np.asarray(scales if scales is not None else [1.0] * k)[:, None]
-    y = np.repeat(np.arange(k), counts)
-    x = means[y] + rng.normal(size=(len(y), d))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), y
-
 
 # Class i flips to i + 1 at its own rate: one class nearly clean, one at 30%.
 RATES = np.array([0.05, 0.1, 0.2, 0.3, 0.15])

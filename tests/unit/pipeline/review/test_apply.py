@@ -72,3 +72,26 @@ def test_no_reviews_changes_no_decision():
                         classes=CLASSES)
     assert out.select(cur.columns).equals(cur)
     assert out["review_state"].to_list() == ["pending", "pending", None, "pending", "pending"]
+
+
+def test_the_audit_counts_current_reviews_of_its_members_only():
+    from winnow.pipeline.review.apply import audit_count
+
+    ids = ["a", "b", "c", "d", "e", "f", "g"]
+    hashes = ["ha", "hb", "hc", "hd", "he-new", "hf", "hg"]
+    labels = np.array([0, 0, 1, 1, 2, 2, 0])  # given classes: cat cat dog dog fox fox cat
+    members = np.array([True, True, True, True, True, True, False])
+    reviews = _reviews([
+        {"sample_id": "a", "content_hash": "ha", "decision": "keep", "label": "cat"},  # right
+        {"sample_id": "b", "content_hash": "hb", "decision": "relabel", "label": "fox"},  # wrong
+        {"sample_id": "c", "content_hash": "hc", "decision": "relabel", "label": "dog"},  # its own class: right
+        {"sample_id": "d", "content_hash": "hd", "decision": "drop", "label": None},  # says nothing of the label
+        {"sample_id": "e", "content_hash": "he-old", "decision": "relabel", "label": "cat"},  # stale: not counted
+        {"sample_id": "g", "content_hash": "hg", "decision": "relabel", "label": "dog"},  # not in the sample
+        {"sample_id": "zz", "content_hash": "x", "decision": "keep", "label": "cat"},  # no longer in the data
+    ])
+    count = audit_count(reviews, sample_ids=ids, members=members, content_hashes=hashes, label_index=labels,
+                        classes=CLASSES)
+    assert (count.checked, count.wrong) == (3, 1)
+    assert audit_count(empty_reviews(), sample_ids=ids, members=members, content_hashes=hashes,
+                       label_index=labels, classes=CLASSES).checked == 0
