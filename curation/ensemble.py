@@ -21,6 +21,8 @@ agrees more is the better predictor). The cut follows the evidence, class by cla
    class is noisy) and no count has to be guessed; as in confident learning, a sample whose
    blend argmax is its given label is never flagged. The share flagged, per class and in
    total, is the noise estimate.
+4. Given an audit (a person's answers on a random sample, `audit.py`) whose 95% interval rules
+   that estimate out, every class's count is scaled to the audit's rate (`rescale_cut`).
 """
 
 from __future__ import annotations
