@@ -1,6 +1,6 @@
 """Curation algorithms: pure functions over embeddings, labels, pred_probs and the kNN graph."""
 
-from winnow.curation.audit import AUDIT_SIZE, AuditCount, audit_members, reconcile
+from winnow.curation.audit import AUDIT_SIZE, AuditCount, AuditRows, audit_members, reconcile
 from winnow.curation.confident_learning import find_confident_learning_issues
 from winnow.curation.curate import Curation, DetectConfig, cluster_balance, curate
 from winnow.curation.duplicates import DuplicateGroups, Leaks, find_duplicates, find_leaks
@@ -62,6 +62,7 @@ from winnow.curation.text_duplicates import find_minhash_pairs, normalise_text, 
 __all__ = [
     "AUDIT_SIZE",
     "AuditCount",
+    "AuditRows",
     "audit_members",
     "reconcile",
     "DETECTORS", "ISSUE_TYPES", "Curation", "DecisionPolicy", "Decisions", "DetectConfig", "DuplicateGroups",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from winnow.curation.audit import AUDIT_SIZE, AuditCount
+from winnow.curation.audit import AUDIT_SIZE, AuditCount, AuditRows
 from winnow.curation.errors import InvalidArray
 from winnow.curation.issues import IssueContext, check_findings, flag_types, issue_columns
 from winnow.curation.knn_graph import KnnGraph
@@ -166,7 +166,7 @@ def curate(
     duplicate_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     copy_probe=None,
     wide_graph: KnnGraph | None = None,
-    audit: AuditCount | None = None,
+    audit: AuditCount | AuditRows | None = None,
 ) -> Curation:
     """Run every detector and decide.
 
@@ -188,8 +188,9 @@ def curate(
     copy_probe: made copies of a sample of the inputs (embeddings/copies.py: "source" input
     rows, "kind", "vectors", "phash", "thumb"): the near-duplicate cut is calibrated on them
     (duplicates.calibrate_near_duplicates; facts["near_duplicate_calibration"]).
-    audit: what a person found on the audit sample's rows (`audit.AuditCount`), for the label
-    noise count (`detect_label_issues`); facts["audit"] says what it was and whether it overruled.
+    audit: what a person found on the audit sample (`audit.AuditCount`, or `audit.AuditRows` over
+    all N input rows), for the label noise count (`detect_label_issues`); facts["audit"] says
+    what it counted and whether it overruled.
     wide_graph: the same search with more neighbours per row (a run's knn stage keeps 2 x
     detect.ood_max_group), read by the out_of_distribution group test; None: that test searches
     again when it needs more than graph.k.
@@ -257,7 +258,8 @@ def curate(
                                    n_classes=len(present), seed=seed, class_text_embeddings=text,
                                    zero_shot_temperature=detect.zero_shot_temperature,
                                    probe_folds=detect.probe_folds, probe_epochs=detect.probe_epochs,
-                                   duplicate_groups=ctx.duplicate_groups, audit=audit)
+                                   duplicate_groups=ctx.duplicate_groups,
+                                   audit=audit.subset(rows) if isinstance(audit, AuditRows) else audit)
 
     names = list(class_names) if class_names is not None else None
     ctx = IssueContext(embeddings=embeddings, graph=graph, labels=labels[rows], n_classes=n_classes, keys=keys_u,
@@ -322,9 +324,9 @@ def curate(
         "label_issue_cutoff": float(flagged_quality.max()) if flagged_quality.size else None,
         "detector_weights": {k: round(float(v), 4) for k, v in report.weights.items()},
     }
-    if audit is not None:
+    if report.audit is not None:
         model = report.model_noise_rate
-        facts["audit"] = {**audit.as_dict(), "overruled": bool(report.audit_overruled),
+        facts["audit"] = {**report.audit.as_dict(), "overruled": bool(report.audit_overruled),
                           "model_rate": None if model is None else round(float(model), 4)}
     for name, found in findings.items():
         clash = sorted(set(found.facts) & set(facts))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from winnow.curation.audit import AuditCount, reconcile
+from winnow.curation.audit import AuditCount, AuditRows, reconcile
 from winnow.curation.confident_learning import compute_confident_joint
 from winnow.curation.errors import InvalidArray
 
@@ -131,12 +131,13 @@ class EnsembleVerdict:
     class_noise_rate: np.ndarray  # (K,) float64: estimated share of wrong labels among samples given class k (flagged share)
     audit_overruled: bool = False  # True: an audit ruled out the flagged share; noise_rate is the audit's rate
     model_noise_rate: float | None = None  # the flagged share before any audit (= noise_rate unless overruled)
+    audit: AuditCount | None = None  # the audit's count as used (post-stratified when part of the sample is unchecked)
 
 
 def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
                       scores: dict[str, np.ndarray] | None = None,
                       sample_weight: np.ndarray | None = None,
-                      audit: AuditCount | None = None) -> EnsembleVerdict:
+                      audit: AuditCount | AuditRows | None = None) -> EnsembleVerdict:
     """Blend the sources' (N, K) class distributions and cut class by class; see the module docstring.
 
     labels: (N,) validated int64; class_probs: name -> (N, K) rows summing to 1;
@@ -144,8 +145,10 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     sample_weight: (N,) how much each row counts in the noise estimate and the cut
     (1 / group size for duplicates, so a mislabelled image with copies is one error, as
     it would be alone); None: 1 each.
-    audit: what a person found on the audit sample (`audit.AuditCount`); when it rules out the
-    share the cut flags, each class's count is scaled to the audit's rate (`audit.reconcile`).
+    audit: what a person found on the audit sample (`audit.AuditCount`, or `audit.AuditRows`
+    aligned with the labels: counted post-stratified by this cut's flags when part of the sample
+    is unchecked); when it rules out the share the cut flags, each class's count is scaled to the
+    audit's rate (`audit.reconcile`).
     """
     if not class_probs:
         raise InvalidArray("the ensemble needs at least one detector that gives class probabilities")
@@ -179,6 +182,10 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     off = np.bincount(labels, weights=flagged * (1.0 if sample_weight is None else sample_weight),
                       minlength=blend.shape[1])
     noise_rate = model_rate = float(off.sum() / max(counts.sum(), 1e-12))
+    if isinstance(audit, AuditRows):
+        if len(audit.member) != n:
+            raise InvalidArray(f"the audit has {len(audit.member)} rows for {n} labels")
+        audit = audit.count(flagged)
     rate, overruled = reconcile(noise_rate, audit)
     if overruled:
         flagged = rescale_cut(labels, 1.0 - quality, flagged, cj, blend, rate, sample_weight)
@@ -197,6 +204,7 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
         class_noise_rate=np.where(counts > 0, off / np.maximum(counts, 1e-12), 0.0),
         audit_overruled=overruled,
         model_noise_rate=model_rate,
+        audit=audit,
     )
 
 

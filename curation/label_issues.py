@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from winnow.curation.audit import AuditCount
+from winnow.curation.audit import AuditCount, AuditRows
 from winnow.curation.confident_learning import find_confident_learning_issues
 from winnow.curation.duplicates import find_duplicates, near_duplicate_threshold
 from winnow.curation.ensemble import EnsembleVerdict, combine_detectors
@@ -148,7 +148,7 @@ class LabelIssueReport:
     methods: tuple[str, ...] = ()  # detectors that ran, in registry order
     rare_classes: dict[int, int] = field(default_factory=dict)  # class index -> samples, for classes too rare to judge
     class_noise_rates: np.ndarray | None = None  # (K,) estimated share of wrong labels per given class; NaN = rare
-    audit: AuditCount | None = None  # the audit it was given
+    audit: AuditCount | None = None  # the audit's count as used (see combine_detectors)
     audit_overruled: bool = False  # the audit ruled out the ensemble's estimate: noise_rate is the audit's rate
     model_noise_rate: float | None = None  # the ensemble's own estimate (= noise_rate unless the audit overruled it)
 
@@ -181,7 +181,7 @@ def find_label_issues(
     probe_epochs: int = 5,
     duplicate_groups="auto",
     content_hashes=None,
-    audit: AuditCount | None = None,
+    audit: AuditCount | AuditRows | None = None,
 ):
     """Label issues as a polars DataFrame, one row per sample in input order.
 
@@ -217,7 +217,7 @@ def detect_label_issues(
     probe_epochs: int = 5,
     duplicate_groups="auto",
     content_hashes=None,
-    audit: AuditCount | None = None,
+    audit: AuditCount | AuditRows | None = None,
 ) -> LabelIssueReport:
     """Run the detectors the inputs allow and their ensemble; see find_label_issues.
 
@@ -236,9 +236,10 @@ def detect_label_issues(
     (`duplicates.near_duplicate_threshold`) plus equal `content_hashes` (N strings or None);
     None: no grouping.
 
-    audit: what a person found on a random sample of the rows (`audit.AuditCount`): when its
-    95% interval rules out the ensemble's estimate, the estimate is the audit's rate and each
-    class's count is scaled to it (`audit.reconcile`; report.audit_overruled).
+    audit: what a person found on a random sample of the rows (`audit.AuditCount`, or
+    `audit.AuditRows` aligned with the labels): when its 95% interval rules out the ensemble's
+    estimate, the estimate is the audit's rate and each class's count is scaled to it
+    (`audit.reconcile`; report.audit is the count used, report.audit_overruled).
 
     Rare classes: a class with fewer than max(5, k) samples (k = the kNN graph's k, 0 without
     a graph) is left out of every detector, of the classes they vote over, and of the noise
@@ -313,8 +314,9 @@ def detect_label_issues(
     blended = {n: o.class_probs for n, o in outputs.items() if DETECTORS[n].blend == "probs"}
     mixed = {n: o.score for n, o in outputs.items() if DETECTORS[n].blend == "score"}
     if blended:
+        sub_audit = audit.subset(rows) if isinstance(audit, AuditRows) and sub else audit
         verdict = combine_detectors(sub_labels, blended, scores=mixed, sample_weight=_group_weights(sub_groups),
-                                    audit=audit)
+                                    audit=sub_audit)
     else:
         verdict = _verdict_from_scores(sub_labels, outputs, len(classes))
 
@@ -353,7 +355,7 @@ def detect_label_issues(
     return LabelIssueReport(
         frame=pl.DataFrame(columns), noise_rate=verdict.noise_rate, confident_joint=cj, pred_probs=report_probs,
         weights=verdict.weights, detector_flags=flags, methods=tuple(names), rare_classes=rare_classes,
-        class_noise_rates=class_rates, audit=audit, audit_overruled=verdict.audit_overruled,
+        class_noise_rates=class_rates, audit=verdict.audit, audit_overruled=verdict.audit_overruled,
         model_noise_rate=verdict.model_noise_rate,
     )
 

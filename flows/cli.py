@@ -366,9 +366,13 @@ def _audit_line(audit: dict | None) -> str | None:
     if checked < MIN_CHECKED:
         return (f"Audit:     {checked} of {size} checked, {wrong} wrong; the count follows the audit from "
                 f"{MIN_CHECKED} checked rows.")
+    if audit.get("rate") is None:
+        return (f"Audit:     {checked} of {size} checked, {wrong} wrong; the count follows the audit once some of "
+                f"both its flagged and its unflagged rows are checked (the flagged ones alone would overstate it).")
     lo, hi = audit["interval"]
     model = audit.get("model_rate")
-    said = f"{wrong} of {checked} checked labels wrong: {audit['rate']:.1%} (95%: {lo:.1%}-{hi:.1%})"
+    weighted = ", flagged and unflagged rows weighted by their share of the sample" if audit.get("strata") else ""
+    said = f"{wrong} of {checked} checked labels wrong{weighted}: {audit['rate']:.1%} (95%: {lo:.1%}-{hi:.1%})"
     if model is None:
         return f"Audit:     {said}."
     if audit.get("overruled"):

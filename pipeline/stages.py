@@ -48,7 +48,7 @@ from winnow.pipeline.layout import (
     ShardOutput,
     WorkLayout,
 )
-from winnow.pipeline.review.apply import apply_reviews, audit_count, newly_reviewed, review_counts
+from winnow.pipeline.review.apply import apply_reviews, audit_rows, newly_reviewed, review_counts
 from winnow.pipeline.review.store import empty_reviews, read_reviews, reviews_key
 from winnow.pipeline.stage_keys import is_done, mark_done, read_done_key, stage_key
 from winnow.pipeline.versions import DIFF_CHANGES, diff_manifests, moved_thresholds
@@ -332,9 +332,9 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     in_audit = curation.audit_members(sample_ids, emb_table[S.ROW].to_numpy() >= 0, detect.audit_size)
     audit = None
     if in_audit.any():
-        audit = audit_count(review_rows if review_rows is not None else empty_reviews(), sample_ids=sample_ids,
-                            members=in_audit, content_hashes=emb_table[S.CONTENT_HASH].to_list(),
-                            label_index=label_index, classes=classes)
+        audit = audit_rows(review_rows if review_rows is not None else empty_reviews(), sample_ids=sample_ids,
+                           members=in_audit, content_hashes=emb_table[S.CONTENT_HASH].to_list(),
+                           label_index=label_index, classes=classes)
     text = None
     if encoder_name.startswith("open_clip:") and (methods == "auto" or "zero_shot" in methods):
         encoder = encoder or get_encoder(encoder_name)
@@ -372,7 +372,7 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     write_parquet(frame, out.table, schema=S.CURATION_SCHEMA, extra=extra_column)
     facts = dict(result.facts)
     if audit is not None:
-        facts["audit"] = {"size": int(in_audit.sum()), **facts.get("audit", audit.as_dict())}
+        facts["audit"] = {"size": int(in_audit.sum()), **facts.get("audit", audit.count().as_dict())}
     write_json(facts, out.facts)
     mark_done(work, "curate", key)
     return out

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from winnow.catalogs import schemas as S
-from winnow.curation.audit import AuditCount
+from winnow.curation.audit import AuditRows
 from winnow.pipeline.review.store import REVIEWED_AT, REVIEWER, ReviewError
 
 LOG = logging.getLogger(__name__)
@@ -90,27 +90,29 @@ def apply_reviews(curated: pl.DataFrame, reviews: pl.DataFrame, *, content_hashe
     )
 
 
-def audit_count(reviews: pl.DataFrame, *, sample_ids: list[str], members: np.ndarray,
-                content_hashes: list[str | None], label_index: np.ndarray, classes: list[str]) -> AuditCount:
+def audit_rows(reviews: pl.DataFrame, *, sample_ids: list[str], members: np.ndarray,
+               content_hashes: list[str | None], label_index: np.ndarray, classes: list[str]) -> AuditRows:
     """What the reviewers found on the audit sample (`members`, (N,) bool in the same row order).
 
     A current review (its content hash is the sample's now) of a member counts as checked: keep,
     or relabel to the given class, is a right label; relabel to another class a wrong one. A drop
     says nothing about the label (an unusable image can carry the right one) and is not counted.
     """
+    n = len(sample_ids)
     at = {sid: i for i, sid in enumerate(sample_ids)}
     class_index = {c: i for i, c in enumerate(classes)}
-    checked = wrong = 0
+    checked = np.zeros(n, dtype=bool)
+    wrong = np.zeros(n, dtype=bool)
     for row in reviews.iter_rows(named=True):
         i = at.get(row[S.SAMPLE_ID])
         if i is None or not members[i] or content_hashes[i] is None or content_hashes[i] != row[S.CONTENT_HASH]:
             continue
         if row[S.DECISION] == "keep":
-            checked += 1
+            checked[i] = True
         elif row[S.DECISION] == "relabel":
-            checked += 1
-            wrong += int(class_index.get(row[S.LABEL], -1) != int(label_index[i]))
-    return AuditCount(checked=checked, wrong=wrong)
+            checked[i] = True
+            wrong[i] = class_index.get(row[S.LABEL], -1) != int(label_index[i])
+    return AuditRows(member=np.asarray(members, dtype=bool), checked=checked, wrong=wrong)
 
 
 def review_counts(manifest: pl.DataFrame) -> dict[str, int]:

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import polars as pl
+import pytest
 
 from tests.helpers.clirun import base_env, run_winnow
 from tests.helpers.images import digit_images, write_image_folder
@@ -46,7 +47,24 @@ def test_an_audit_measures_the_noise_and_the_cut_follows_it_when_it_must(tmp_pat
     assert summary["audit"]["size"] == 200 and summary["audit"]["checked"] == 0
     assert "Audit:     0 of 200 checked" in stdout, stdout
 
-    # A person checks the audit sample and answers truthfully.
+    # A person checks the audit rows the detectors flagged first (they are in the app's default
+    # list too), then 40 of the others: the count is post-stratified by the flags, so the rows
+    # opened first do not make the data look noisier than it is.
+    sample = first.filter(pl.col("audit"))
+    is_flagged = sample["reasons"].list.contains("label_issue")
+    opened = pl.concat([sample.filter(is_flagged), sample.filter(~is_flagged).head(40)])
+    write_reviews(out / "reviews", _audit_reviews(opened, lambda r: truth[r["path"]]), reviewer="auditor")
+    stdout, _, summary = _run(root, out)
+    audit = summary["audit"]
+    n_flag = int(is_flagged.sum())
+    wrong_flag = sum(truth[r["path"]] != r["label"] for r in sample.filter(is_flagged).iter_rows(named=True))
+    wrong_rest = sum(truth[r["path"]] != r["label"] for r in sample.filter(~is_flagged).head(40).iter_rows(named=True))
+    assert audit["checked"] == n_flag + 40 and audit["strata"] == [[n_flag / 200, n_flag, wrong_flag],
+                                                                   [1 - n_flag / 200, 40, wrong_rest]]
+    assert audit["rate"] == pytest.approx(wrong_flag / 200 + (1 - n_flag / 200) * wrong_rest / 40)
+    assert "flagged and unflagged rows weighted by their share of the sample" in stdout, stdout
+
+    # Then the whole sample, truthfully.
     acts = _audit_reviews(first, lambda r: truth[r["path"]])
     write_reviews(out / "reviews", acts, reviewer="auditor")
     stdout, second, summary = _run(root, out)

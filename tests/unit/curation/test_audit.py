@@ -6,6 +6,7 @@ import pytest
 from tests.helpers.mixtures import mixture
 from winnow.curation import (
     AuditCount,
+    AuditRows,
     audit_members,
     detect_label_issues,
     detection_metrics,
@@ -150,3 +151,56 @@ def test_combine_detectors_reports_the_model_rate_beside_the_audit():
                           audit=AuditCount(200, 60))  # the audit says 30%
     assert v.audit_overruled and v.noise_rate == pytest.approx(0.3)
     assert v.model_noise_rate == pytest.approx(flip.mean(), abs=0.01)
+
+
+def _biased_audit():
+    """200 audited rows, 20% wrong; the detectors flag 40 of them (36 wrong) and the person checked
+    those 40 first, then 30 of the 160 unflagged (1 wrong)."""
+    member = np.ones(200, dtype=bool)
+    flagged = np.zeros(200, dtype=bool)
+    flagged[:40] = True
+    wrong = np.zeros(200, dtype=bool)
+    wrong[:36] = True
+    wrong[40:44] = True  # 4 wrong among the unflagged
+    checked = flagged.copy()
+    checked[43:73] = True  # 30 unflagged checked, one of them wrong (row 43)
+    return AuditRows(member=member, checked=checked, wrong=wrong & checked), flagged
+
+
+def test_a_partial_audit_is_post_stratified_by_the_detectors_flags():
+    rows, flagged = _biased_audit()
+    plain = rows.count()
+    assert (plain.checked, plain.wrong) == (70, 37) and plain.rate == pytest.approx(37 / 70)  # 53%: overstated
+    count = rows.count(flagged)
+    # 0.2 * 36/40 + 0.8 * 1/30: the rate of the whole sample, not of what was opened first.
+    assert count.rate == pytest.approx(0.2 * 0.9 + 0.8 / 30)
+    lo, hi = count.interval()
+    assert lo < 0.2 < hi and hi - lo < 0.2
+    assert count.usable and count.as_dict()["strata"] == [[0.2, 40, 36], [0.8, 30, 1]]
+    # Every member checked: the plain share and Wilson's interval, strata or not.
+    every = AuditRows(member=rows.member, checked=rows.member.copy(), wrong=np.isin(np.arange(200), [*range(36), 40, 41, 42, 43]))
+    assert every.count(flagged) == every.count() == AuditCount(200, 40)
+
+
+def test_an_audit_of_the_flagged_rows_alone_is_not_used():
+    rows, flagged = _biased_audit()
+    only_flagged = AuditRows(member=rows.member, checked=flagged.copy(), wrong=rows.wrong & flagged)
+    count = only_flagged.count(flagged)
+    assert count.checked == 40 and np.isnan(count.rate) and not count.usable
+    assert reconcile(0.1, count) == (0.1, False)
+    with pytest.raises(InvalidArray, match="member"):
+        AuditRows(member=np.zeros(3, bool), checked=np.ones(3, bool), wrong=np.zeros(3, bool))
+
+
+def test_audit_rows_reach_the_cut_through_detect_label_issues(instance_noise):
+    # Row-level answers aligned with the labels: the same outcome as the count when all are checked.
+    x, y, noisy = instance_noise
+    truth = noisy != y
+    member = audit_members([f"s{i}" for i in range(len(y))], size=300)
+    rows = AuditRows(member=member, checked=member.copy(), wrong=member & truth)
+    by_rows = detect_label_issues(noisy, embeddings=x, seed=0, audit=rows)
+    by_count = detect_label_issues(noisy, embeddings=x, seed=0, audit=rows.count())
+    assert by_rows.audit == by_count.audit == AuditCount(300, int((member & truth).sum()))
+    assert (by_rows.frame["is_label_issue"] == by_count.frame["is_label_issue"]).all()
+    with pytest.raises(InvalidArray, match="3 rows"):
+        detect_label_issues(noisy, embeddings=x, seed=0, audit=AuditRows(*(np.zeros(3, bool),) * 3))

@@ -75,7 +75,7 @@ def test_no_reviews_changes_no_decision():
 
 
 def test_the_audit_counts_current_reviews_of_its_members_only():
-    from winnow.pipeline.review.apply import audit_count
+    from winnow.pipeline.review.apply import audit_rows
 
     ids = ["a", "b", "c", "d", "e", "f", "g"]
     hashes = ["ha", "hb", "hc", "hd", "he-new", "hf", "hg"]
@@ -90,8 +90,12 @@ def test_the_audit_counts_current_reviews_of_its_members_only():
         {"sample_id": "g", "content_hash": "hg", "decision": "relabel", "label": "dog"},  # not in the sample
         {"sample_id": "zz", "content_hash": "x", "decision": "keep", "label": "cat"},  # no longer in the data
     ])
-    count = audit_count(reviews, sample_ids=ids, members=members, content_hashes=hashes, label_index=labels,
-                        classes=CLASSES)
+    got = audit_rows(reviews, sample_ids=ids, members=members, content_hashes=hashes, label_index=labels,
+                     classes=CLASSES)
+    assert [ids[i] for i in np.flatnonzero(got.checked)] == ["a", "b", "c"]
+    assert [ids[i] for i in np.flatnonzero(got.wrong)] == ["b"]
+    assert (got.member == members).all()
+    count = got.count()
     assert (count.checked, count.wrong) == (3, 1)
-    assert audit_count(empty_reviews(), sample_ids=ids, members=members, content_hashes=hashes,
-                       label_index=labels, classes=CLASSES).checked == 0
+    assert audit_rows(empty_reviews(), sample_ids=ids, members=members, content_hashes=hashes,
+                      label_index=labels, classes=CLASSES).count().checked == 0
