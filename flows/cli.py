@@ -494,6 +494,7 @@ def detect(
     k: Annotated[int, typer.Option(min=1, help="Neighbours per sample for the kNN detectors.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed for the probe.")] = 0,
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Each sample has a set of labels: --labels is an (N, K) 0/1 matrix and --pred-probs (N, K) per-class probabilities; issues per sample and per (sample, class).")] = False,
+    audit: Annotated[str | None, typer.Option(help="What a person found on a random sample of the rows, CHECKED:WRONG (e.g. 200:33): where its 95% interval rules out the detectors' estimate, the count follows it (README, Audit).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Find label issues in arrays you already have (labels plus pred_probs and/or embeddings).
@@ -502,10 +503,13 @@ def detect(
     """
     summary: dict = {}
     with _user_errors():
+        audited = _parse_audit(audit)
         if multi_label:
             from winnow.curation.errors import InvalidArray
             from winnow.pipeline.evaluate import detect_multilabel_from_arrays
 
+            if audited is not None:
+                raise InvalidArray(f"--audit {audit} is for single-label data; --multi-label takes no audit yet")
             if pred_probs is None:
                 raise InvalidArray("--multi-label needs --pred-probs (N, K)")
             unused = [name for name, given in [("--embeddings", embeddings), ("--class-text-embeddings", class_text_embeddings),
@@ -523,7 +527,7 @@ def detect(
             frame = detect_from_arrays(labels, out, pred_probs_path=pred_probs, embeddings_path=embeddings,
                                        class_text_path=class_text_embeddings, ids_path=ids, label_column=label_column,
                                        id_column=id_column, classes=classes.split(",") if classes else None,
-                                       methods=methods, seed=seed, k=k, summary=summary)
+                                       methods=methods, seed=seed, k=k, summary=summary, audit=audited)
     counts = {"samples": frame.height, "label_issues": int(frame["is_label_issue"].sum()), "out": str(out), **summary}
     if as_json:
         typer.echo(json.dumps(counts))
@@ -531,6 +535,22 @@ def detect(
         typer.echo(f"{counts['label_issues']} of {counts['samples']} samples flagged as label issues -> {out}")
         typer.echo(f"About {100 * summary['estimated_noise_rate']:.1f}% of the "
                    f"{'samples have a label that looks' if multi_label else 'labels look'} wrong.")
+        line = _audit_line(summary.get("audit") and {"size": summary["audit"]["checked"], **summary["audit"]})
+        if line:
+            typer.echo(line)
+
+
+def _parse_audit(text: str | None):
+    """--audit CHECKED:WRONG -> an AuditCount (an error quoting the value otherwise)."""
+    if text is None:
+        return None
+    from winnow.curation import AuditCount
+    from winnow.curation.errors import InvalidArray
+
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InvalidArray(f"--audit must be CHECKED:WRONG, two whole numbers (e.g. 200:33), got {text!r}")
+    return AuditCount(int(parts[0]), int(parts[1]))
 
 
 @app.command()

@@ -174,7 +174,8 @@ def encode_labels(values: np.ndarray, *, classes: list[str] | None = None) -> tu
 def detect_from_arrays(labels_path, out_path, *, pred_probs_path=None, embeddings_path=None,
                        class_text_path=None, ids_path=None, label_column: str | None = None,
                        id_column: str | None = None, classes: list[str] | None = None,
-                       methods: str = "auto", seed: int = 0, k: int = 10, summary: dict | None = None) -> pl.DataFrame:
+                       methods: str = "auto", seed: int = 0, k: int = 10, summary: dict | None = None,
+                       audit: curation.AuditCount | None = None) -> pl.DataFrame:
     """Label issues for user files -> a Parquet file with one row per sample (atomic).
 
     Columns: row (0-based), id (when ids are given), label (as given: a name or an index),
@@ -224,10 +225,13 @@ def detect_from_arrays(labels_path, out_path, *, pred_probs_path=None, embedding
         embeddings = embeddings / np.where(norms > 0, norms, 1.0)  # the graph assumes unit rows
     report = curation.detect_label_issues(labels, pred_probs=pred_probs, embeddings=embeddings,
                                           class_text_embeddings=text, methods=names, seed=seed, knn_k=k,
-                                          n_classes=len(class_names) if class_names else None)
+                                          n_classes=len(class_names) if class_names else None, audit=audit)
     frame = report.frame
     if summary is not None:
         summary.update(_noise_summary(report.noise_rate, report.class_noise_rates, class_names))
+        if report.audit is not None:
+            summary["audit"] = {**report.audit.as_dict(), "overruled": report.audit_overruled,
+                                "model_rate": round(float(report.model_noise_rate), 4)}
     if class_names is not None:
         frame = frame.with_columns(pl.Series("suggested_label", [class_names[i] for i in frame["suggested_label"]],
                                              dtype=pl.String))

@@ -107,7 +107,34 @@ def test_detect_bad_arrays_exit_2_quoting_the_value(tmp_path):
     assert "sums to 1.2" in detect("--pred-probs", str(tmp_path / "pp.npy"))
     (tmp_path / "emb.txt").write_text("1,2\n")
     assert "'.txt'" in detect("--embeddings", str(tmp_path / "emb.txt"))
+    assert "'200-33'" in detect("--embeddings", str(tmp_path / "emb.npy"), "--audit", "200-33")
+    assert "wrong=41, checked=20" in detect("--embeddings", str(tmp_path / "emb.npy"), "--audit", "20:41")
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_detect_with_an_audit_that_rules_out_the_estimate(tmp_path):
+    # Blobs with every 16th label flipped (6.25%); a person checked 200 random rows and found 30
+    # wrong (15%, 95%: 10.7-20.7%): the estimate is ruled out, the count follows the audit.
+    x, y = blobs()
+    noisy = y.copy()
+    flips = np.arange(0, len(y), 16)
+    noisy[flips] = (noisy[flips] + 1) % 4
+    np.save(tmp_path / "labels.npy", noisy)
+    np.save(tmp_path / "emb.npy", x)
+    args = ["detect", "--labels", str(tmp_path / "labels.npy"), "--embeddings", str(tmp_path / "emb.npy")]
+    alone = runner.invoke(app, [*args, "--out", str(tmp_path / "a.parquet"), "--json"])
+    audited = runner.invoke(app, [*args, "--out", str(tmp_path / "b.parquet"), "--audit", "200:30"])
+    assert alone.exit_code == 0 and audited.exit_code == 0, audited.output
+    assert "Audit:     30 of 200 checked labels wrong: 15.0%" in audited.output, audited.output
+    assert "is outside it, so the label-issue count follows the audit" in audited.output
+    assert "About 15.0% of the labels look wrong." in audited.output
+    before = pl.read_parquet(tmp_path / "a.parquet")["is_label_issue"].sum()
+    after = pl.read_parquet(tmp_path / "b.parquet")["is_label_issue"].sum()
+    assert json.loads(alone.output)["estimated_noise_rate"] < 0.1 and after >= before
+    # Multi-label data take no audit yet: said, not ignored.
+    multi = run_winnow("detect", "--labels", str(tmp_path / "labels.npy"), "--pred-probs", str(tmp_path / "emb.npy"),
+                       "--multi-label", "--audit", "200:30", "--out", str(tmp_path / "c.parquet"), track_imports=False)
+    assert multi.returncode == 2 and "--multi-label takes no audit yet" in multi.stderr, multi.output
 
 
 def test_evaluate_prints_every_detector_and_the_ensemble():
