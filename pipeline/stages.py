@@ -32,6 +32,7 @@ from winnow.catalogs import (
     source_of,
 )
 from winnow.catalogs import schemas as S
+from winnow.curation.audit import MIN_CHECKED
 from winnow.embeddings import EmbeddingStore, embed_samples, get_encoder
 from winnow.embeddings.copies import probe_copies
 from winnow.embeddings.signals import THUMB_COLUMNS, signal_columns
@@ -329,7 +330,9 @@ def curate_samples(samples: SamplesOutput, embed: EmbedOutput, knn: KnnOutput, w
     dup_keys, dup_pairs = _text_duplicates(table, emb_table, detect) if source_of(table).modality == "text" else (None, None)
     sample_ids = emb_table[S.SAMPLE_ID].to_list()
     label_index = table.column(S.LABEL_INDEX).to_numpy()
-    in_audit = curation.audit_members(sample_ids, emb_table[S.ROW].to_numpy() >= 0, detect.audit_size)
+    usable = emb_table[S.ROW].to_numpy() >= 0
+    # Fewer usable rows than an audit needs to count (audit.MIN_CHECKED): no sample to check.
+    in_audit = curation.audit_members(sample_ids, usable, detect.audit_size if usable.sum() >= MIN_CHECKED else 0)
     audit = None
     if in_audit.any():
         audit = audit_rows(review_rows if review_rows is not None else empty_reviews(), sample_ids=sample_ids,

@@ -50,6 +50,8 @@ def test_an_unlabeled_folder_is_one_class_with_its_duplicates_and_broken_files_f
     assert not any("label_issue" in r for r in reasons.values())
     summary = json.loads((out / "latest" / "summary.json").read_text())
     assert summary["classes_before"] == {"scrape": 44} and summary["label_detectors"] == []
+    # 44 rows, fewer than an audit needs to count (50 checked): no audit sample.
+    assert not manifest["audit"].any() and "audit" not in summary
     # The report says why there are no label sections instead of showing them empty (a flat
     # noise-rate chart, "no label issue", a label_quality of 1 on every card).
     report = (out / "latest" / "report.html").read_text(encoding="utf-8")
