@@ -31,13 +31,20 @@ def blobs(n_per=80, k=4, d=16, seed=0):
     return x, y
 
 
-def test_detect_on_user_arrays_finds_planted_flips(tmp_path):
+def flipped_blobs(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs with every 16th label moved to the next class (6.25%), saved as folder/labels.npy and
+    folder/emb.npy; returns (labels as given, the flipped rows)."""
     x, y = blobs()
     noisy = y.copy()
     flips = np.arange(0, len(y), 16)
     noisy[flips] = (noisy[flips] + 1) % 4
-    np.save(tmp_path / "labels.npy", noisy)
-    np.save(tmp_path / "emb.npy", x)
+    np.save(folder / "labels.npy", noisy)
+    np.save(folder / "emb.npy", x)
+    return noisy, flips
+
+
+def test_detect_on_user_arrays_finds_planted_flips(tmp_path):
+    y, flips = flipped_blobs(tmp_path)
     result = runner.invoke(app, ["detect", "--labels", str(tmp_path / "labels.npy"), "--embeddings",
                                  str(tmp_path / "emb.npy"), "--out", str(tmp_path / "issues.parquet"), "--json"])
     assert result.exit_code == 0, result.output
@@ -115,12 +122,7 @@ def test_detect_bad_arrays_exit_2_quoting_the_value(tmp_path):
 def test_detect_with_an_audit_that_rules_out_the_estimate(tmp_path):
     # Blobs with every 16th label flipped (6.25%); a person checked 200 random rows and found 30
     # wrong (15%, 95%: 10.7-20.7%): the estimate is ruled out, the count follows the audit.
-    x, y = blobs()
-    noisy = y.copy()
-    flips = np.arange(0, len(y), 16)
-    noisy[flips] = (noisy[flips] + 1) % 4
-    np.save(tmp_path / "labels.npy", noisy)
-    np.save(tmp_path / "emb.npy", x)
+    flipped_blobs(tmp_path)
     args = ["detect", "--labels", str(tmp_path / "labels.npy"), "--embeddings", str(tmp_path / "emb.npy")]
     alone = runner.invoke(app, [*args, "--out", str(tmp_path / "a.parquet"), "--json"])
     audited = runner.invoke(app, [*args, "--out", str(tmp_path / "b.parquet"), "--audit", "200:30"])
