@@ -325,9 +325,7 @@ def curate(
         "detector_weights": {k: round(float(v), 4) for k, v in report.weights.items()},
     }
     if report.audit is not None:
-        model = report.model_noise_rate
-        facts["audit"] = {**report.audit.as_dict(), "overruled": bool(report.audit_overruled),
-                          "model_rate": None if model is None else round(float(model), 4)}
+        facts["audit"] = report.audit_facts()
     for name, found in findings.items():
         clash = sorted(set(found.facts) & set(facts))
         if clash:

@@ -178,20 +178,19 @@ def combine_detectors(labels: np.ndarray, class_probs: dict[str, np.ndarray], *,
     # off-diagonal share counts a weak model's own errors as noise (1.16-1.42x the truth on the
     # development split's raw-pixel logistic regression) and was within 20% of the truth on 29
     # of the 36 development conditions; the flagged share on 35 of 36 (median 0.99x).
-    counts = np.bincount(labels, weights=sample_weight, minlength=blend.shape[1]).astype(np.float64)
-    off = np.bincount(labels, weights=flagged * (1.0 if sample_weight is None else sample_weight),
-                      minlength=blend.shape[1])
-    noise_rate = model_rate = float(off.sum() / max(counts.sum(), 1e-12))
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    counts = np.bincount(labels, weights=w, minlength=blend.shape[1])
+    model_rate = float((flagged * w).sum() / max(counts.sum(), 1e-12))
     if isinstance(audit, AuditRows):
         if len(audit.member) != n:
             raise InvalidArray(f"the audit has {len(audit.member)} rows for {n} labels")
         audit = audit.count(flagged)
-    rate, overruled = reconcile(noise_rate, audit)
+    # The audit's rate when it overrules (the cut may stop short of it where the evidence agrees
+    # with the label), else the flagged share.
+    noise_rate, overruled = reconcile(model_rate, audit)
     if overruled:
-        flagged = rescale_cut(labels, 1.0 - quality, flagged, cj, blend, rate, sample_weight)
-        off = np.bincount(labels, weights=flagged * (1.0 if sample_weight is None else sample_weight),
-                          minlength=blend.shape[1])
-        noise_rate = rate  # the audit's: the cut may stop short of it where the evidence agrees with the label
+        flagged = rescale_cut(labels, 1.0 - quality, flagged, cj, blend, noise_rate, sample_weight)
+    off = np.bincount(labels, weights=flagged * w, minlength=blend.shape[1])
     return EnsembleVerdict(
         blend_probs=blend,
         weights=weights,

@@ -152,6 +152,14 @@ class LabelIssueReport:
     audit_overruled: bool = False  # the audit ruled out the ensemble's estimate: noise_rate is the audit's rate
     model_noise_rate: float | None = None  # the ensemble's own estimate (= noise_rate unless the audit overruled it)
 
+    def audit_facts(self) -> dict | None:
+        """The audit as a run's summary and `winnow detect` report it; None without one."""
+        if self.audit is None:
+            return None
+        model = self.model_noise_rate
+        return {**self.audit.as_dict(), "overruled": bool(self.audit_overruled),
+                "model_rate": None if model is None else round(float(model), 4)}
+
 
 # A class needs at least this many samples (and at least the kNN graph's k) for the
 # detectors to judge its labels: fewer, and its own members cannot outvote a neighbourhood,

@@ -357,9 +357,12 @@ def _audit_line(audit: dict | None) -> str | None:
     """The run's audit in one line: how far it is, and whether the label-issue count follows it."""
     from winnow.curation.audit import MIN_CHECKED
 
-    if not audit or not audit.get("size"):
+    if not audit:
         return None
-    size, checked, wrong = audit["size"], audit.get("checked", 0), audit.get("wrong", 0)
+    checked, wrong = audit.get("checked", 0), audit.get("wrong", 0)
+    size = audit.get("size", checked)  # `winnow detect` is told only what was checked
+    if not size:
+        return None
     if checked == 0:
         return (f"Audit:     0 of {size} checked. Check the audit sample in `winnow review OUT` and the next run "
                 f"measures how many labels are wrong.")
@@ -535,7 +538,7 @@ def detect(
         typer.echo(f"{counts['label_issues']} of {counts['samples']} samples flagged as label issues -> {out}")
         typer.echo(f"About {100 * summary['estimated_noise_rate']:.1f}% of the "
                    f"{'samples have a label that looks' if multi_label else 'labels look'} wrong.")
-        line = _audit_line(summary.get("audit") and {"size": summary["audit"]["checked"], **summary["audit"]})
+        line = _audit_line(summary.get("audit"))
         if line:
             typer.echo(line)
 

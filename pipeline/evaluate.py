@@ -230,8 +230,7 @@ def detect_from_arrays(labels_path, out_path, *, pred_probs_path=None, embedding
     if summary is not None:
         summary.update(_noise_summary(report.noise_rate, report.class_noise_rates, class_names))
         if report.audit is not None:
-            summary["audit"] = {**report.audit.as_dict(), "overruled": report.audit_overruled,
-                                "model_rate": round(float(report.model_noise_rate), 4)}
+            summary["audit"] = report.audit_facts()
     if class_names is not None:
         frame = frame.with_columns(pl.Series("suggested_label", [class_names[i] for i in frame["suggested_label"]],
                                              dtype=pl.String))

@@ -60,9 +60,8 @@ def labels_judged(summary: dict, manifest: pl.DataFrame) -> bool:
 def render_overview(summary: dict, manifest: pl.DataFrame, flagged: pl.DataFrame, groups: list[Group],
                     dup_groups: list[tuple[str, list[str]]], ctx: PageContext, *, map_html: str = "") -> str:
     """The text of report.html (`map_html`: the embedding map's static figure, if the run has one)."""
-    judged = labels_judged(summary, manifest)
-    cutoff = _label_issue_cutoff(summary, manifest) if judged else None
-    if judged:
+    cutoff = _label_issue_cutoff(summary, manifest) if ctx.labels_judged else None
+    if ctx.labels_judged:
         label_parts = [_class_section(manifest), "<div class=\"pair\">", _confusion_section(manifest, ctx),
                        _histogram_section(manifest, ctx.score_cols, cutoff), "</div>"]
     else:

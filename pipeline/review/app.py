@@ -123,12 +123,13 @@ class Query:
         audit = text("audit")
         if audit is not None and str(audit).lower() not in ("1", "true", "0", "false"):
             raise ReviewError(f"audit must be 1, true, 0 or false, got {audit!r}")
+        audit_on = audit is not None and str(audit).lower() in ("1", "true")
         state = text("state")
         if state is not None and state not in (PENDING, REVIEWED, STALE):
             raise ReviewError(f"state must be pending, reviewed or stale, got {state!r}")
         return cls(reason=text("reason"), label=text("label"), decision=text("decision"), state=state,
                    min_score=number("min_score"), max_score=number("max_score"), sort=sort,
-                   audit=audit is not None and str(audit).lower() in ("1", "true"))
+                   audit=audit_on)
 
 
 class ReviewData:
@@ -413,7 +414,7 @@ class ReviewData:
 
 def _audit_counts(audit: pl.DataFrame) -> dict[str, int]:
     """The audit sample's progress: its size, the rows whose label a person checked (a current keep
-    or relabel: what the next run counts, pipeline/review/apply.py `audit_count`), of those the ones
+    or relabel: what the next run counts, pipeline/review/apply.py `audit_rows`), of those the ones
     relabelled to another class (`wrong`), and the rows dropped (not counted: a drop says nothing
     about the label)."""
     reviewed = audit.filter(pl.col("state") == REVIEWED)
